@@ -1,0 +1,68 @@
+"""The ``hnet-seq`` command line: thin Typer commands over the Python API.
+
+Each command lives in its own module of this package and is registered here.  User mistakes
+(:class:`hnet_seq.errors.UserError`) print one line and exit with status 2.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable
+
+import typer
+
+from hnet_seq.errors import UserError
+
+app = typer.Typer(
+    name="hnet-seq",
+    help="H-Net (dynamic chunking) models for DNA, UTF-8 bytes and audio.\n\n"
+    "Train on FASTA, text or audio; embed sequences with per-chunk coordinates; score sequences "
+    "and genetic variants. Run 'hnet-seq COMMAND --help' for each command's options.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def user_errors_as_one_line(fn: Callable) -> Callable:
+    """Turn a :class:`UserError` (or a missing file) into ``error: …`` and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
+        except FileNotFoundError as e:
+            typer.secho(f"error: {e.filename}: no such file", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def command(name: str):
+    """Register ``fn`` as ``hnet-seq NAME`` with the one-line error handling."""
+
+    def decorate(fn: Callable) -> Callable:
+        app.command(name)(user_errors_as_one_line(fn))
+        return fn
+
+    return decorate
+
+
+def _register_commands() -> None:
+    # Importing a command module registers its commands through `command`.
+    from hnet_seq.cli import info  # noqa: F401
+    for optional in ("shard", "train", "plot", "embed", "score", "score_variants", "generate", "chunks"):
+        try:
+            __import__(f"hnet_seq.cli.{optional}")
+        except ModuleNotFoundError as e:
+            if e.name != f"hnet_seq.cli.{optional}":
+                raise
+
+
+_register_commands()
+
+if __name__ == "__main__":
+    sys.exit(app())

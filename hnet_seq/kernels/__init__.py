@@ -1,0 +1,39 @@
+"""Kernel ops behind one interface (see :mod:`hnet_seq.kernels.registry`).
+
+=============  ==========================================  ===========================================
+op             reference (pure PyTorch, CPU and GPU)        fast (CUDA)
+=============  ==========================================  ===========================================
+ssd            chunked SSD scan in PyTorch                  mamba-ssm ``mamba_chunk_scan_combined``
+conv1d         depthwise causal conv via K shifted sums     Triton kernel with sequence resets
+attention      per-sequence masked SDPA                     ``flash_attn`` varlen, else ``varlen_attn``
+rmsnorm        gated RMSNorm in PyTorch                      mamba-ssm Triton ``rmsnorm_fn``
+=============  ==========================================  ===========================================
+
+Shapes (``b`` batch rows, ``l`` length, ``h`` heads, ``p`` head dim, ``g`` groups, ``n`` state):
+
+* ``ssd(x (b,l,h,p), dt (b,l,h), A (h,), B (b,l,g,n), C (b,l,g,n), *, chunk_size, D=None,
+  dt_bias=None, dt_softplus=False, seq_idx=None (b,l) int32, return_final_state=False)``
+  → ``y (b,l,h,p)`` [, ``final_state (b,h,p,n)``].  ``seq_idx`` resets the state where it changes.
+* ``conv1d(x (b,l,c), weight (c,k), bias (c,)|None, seq_idx (b,l)|None, activation="silu"|None)``
+  → ``(b,l,c)``; taps never reach across a ``seq_idx`` change.
+* ``attention(q, k, v (T,h,p), cu_seqlens (n+1,) int32, max_seqlen int, *, window_size=-1,
+  softmax_scale=None)`` → ``(T,h,p)``; causal, query ``i`` sees keys ``i-window_size … i``.
+* ``rmsnorm(x (...,d), weight (d,), *, z=None, eps=1e-5, group_size=None,
+  norm_before_gate=False)`` → ``(...,d)``; with ``z`` the gate is ``silu(z)``.
+"""
+from .reference import attention_reference, conv1d_reference, rmsnorm_reference, ssd_reference
+from .registry import KernelOp, describe, force_backend, requested_backend
+
+ssd = KernelOp("ssd", ssd_reference, "hnet_seq.kernels.fast:ssd_fast",
+               "chunked selective-state-space scan (Mamba-2 and the dechunk EMA)")
+conv1d = KernelOp("conv1d", conv1d_reference, "hnet_seq.kernels.conv_triton:conv1d_fast",
+                  "depthwise causal conv1d with sequence resets")
+attention = KernelOp("attention", attention_reference, "hnet_seq.kernels.fast:attention_fast",
+                     "packed causal attention with optional sliding window")
+rmsnorm = KernelOp("rmsnorm", rmsnorm_reference, "hnet_seq.kernels.fast:rmsnorm_fast",
+                   "RMSNorm, optionally gated by silu(z)")
+
+ALL_OPS = (ssd, conv1d, attention, rmsnorm)
+
+__all__ = ["ALL_OPS", "KernelOp", "attention", "conv1d", "describe", "force_backend",
+           "requested_backend", "rmsnorm", "ssd"]
