@@ -135,6 +135,16 @@ def _check_layout(layout: Any, stage: int, num_stages: int, where: str) -> None:
         _check_layout(layout[1], stage + 1, num_stages, where + "[1]")
 
 
+def _layout_strings(layout: list, stage: int = 0):
+    """Yield ``(stage, layout string)`` for every stack in a (validated) nested layout."""
+    if len(layout) == 1:
+        yield stage, layout[0]
+    else:
+        yield stage, layout[0]
+        yield from _layout_strings(layout[1], stage + 1)
+        yield stage, layout[2]
+
+
 def validate(cfg: HNetConfig) -> HNetConfig:
     """Cross-field checks; raise ConfigError naming the field."""
     n = cfg.num_stages
@@ -146,6 +156,10 @@ def validate(cfg: HNetConfig) -> HNetConfig:
         if len(getattr(cfg.attn_cfg, name)) != n:
             raise ConfigError(f"field 'attn_cfg.{name}': needs {n} entries (one per stage)")
     _check_layout(cfg.arch_layout, 0, n, "arch_layout")
+    for stage, layout in _layout_strings(cfg.arch_layout):
+        if any(c in layout for c in "MT") and cfg.d_intermediate[stage] <= 0:
+            raise ConfigError(f"field 'd_intermediate[{stage}]': layout {layout!r} has MLP blocks (uppercase) "
+                              "but d_intermediate is 0")
     for i in range(1, n):
         if cfg.d_model[i] < cfg.d_model[i - 1]:
             raise ConfigError(f"field 'd_model[{i}]': inner stages may not be narrower")

@@ -1,0 +1,86 @@
+"""The whole model: input embedding → H-Net backbone → output head.
+
+Attribute names equal the official ``HNetForCausalLM`` (``embeddings``, ``backbone``, ``lm_head``)
+so released checkpoints load with ``strict=True``.  For discrete vocabularies (bytes, DNA) the
+defaults are a lookup table and a linear head; a modality adapter may pass its own modules
+(e.g. a frame projection and a mixture-density head for audio).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .config import HNetConfig
+from .nn.hnet import HNet, HNetState
+from .nn.packing import Packing, pack, unpack
+from .nn.routing import RoutingOutput
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor  # (T, out) packed, or (B, L, out) from forward_padded
+    hidden: torch.Tensor  # (T, d_model[0]) backbone output before the head
+    routing: list[RoutingOutput]  # one per chunking stage, outermost first
+
+
+class HNetLM(nn.Module):
+    def __init__(self, cfg: HNetConfig, embeddings: nn.Module | None = None, lm_head: nn.Module | None = None,
+                 device=None, dtype=None):
+        super().__init__()
+        self.config = cfg
+        d = cfg.d_model[0]
+        self.embeddings = embeddings or nn.Embedding(cfg.vocab_size, d, device=device, dtype=dtype)
+        self.backbone = HNet(cfg, 0, device=device, dtype=dtype)
+        self.lm_head = lm_head or nn.Linear(d, cfg.vocab_size, bias=False, device=device, dtype=dtype)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embeddings.weight
+
+    def init_weights(self, std: float = 0.02) -> None:
+        """The official initialisation: N(0, std) linears, output projections scaled by depth.
+
+        ``out_proj``/``fc2`` weights get ``std / sqrt(n)`` with ``n`` the residual writes of every
+        stack enclosing them; routing projections (identity) and ``residual_proj`` (zero) are kept.
+        """
+        if isinstance(self.embeddings, nn.Embedding):
+            nn.init.normal_(self.embeddings.weight, std=1.0)
+        if isinstance(self.lm_head, nn.Linear) and not self.config.tie_embeddings:
+            nn.init.normal_(self.lm_head.weight, std=std)
+
+        def init_stack(stack: nn.Module, n_residuals: int) -> None:
+            for name, module in stack.named_modules():
+                if isinstance(module, nn.Linear) and not getattr(module.weight, "_no_reinit", False):
+                    scaled = "out_proj" in name or "fc2" in name
+                    nn.init.normal_(module.weight, std=std / n_residuals ** 0.5 if scaled else std)
+
+        n_residuals, stage = 0, self.backbone
+        while not stage.is_innermost:
+            n_residuals += stage.encoder.height + stage.decoder.height
+            init_stack(stage.encoder, n_residuals)
+            init_stack(stage.decoder, n_residuals)
+            stage = stage.main_network
+        init_stack(stage.main_network, n_residuals + stage.main_network.height)
+
+    def forward(self, inputs: torch.Tensor, packing: Packing) -> ModelOutput:
+        """Packed inputs ``(T,)`` tokens or ``(T, F)`` frames → logits ``(T, out)``."""
+        hidden, routing = self.backbone(self.embeddings(inputs), packing)
+        return ModelOutput(self.lm_head(hidden), hidden, routing)
+
+    def forward_padded(self, inputs: torch.Tensor, mask: torch.Tensor) -> ModelOutput:
+        """Padded ``(B, L[, F])`` + left-aligned ``mask (B, L)`` → logits ``(B, L, out)``."""
+        packed, packing = pack(inputs, mask)
+        out = self(packed, packing)
+        return ModelOutput(unpack(out.logits, mask), unpack(out.hidden, mask), out.routing)
+
+    def new_state(self, batch_size: int, max_len: int, device=None, dtype=None) -> HNetState:
+        """Decoding state for ``batch_size`` sequences of up to ``max_len`` positions."""
+        device = device or next(self.parameters()).device
+        return self.backbone.new_state(batch_size, max_len, device, dtype)
+
+    def step(self, inputs: torch.Tensor, state: HNetState, rows: torch.Tensor | None = None):
+        """Feed one position per row (``inputs (b,)`` or ``(b, F)``) → (logits ``(b, out)``, routing)."""
+        if rows is None:
+            rows = torch.arange(inputs.shape[0], device=inputs.device)
+        hidden, routing = self.backbone.step(self.embeddings(inputs), state, rows)
+        return self.lm_head(hidden), routing

@@ -1,0 +1,96 @@
+"""Isotropic stacks: pre-norm blocks over an fp32 residual stream, then a final RMSNorm.
+
+A layout string such as ``"T1m4"`` lists blocks: ``m`` Mamba-2, ``t`` attention; uppercase adds
+a SwiGLU MLP after the mixer.  Keys follow the official code: ``layers.N.norm1``,
+``layers.N.mixer``, ``layers.N.norm2``, ``layers.N.mlp``, and ``rmsnorm``.
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+from ..config import HNetConfig
+from .attention import CausalSelfAttention
+from .mamba2 import Mamba2
+from .mlp import SwiGLU
+from .norm import RMSNorm
+from .packing import Packing
+
+
+def parse_layout(layout: str) -> list[str]:
+    """``"T1m4"`` → ``["T", "m", "m", "m", "m"]``."""
+    return [kind for kind, n in re.findall(r"([mMtT])(\d+)", layout) for _ in range(int(n))]
+
+
+class Block(nn.Module):
+    """``residual += mixer(norm1(residual))`` then, for uppercase kinds, ``+= mlp(norm2(…))``."""
+
+    def __init__(self, kind: str, cfg: HNetConfig, stage: int, device=None, dtype=None):
+        super().__init__()
+        d = cfg.d_model[stage]
+        factory = {"device": device, "dtype": dtype}
+        self.norm1 = RMSNorm(d, **factory)
+        if kind in "mM":
+            ssm = cfg.ssm_cfg
+            self.mixer = Mamba2(d, d_state=ssm.d_state, d_conv=ssm.d_conv, expand=ssm.expand,
+                                headdim=ssm.headdim, ngroups=ssm.ngroups, chunk_size=ssm.chunk_size, **factory)
+        else:
+            attn = cfg.attn_cfg
+            self.mixer = CausalSelfAttention(d, attn.num_heads[stage], attn.rotary_emb_dim[stage],
+                                             attn.window_size[stage], **factory)
+        if kind.isupper():
+            self.norm2 = RMSNorm(d, **factory)
+            self.mlp = SwiGLU(d, cfg.d_intermediate[stage], **factory)
+        else:
+            self.mlp = None
+
+    @property
+    def residual_writes(self) -> int:
+        return 1 if self.mlp is None else 2
+
+    def _apply(self, residual: torch.Tensor, run_mixer) -> torch.Tensor:
+        dtype = self.norm1.weight.dtype
+        residual = residual + run_mixer(self.norm1(residual.to(dtype))).float()
+        if self.mlp is not None:
+            residual = residual + self.mlp(self.norm2(residual.to(dtype))).float()
+        return residual
+
+    def forward(self, residual: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """fp32 residual ``(T, d)`` → fp32 residual ``(T, d)``."""
+        return self._apply(residual, lambda h: self.mixer(h, packing))
+
+    def step(self, residual: torch.Tensor, state, rows: torch.Tensor) -> torch.Tensor:
+        return self._apply(residual, lambda h: self.mixer.step(h, state, rows))
+
+
+class Isotropic(nn.Module):
+    """A stack of blocks at one stage's width: ``(T, d)`` → ``(T, d)``."""
+
+    def __init__(self, layout: str, cfg: HNetConfig, stage: int, device=None, dtype=None):
+        super().__init__()
+        self.layout = layout
+        self.layers = nn.ModuleList(Block(kind, cfg, stage, device, dtype) for kind in parse_layout(layout))
+        self.rmsnorm = RMSNorm(cfg.d_model[stage], device=device, dtype=dtype)
+
+    @property
+    def height(self) -> int:
+        """How many writes to the residual stream (scales the output-projection init)."""
+        return sum(layer.residual_writes for layer in self.layers)
+
+    def forward(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
+        residual = x.float()
+        for layer in self.layers:
+            residual = layer(residual, packing)
+        return self.rmsnorm(residual.to(x.dtype))
+
+    def new_state(self, batch_size: int, max_len: int, device=None, dtype=None) -> list:
+        return [layer.mixer.new_state(batch_size, max_len, device, dtype) for layer in self.layers]
+
+    def step(self, x: torch.Tensor, state: list, rows: torch.Tensor) -> torch.Tensor:
+        """One token per row in ``rows``: ``(b, d)`` → ``(b, d)``."""
+        residual = x.float()
+        for layer, layer_state in zip(self.layers, state):
+            residual = layer.step(residual, layer_state, rows)
+        return self.rmsnorm(residual.to(x.dtype))
