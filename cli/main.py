@@ -6,7 +6,6 @@ Each command lives in its own module of this package and is registered here.  Us
 from __future__ import annotations
 
 import functools
-import sys
 from typing import Callable
 
 import typer
@@ -22,6 +21,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def main(
+    kernels: str = typer.Option(None, "--kernels", envvar="HNET_SEQ_KERNELS",
+                                help="Kernel backends: auto (default), reference, fast, or per op "
+                                "e.g. 'ssd=reference,attention=fast'."),
+) -> None:
+    """Options shared by every command."""
+    if kernels:
+        import os
+
+        os.environ["HNET_SEQ_KERNELS"] = kernels
 
 
 def user_errors_as_one_line(fn: Callable) -> Callable:
@@ -63,6 +75,3 @@ def _register_commands() -> None:
 
 
 _register_commands()
-
-if __name__ == "__main__":
-    sys.exit(app())

@@ -109,8 +109,8 @@ def describe(op: KernelOp, device: str) -> str:
         return f"error: {e}"
     if chosen == "fast":
         return f"fast ({op.fast})"
-    _, reason = op.fast_impl()
-    why = reason or ("no CUDA device" if torch.device(device).type != "cuda" else "forced")
     if requested_backend(op.name) == "reference":
-        why = "forced"
-    return f"reference ({why})"
+        return "reference (forced)"
+    if torch.device(device).type != "cuda":
+        return "reference (no CUDA device)"
+    return f"reference ({op.fast_impl()[1]})"

@@ -1,0 +1,53 @@
+"""``hnet-seq info``: what a config (or a checkpoint's config) builds, and which kernels run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hnet_seq.cli.main import command
+
+
+@command("info")
+def info(
+    config: Path = typer.Option(None, "--config", "-c", help="Model config: an official goombalab JSON "
+                                "(e.g. configs/hnet_2stage_XL.json), our JSON/YAML, or a run's config."),
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="A checkpoint directory written by "
+                                    "'hnet-seq train' (its config.json is used)."),
+    device: str = typer.Option("cuda" if __import__("torch").cuda.is_available() else "cpu",
+                               help="Device whose kernel backends to report."),
+) -> None:
+    """Print the hierarchy, parameters per stage and kernel backends, without allocating weights.
+
+    Examples:
+
+      hnet-seq info --config configs/hnet_2stage_XL.json
+
+      hnet-seq info --checkpoint runs/dna-tiny/checkpoints/latest
+    """
+    from hnet_seq.config import load_config
+    from hnet_seq.errors import UserError
+    from hnet_seq.summary import kernel_backends, summarize
+
+    if (config is None) == (checkpoint is None):
+        raise UserError("give exactly one of --config or --checkpoint")
+    path = config if config is not None else checkpoint / "config.json"
+    cfg = load_config(path)
+    stages, backbone, total = summarize(cfg)
+    console = Console()
+    table = Table(title=f"{path}  ({cfg.num_stages - 1}-stage H-Net, vocab {cfg.vocab_size})")
+    for col in ("stage", "d_model", "encoder", "main", "decoder", "target ratio", "params"):
+        table.add_column(col, justify="right" if col in ("stage", "d_model", "params") else "left")
+    for s in stages:
+        table.add_row(str(s.stage), str(s.d_model), s.encoder or "", s.main or "", s.decoder or "",
+                      "" if s.target_compression is None else f"{s.target_compression:g}", f"{s.params:,}")
+    console.print(table)
+    console.print(f"backbone parameters: {backbone:,}   total (with embedding and head): {total:,}")
+    kernels = Table(title=f"kernel backends on {device}")
+    kernels.add_column("op")
+    kernels.add_column("backend")
+    for op, desc in kernel_backends(device).items():
+        kernels.add_row(op, desc)
+    console.print(kernels)
