@@ -1,0 +1,113 @@
+"""Model files: our checkpoint directories and the official goombalab ``.pt`` checkpoints.
+
+A checkpoint directory (written by ``hnet-seq train``) holds:
+
+* ``model.safetensors`` — the weights (official key layout: ``embeddings``, ``backbone``, ``lm_head``);
+* ``config.json`` — the model config (``hnet-seq info --checkpoint DIR`` reads it);
+* ``modality.json`` — ``{"name": ..., "options": {...}}``, how inputs were encoded;
+* ``train_state.pt`` — optimiser, schedule, data position and RNG (``weights_only=True`` loadable).
+
+Every file is written to a temporary name and renamed, so a crash never leaves half a file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import HNetConfig, config_from_dict, load_config
+from .errors import UserError
+from .model import HNetLM
+
+WEIGHTS, CONFIG, MODALITY, TRAIN_STATE = "model.safetensors", "config.json", "modality.json", "train_state.pt"
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def build_model(cfg: HNetConfig, modality: str | None = None, options: dict | None = None, device=None):
+    """The model and its modality adapter; the adapter supplies embedding and head."""
+    from .modalities import get_adapter
+
+    adapter = get_adapter(modality or cfg.modality, **(options or {}))
+    d = cfg.d_model[0]
+    model = HNetLM(cfg, embeddings=adapter.make_embedding(d), lm_head=adapter.make_head(d), device=device)
+    return model.to(device) if device is not None else model, adapter
+
+
+def save_checkpoint(directory: str | Path, model: HNetLM, modality: str, options: dict[str, Any],
+                    train_state: dict | None = None) -> None:
+    """Write a checkpoint directory (each file atomically)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if model.config.tie_embeddings:
+        state.pop("lm_head.weight", None)  # safetensors refuses shared storage; tying restores it
+    atomic_write(directory / WEIGHTS, lambda tmp: save_file(state, tmp))
+    atomic_write_text(directory / CONFIG, json.dumps(model.config.to_dict(), indent=2) + "\n")
+    atomic_write_text(directory / MODALITY, json.dumps({"name": modality, "options": options}, indent=2) + "\n")
+    if train_state is not None:
+        atomic_write(directory / TRAIN_STATE, lambda tmp: torch.save(train_state, tmp))
+
+
+def load_model(checkpoint: str | Path, config: str | Path | None = None, device="cpu",
+               modality: str | None = None):
+    """Load ``(model, adapter)`` from our checkpoint directory or an official ``.pt`` + JSON config.
+
+    Official checkpoints are byte-level language models; ``modality`` defaults to ``bytes``.
+    """
+    checkpoint = Path(checkpoint)
+    if not checkpoint.exists():
+        raise UserError(f"{checkpoint}: no such checkpoint")
+    if checkpoint.is_dir():
+        if not (checkpoint / WEIGHTS).exists():
+            raise UserError(f"{checkpoint}: not a checkpoint directory (no {WEIGHTS})")
+        from safetensors.torch import load_file
+
+        cfg = load_config(config or checkpoint / CONFIG)
+        meta = json.loads((checkpoint / MODALITY).read_text()) if (checkpoint / MODALITY).exists() else {}
+        model, adapter = build_model(cfg, modality or meta.get("name"), meta.get("options"))
+        state = load_file(checkpoint / WEIGHTS)
+        if cfg.tie_embeddings:
+            state.setdefault("lm_head.weight", state["embeddings.weight"])
+    else:
+        if config is None:
+            raise UserError(f"{checkpoint}: an official .pt checkpoint needs --config (its JSON, e.g. "
+                            "configs/hnet_2stage_L.json)")
+        cfg = load_config(config)
+        model, adapter = build_model(cfg, modality or "bytes")
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise UserError(f"{checkpoint}: cannot read checkpoint ({str(e).splitlines()[0]})") from None
+        state = state.get("model", state) if isinstance(state, dict) else state
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
+        raise UserError(f"{checkpoint}: weights do not match the config: {first}") from None
+    return model.to(device).eval(), adapter
+
+
+def config_from_checkpoint(checkpoint: str | Path) -> HNetConfig:
+    return config_from_dict(json.loads((Path(checkpoint) / CONFIG).read_text()))
