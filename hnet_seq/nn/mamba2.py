@@ -49,7 +49,7 @@ class Mamba2(nn.Module):
         self.dt_bias = nn.Parameter((dt + torch.log(-torch.expm1(-dt))).to(dtype or torch.float32))
         A = torch.empty(self.nheads, device=device).uniform_(*A_init_range)
         self.A_log = nn.Parameter(torch.log(A).to(dtype or torch.float32))
-        self.D = nn.Parameter(torch.ones(self.nheads, device=device, dtype=dtype))
+        self.D = nn.Parameter(torch.ones(self.nheads, device=device))  # fp32 even in a bf16 model, as upstream
         for p in (self.dt_bias, self.A_log, self.D):
             p._no_weight_decay = True
         self.norm = GatedRMSNorm(self.d_inner, group_size=self.d_inner // ngroups, **factory)
