@@ -1,0 +1,164 @@
+"""Fast (CUDA) kernels behind the registry: each op wraps an optional library.
+
+======================  ===================================================================
+``ssd_fast``            mamba-ssm Triton ``mamba_chunk_scan_combined``
+``attention_fast``      ``flash_attn.flash_attn_varlen_func`` if it imports, else PyTorch's
+                        ``torch.nn.attention.varlen.varlen_attn`` (needs a sliding window)
+``rmsnorm_fast``        mamba-ssm Triton ``rmsnorm_fn``
+======================  ===================================================================
+
+Each op's availability is independent: a name is defined in this module only when its
+dependency imported.  Asking for a missing one (the registry does ``getattr``) raises an
+``AttributeError`` that says why, which ``hnet-seq info`` shows as the reason.
+
+The contracts are those of :mod:`hnet_seq.kernels.reference`.  Precision notes:
+
+* ``attention_fast`` runs in bf16 when given fp32 (both backends only take fp16/bf16); the
+  output, and the gradients, are cast back to the inputs' dtype.  Expect bf16-level error.
+* ``ssd_fast`` computes in the common dtype of ``x``, ``B`` and ``C`` (the dechunk EMA passes
+  fp32 ``B``/``C`` with a possibly bf16 ``x``) and returns ``y`` in ``x.dtype`` and the final
+  state in fp32, as the reference does.  On fp32 inputs the mamba-ssm kernels use TF32
+  tensor-core products (Triton's default), so fp32 results agree with the reference to about
+  1e-3, not to fp32 round-off.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+
+import torch
+
+from .reference import attention_reference, rmsnorm_reference, ssd_reference
+
+_UNAVAILABLE: dict[str, str] = {}
+
+
+def _why(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}".splitlines()[0]
+
+
+def __getattr__(name: str):
+    if name in _UNAVAILABLE:
+        raise AttributeError(f"{name} is unavailable: {_UNAVAILABLE[name]}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --------------------------------------------------------------------------------------- ssd
+try:
+    from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined as _mamba_chunk_scan
+except Exception as e:  # ImportError, or a mamba-ssm CUDA extension built for another torch
+    _UNAVAILABLE["ssd_fast"] = f"mamba_ssm does not import ({_why(e)})"
+    _mamba_chunk_scan = None
+
+
+def _ssd_fast(x, dt, A, B, C, *, chunk_size, D=None, dt_bias=None, dt_softplus=False,
+              seq_idx=None, return_final_state=False):
+    """mamba-ssm ``mamba_chunk_scan_combined`` with the contract of :func:`ssd_reference`."""
+    b, l, h, p = x.shape
+    if l == 0:
+        return ssd_reference(x, dt, A, B, C, chunk_size=chunk_size, D=D, dt_bias=dt_bias,
+                             dt_softplus=dt_softplus, seq_idx=seq_idx, return_final_state=return_final_state)
+    out_dtype = x.dtype
+    common = torch.promote_types(torch.promote_types(x.dtype, B.dtype), C.dtype)
+    xc, Bc, Cc = x.to(common), B.to(common), C.to(common)
+    if seq_idx is not None:
+        seq_idx = seq_idx.to(torch.int32).contiguous()
+    out = _mamba_chunk_scan(xc, dt, A, Bc, Cc, chunk_size, D=D, dt_bias=dt_bias, seq_idx=seq_idx,
+                            dt_softplus=dt_softplus, return_final_states=return_final_state)
+    if return_final_state:
+        y, final_state = out
+        return y.to(out_dtype), final_state.float()
+    return out.to(out_dtype)
+
+
+# ----------------------------------------------------------------------------------- rmsnorm
+try:
+    from mamba_ssm.ops.triton.layernorm_gated import rmsnorm_fn as _mamba_rmsnorm_fn
+except Exception as e:
+    _UNAVAILABLE["rmsnorm_fast"] = f"mamba_ssm does not import ({_why(e)})"
+    _mamba_rmsnorm_fn = None
+
+
+def _rmsnorm_fast(x, weight, *, z=None, eps=1e-5, group_size=None, norm_before_gate=False):
+    """mamba-ssm Triton ``rmsnorm_fn`` with the contract of :func:`rmsnorm_reference`."""
+    if x.numel() == 0:
+        return rmsnorm_reference(x, weight, z=z, eps=eps, group_size=group_size,
+                                 norm_before_gate=norm_before_gate)
+    if z is not None and z.shape != x.shape:
+        z = z.expand_as(x)
+    y = _mamba_rmsnorm_fn(x, weight, None, z=z, eps=eps, group_size=group_size,
+                          norm_before_gate=norm_before_gate)
+    return y.to(x.dtype)
+
+
+# --------------------------------------------------------------------------------- attention
+_flash_varlen = None
+_torch_varlen = None
+_torch_varlen_params: frozenset[str] = frozenset()
+try:
+    from flash_attn import flash_attn_varlen_func as _flash_varlen
+except Exception as flash_error:
+    _flash_reason = f"flash_attn does not import ({_why(flash_error)})"
+    try:
+        from torch.nn.attention.varlen import varlen_attn as _torch_varlen
+    except Exception as torch_error:
+        _UNAVAILABLE["attention_fast"] = (f"{_flash_reason}; torch {torch.__version__} has no "
+                                          f"varlen_attn ({_why(torch_error)})")
+    else:
+        _torch_varlen_params = frozenset(inspect.signature(_torch_varlen).parameters)
+        if "window_size" not in _torch_varlen_params:
+            # The first releases of varlen_attn (is_causal only) cannot do the sliding windows
+            # that H-Net's attention layers use; rather than fall back per call, the op is off.
+            _UNAVAILABLE["attention_fast"] = (f"{_flash_reason}; torch {torch.__version__} "
+                                              "varlen_attn has no window_size (sliding window)")
+            _torch_varlen = None
+
+ATTENTION_BACKEND = ("flash_attn" if _flash_varlen is not None
+                     else "torch varlen_attn" if _torch_varlen is not None else None)
+
+
+def _attention_fast(q, k, v, cu_seqlens, max_seqlen, *, window_size=-1, softmax_scale=None):
+    """Packed causal attention with the contract of :func:`attention_reference`.
+
+    Query ``i`` sees keys ``max(start, i - window_size) .. i`` (all earlier keys when
+    ``window_size < 0``).  fp32 inputs are computed in bf16 and cast back.
+    """
+    if q.shape[0] == 0:
+        return attention_reference(q, k, v, cu_seqlens, max_seqlen, window_size=window_size,
+                                   softmax_scale=softmax_scale)
+    in_dtype = q.dtype
+    work = in_dtype if in_dtype in (torch.float16, torch.bfloat16) else torch.bfloat16
+    q, k, v = (t.to(work) for t in (q, k, v))
+    q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
+    cu = cu_seqlens.to(device=q.device, dtype=torch.int32)
+    max_seqlen = int(max_seqlen)
+    window = (int(window_size), 0) if window_size >= 0 else (-1, 0)
+    if _flash_varlen is not None:
+        out = _flash_varlen(q, k, v, cu, cu, max_seqlen, max_seqlen, dropout_p=0.0,
+                            softmax_scale=softmax_scale, causal=True,
+                            window_size=window if window_size >= 0 else (-1, -1))
+    else:
+        kwargs = {"window_size": window}
+        if "is_causal" in _torch_varlen_params:
+            kwargs["is_causal"] = True
+        if softmax_scale is not None:
+            if "scale" in _torch_varlen_params:
+                kwargs["scale"] = softmax_scale
+            else:  # the kernel's default scale is 1/sqrt(p): fold the requested one into q
+                q = q * (softmax_scale * math.sqrt(q.shape[-1]))
+        out = _torch_varlen(q, k, v, cu, cu, max_seqlen, max_seqlen, **kwargs)
+    return out.to(in_dtype)
+
+
+for _name, _fn in (("ssd_fast", _ssd_fast), ("rmsnorm_fast", _rmsnorm_fast),
+                   ("attention_fast", _attention_fast)):
+    if _name not in _UNAVAILABLE:
+        globals()[_name] = _fn
+del _name, _fn
+
+
+def availability() -> dict[str, str]:
+    """``{op: "available (...)" or the reason it is not}`` for the ops of this module."""
+    backends = {"ssd_fast": "mamba_ssm", "rmsnorm_fast": "mamba_ssm", "attention_fast": ATTENTION_BACKEND}
+    return {name: (f"unavailable: {_UNAVAILABLE[name]}" if name in _UNAVAILABLE
+                   else f"available ({backends[name]})") for name in backends}
