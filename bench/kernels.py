@@ -21,11 +21,11 @@ from typing import Callable
 import torch
 
 if __package__:  # python -m bench.kernels
-    from ._report import (BENCHMARKS_MD, command_line, cuda_time_ms, device_description,
+    from ._report import (BENCHMARKS_MD, REPO_ROOT, command_line, cuda_time_ms, device_description,
                           markdown_table, require_cuda, write_section)
 else:  # python bench/kernels.py
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _report import (BENCHMARKS_MD, command_line, cuda_time_ms, device_description,
+    from _report import (BENCHMARKS_MD, REPO_ROOT, command_line, cuda_time_ms, device_description,
                          markdown_table, require_cuda, write_section)
 
 from hnet_seq import kernels
@@ -179,6 +179,38 @@ def bench_ops(shapes: OpShapes | None = None, dtype: torch.dtype = torch.bfloat1
     return rows
 
 
+def bench_model(config: Path, seq_len: int = 8192, warmup: int = 2, iters: int = 5) -> dict:
+    """Whole-model forward+backward (one ``seq_len`` sequence, bf16 autocast), each backend forced."""
+    from hnet_seq import HNetLM, Packing, load_config
+
+    torch.manual_seed(0)
+    model = HNetLM(load_config(config), device="cuda")
+    model.init_weights()
+    tokens = torch.randint(0, 256, (seq_len,), device="cuda")
+    packing = Packing.from_lengths([seq_len], device="cuda")
+
+    def train_step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = torch.nn.functional.cross_entropy(model(tokens, packing).logits.float(), tokens)
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    def forward():
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+            model(tokens, packing)
+
+    row = {"op": f"model {config.stem}", "shape": f"1x{seq_len} bytes", "dtype": "bf16 autocast"}
+    for backend in ("reference", "fast"):
+        with kernels.force_backend(backend):
+            try:
+                row[backend] = (cuda_time_ms(forward, warmup=warmup, iters=iters),
+                                cuda_time_ms(train_step, warmup=warmup, iters=iters))
+            except torch.cuda.OutOfMemoryError:
+                row[backend] = "out of memory"
+        torch.cuda.empty_cache()
+    return row
+
+
 def _ms(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else v
 
@@ -219,11 +251,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--out", type=Path, default=BENCHMARKS_MD, help="markdown file to update")
+    parser.add_argument("--model-config", type=Path, default=REPO_ROOT / "configs" / "hnet_2stage_L.json",
+                        help="config of the whole-model row (forward+backward at 8k bytes)")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     args = parser.parse_args(argv)
     require_cuda("bench/kernels.py")
 
     rows = bench_ops(OpShapes(), DTYPES[args.dtype], warmup=args.warmup, iters=args.iters)
+    rows.append(bench_model(args.model_config))
     markdown = section_markdown(rows, args.warmup, args.iters)
     print(markdown)
     if not args.no_write:

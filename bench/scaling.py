@@ -1,0 +1,110 @@
+"""Forward+backward time and peak memory of a 2-stage H-Net against sequence length (1k–64k).
+
+    python bench/scaling.py [--config configs/hnet_2stage_L.json] [--lengths 1024,...,65536]
+
+One sequence per step, bf16 autocast, fast kernels.  Prints a table, fits the log-log slope of
+time and of memory against length (≤ 1.1 means near-linear: Mamba is linear and the attention
+windows are bounded; the innermost global attention sees a sequence shortened by both
+stages' compression), saves ``docs/img/scaling.png`` and the ``scaling`` section of
+``docs/benchmarks.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+from hnet_seq import HNetLM, Packing, load_config
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _report import write_section  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def slope(xs, ys) -> float:
+    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
+
+
+def measure(model, length: int, repeats: int) -> tuple[float, float, list[float]]:
+    tokens = torch.randint(0, 256, (length,), device="cuda")
+    packing = Packing.from_lengths([length], device="cuda")
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = model(tokens, packing)
+            loss = torch.nn.functional.cross_entropy(out.logits.float(), tokens)
+        loss.backward()
+        return out
+
+    step()  # warm-up: Triton autotuning and allocator
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repeats):
+        out = step()
+    end.record()
+    torch.cuda.synchronize()
+    ratios = [r.compression_ratio() for r in out.routing]
+    return start.elapsed_time(end) / repeats, torch.cuda.max_memory_allocated() / 2**30, ratios
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(ROOT / "configs" / "hnet_2stage_L.json"))
+    parser.add_argument("--lengths", default="1024,2048,4096,8192,16384,32768,65536")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("bench/scaling.py needs a CUDA GPU")
+    torch.manual_seed(0)
+    cfg = load_config(args.config)
+    model = HNetLM(cfg, device="cuda")
+    model.init_weights()
+    lengths = [int(x) for x in args.lengths.split(",")]
+    rows = []
+    for n in lengths:
+        ms, gib, ratios = measure(model, n, args.repeats)
+        rows.append((n, ms, gib, ratios))
+        print(f"{n:>7} tokens  {ms:9.1f} ms  {gib:6.2f} GiB  compression {['%.2f' % r for r in ratios]}", flush=True)
+    fit = [r for r in rows if r[0] >= 4096] or rows  # below 4k, fixed launch costs dominate
+    t_slope = slope([r[0] for r in fit], [r[1] for r in fit])
+    m_slope = slope([r[0] for r in fit], [r[2] for r in fit])
+    print(f"log-log slope (≥4k): time {t_slope:.3f}, memory {m_slope:.3f}")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    img = ROOT / "docs" / "img" / "scaling.png"
+    img.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    ax[0].loglog([r[0] for r in rows], [r[1] for r in rows], "o-")
+    ax[0].set(xlabel="sequence length (bytes)", ylabel="fwd+bwd ms", title=f"time, slope {t_slope:.2f}")
+    ax[1].loglog([r[0] for r in rows], [r[2] for r in rows], "o-")
+    ax[1].set(xlabel="sequence length (bytes)", ylabel="peak GiB", title=f"memory, slope {m_slope:.2f}")
+    fig.suptitle(f"{Path(args.config).name} on {torch.cuda.get_device_name()}")
+    fig.tight_layout()
+    fig.savefig(img, dpi=120)
+
+    table = ["| length | fwd+bwd ms | peak GiB | compression per stage |", "|---:|---:|---:|---|"]
+    table += [f"| {n} | {ms:.1f} | {gib:.2f} | {', '.join('%.2f' % r for r in ratios)} |" for n, ms, gib, ratios in rows]
+    write_section(args.out, "scaling", "\n".join([
+        f"Device: **{torch.cuda.get_device_name()}**, config `{Path(args.config).name}`, one sequence per step, "
+        "bf16 autocast, fast kernels, random init (untrained router).",
+        f"Reproduce: `python bench/scaling.py --config {Path(args.config).relative_to(ROOT) if Path(args.config).is_relative_to(ROOT) else args.config}`", "",
+        *table, "",
+        f"Log-log slope for lengths ≥ 4k: **time {t_slope:.3f}**, **memory {m_slope:.3f}**.", "",
+        "![scaling](img/scaling.png)"]))
+
+
+if __name__ == "__main__":
+    main()
