@@ -1,0 +1,136 @@
+"""DNA: tokens A=0 C=1 G=2 T=3 N=4, lowercase kept as a soft-mask, reverse complement.
+
+Encoding is one numpy table lookup per record (a 5 Mbp genome takes milliseconds).  IUPAC
+ambiguity codes become N (and ``U`` reads as ``T``); anything else is an error naming the
+record.  The soft-mask (lowercase, usually repeats) is ``meta["mask"]``, a bool array; the
+loss policy is ``soft_mask="ignore"`` (weight 1 everywhere) or ``"downweight"`` (weight
+``soft_mask_weight`` on masked positions, as GPN does; 0 drops them from the loss).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from hnet_seq.data.regions import read_bed, resolve_contig
+from hnet_seq.errors import UserError
+
+from . import fasta
+from .base import DiscreteAdapter, Record, register_adapter
+
+BASES = "ACGTN"
+N_TOKEN = 4
+INVALID = 255
+# ASCII byte -> token; both cases, IUPAC ambiguity codes -> N.
+ENCODE = np.full(256, INVALID, np.uint8)
+for _i, _b in enumerate(BASES):
+    ENCODE[ord(_b)] = ENCODE[ord(_b.lower())] = _i
+for _b in "RYSWKMBDHV":
+    ENCODE[ord(_b)] = ENCODE[ord(_b.lower())] = N_TOKEN
+ENCODE[ord("U")] = ENCODE[ord("u")] = 3
+DECODE_UPPER = np.frombuffer(b"ACGTN", np.uint8)
+COMPLEMENT = np.array([3, 2, 1, 0, 4, 5, 6, 7], np.uint8)  # A<->T, C<->G, N (and padding) fixed
+
+
+def encode_ascii(seq: str | bytes, where: str = "sequence") -> tuple[np.ndarray, np.ndarray]:
+    """ASCII sequence -> (tokens ``(L,) uint8``, soft-mask ``(L,) bool``, True where lowercase)."""
+    raw = np.frombuffer(seq.encode("latin-1") if isinstance(seq, str) else seq, np.uint8)
+    tokens = ENCODE[raw]
+    bad = np.flatnonzero(tokens == INVALID)
+    if bad.size:
+        raise UserError(f"{where}: invalid character {chr(raw[bad[0]])!r} at position {bad[0]} "
+                        f"(expected A, C, G, T, N or IUPAC codes)")
+    return tokens, raw >= ord("a")
+
+
+def decode_tokens(tokens: np.ndarray | torch.Tensor, mask: np.ndarray | None = None) -> str:
+    """Tokens (and soft-mask) -> sequence string; lowercase where ``mask`` is True."""
+    t = np.asarray(tokens.cpu() if isinstance(tokens, torch.Tensor) else tokens).astype(np.intp)
+    chars = DECODE_UPPER[np.minimum(t, N_TOKEN)]
+    if mask is not None:
+        chars = chars + (np.asarray(mask, bool) * 32).astype(np.uint8)  # 'A' + 32 = 'a'
+    return chars.tobytes().decode("ascii")
+
+
+def reverse_complement(tokens):
+    """Reverse complement of a token array ``(L,)`` (numpy or torch); N stays N."""
+    if isinstance(tokens, torch.Tensor):
+        return torch.as_tensor(COMPLEMENT, device=tokens.device).to(tokens.dtype)[tokens.flip(0).long()]
+    return COMPLEMENT[np.asarray(tokens)[::-1]]
+
+
+@register_adapter("dna")
+class DNAAdapter(DiscreteAdapter):
+    unit_name = "base"
+    unknown_token = N_TOKEN
+    vocab_size = 5
+    file_suffixes = (".fa", ".fasta", ".fna", ".fa.gz", ".fasta.gz", ".fna.gz", ".fa.bgz", ".fq", ".fastq")
+
+    def __init__(self, soft_mask: str = "ignore", soft_mask_weight: float = 0.1, table_size: int = 8):
+        if soft_mask not in ("ignore", "downweight"):
+            raise UserError(f"dna soft_mask='{soft_mask}': choose 'ignore' or 'downweight'")
+        if table_size < self.vocab_size:
+            raise UserError(f"dna table_size={table_size} must be at least {self.vocab_size}")
+        self.soft_mask, self.soft_mask_weight, self.table_size = soft_mask, soft_mask_weight, table_size
+
+    # ---- reading ---------------------------------------------------------------------------
+    def read_records(self, paths: Iterable[str | Path]) -> Iterator[Record]:
+        """Every FASTA record of every file; an empty record is an error."""
+        for path in self.expand_inputs(paths):
+            for name, seq in fasta.stream(path):
+                if not seq:
+                    raise UserError(f"{path}: record '{name}' is empty (no sequence after its header)")
+                tokens, mask = encode_ascii(seq, f"{path}: record '{name}'")
+                yield Record(name, tokens, {"mask": mask, "source": str(path), "contig": name,
+                                            "start": 0, "end": len(tokens)})
+
+    def fetch(self, path: str | Path, contig: str, start: int = 0, end: int | None = None,
+              _handle=None) -> Record:
+        """One region by random access (alias-aware contig name); an all-N region is an error."""
+        fa = _handle or fasta.open_indexed(path)
+        lengths = dict(zip(fa.references, fa.lengths))
+        name = resolve_contig(contig, lengths)
+        if name is None:
+            raise UserError(f"{path}: contig '{contig}' is not in this FASTA")
+        end = lengths[name] if end is None else end
+        if not 0 <= start < end <= lengths[name]:
+            raise UserError(f"{path}: region {contig}:{start}-{end} is outside contig '{name}' "
+                            f"(length {lengths[name]})")
+        where = f"{path}: region {name}:{start}-{end}"
+        tokens, mask = encode_ascii(fa.fetch(name, start, end), where)
+        if (tokens == N_TOKEN).all():
+            raise UserError(f"{where} is all N")
+        return Record(f"{name}:{start}-{end}", tokens, {"mask": mask, "source": str(path),
+                                                        "contig": name, "start": start, "end": end})
+
+    def read_regions(self, path: str | Path, bed: str | Path) -> Iterator[Record]:
+        """The intervals of a BED file (chr1 <-> 1 aliases), validated against the FASTA first."""
+        fa = fasta.open_indexed(path)
+        for iv in read_bed(bed, dict(zip(fa.references, fa.lengths)), reference=str(path)):
+            yield self.fetch(path, iv.contig, iv.start, iv.end, _handle=fa)
+
+    def contig_lengths(self, path: str | Path) -> dict[str, int]:
+        fa = fasta.open_indexed(path)
+        return dict(zip(fa.references, fa.lengths))
+
+    # ---- tensors ---------------------------------------------------------------------------
+    def encode(self, record: Record) -> torch.Tensor:
+        """``(L,) int64`` tokens."""
+        return torch.from_numpy(record.data.astype(np.int64))
+
+    def decode(self, encoded, meta: dict | None = None) -> str:
+        """Tokens -> sequence string, lowercase restored from ``meta["mask"]``."""
+        return decode_tokens(encoded, None if meta is None else meta.get("mask"))
+
+    def example_arrays(self, record: Record) -> dict[str, np.ndarray]:
+        weights = np.ones(len(record.data), np.float32)
+        if self.soft_mask == "downweight" and "mask" in record.meta:
+            weights[record.meta["mask"]] = self.soft_mask_weight
+        return {"inputs": record.data, "targets": record.data, "weights": weights}
+
+    reverse_complement = staticmethod(reverse_complement)  # used by RC augmentation
+
+
+__all__ = ["DNAAdapter", "decode_tokens", "encode_ascii", "reverse_complement"]
