@@ -1,0 +1,16 @@
+"""Training: ``hnet-seq train`` as a library.
+
+* :mod:`.config` — the run config (model, modality, data, objective, optim, schedule, train,
+  logging, checkpoint), validated at load, with ``--set key=value`` overrides;
+* :mod:`.objective` — modality NLL + the ratio (load-balancing) loss per stage;
+* :mod:`.optim` — AdamW groups (no decay on norms/biases/1-D), per-stage lr, schedules;
+* :mod:`.checkpointing` — step checkpoints with exact resume; :mod:`.parallel` — DDP/FSDP2;
+* :mod:`.data` — batches from :mod:`hnet_seq.data`; :mod:`.metrics` — metrics.jsonl and console;
+* :mod:`.loop` — :func:`train`.
+"""
+from .config import RunConfig, list_presets, load_run_config, run_config_from_dict
+from .loop import NonFiniteLoss, TrainingInterrupted, TrainResult, train
+from .objective import Objective, ratio_loss, ratio_loss_value
+
+__all__ = ["NonFiniteLoss", "Objective", "RunConfig", "TrainResult", "TrainingInterrupted", "list_presets",
+           "load_run_config", "ratio_loss", "ratio_loss_value", "run_config_from_dict", "train"]

@@ -1,0 +1,171 @@
+"""What a run reports: ``RUN_DIR/metrics.jsonl``, optional TensorBoard, and the console.
+
+``metrics.jsonl`` has one JSON object per line, each with ``kind``:
+
+* ``start`` / ``resume``: the run's unit (``base``, ``byte``, ``sample``), world size, device;
+* ``train`` (every ``logging.every`` steps): ``step``, ``loss`` (the whole objective), ``nll``
+  (nats per unit), ``bits_per_unit``, ``ratio_loss`` and ``compression`` (positions per chunk)
+  and ``boundary_prob`` per stage, ``lr``, ``grad_norm``, ``units`` and ``positions`` in the
+  step (all ranks), ``tokens_per_s``, ``mfu`` (CUDA), ``elapsed_s``, ``skipped``;
+* ``eval``: ``step``, ``bits_per_unit`` on held-out data, ``compression`` per stage, ``units``.
+
+On resume the lines past the checkpoint's step are dropped, so the file always describes
+one consistent history.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import atomic_write_text
+
+METRICS = "metrics.jsonl"
+
+
+def _clean(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/inf
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every record of ``RUN_DIR/metrics.jsonl`` (a torn last line, from a kill, is skipped)."""
+    path = Path(run_dir) / METRICS
+    out = []
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def truncate_metrics(run_dir: str | Path, step: int) -> None:
+    """Keep only the records up to ``step`` (what a resumed run continues from)."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return
+    kept = [r for r in read_metrics(run_dir) if int(r.get("step", 0)) <= step]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+class MetricsWriter:
+    """Appends records to ``metrics.jsonl`` (flushed per line) and mirrors scalars to TensorBoard."""
+
+    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = False):
+        self.enabled = enabled
+        self.file = open(Path(run_dir) / METRICS, "a") if enabled else None
+        self.tb = None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                print("warning: logging.tensorboard needs the tensorboard package (pip install tensorboard)",
+                      file=sys.stderr)
+            else:
+                self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self.file.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+        self.file.flush()
+        if self.tb is not None and "step" in record:
+            kind = record.get("kind", "train")
+            for key, value in record.items():
+                if key in ("step", "kind"):
+                    continue
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.tb.add_scalar(f"{kind}/{key}", value, record["step"])
+                elif isinstance(value, list):
+                    for i, v in enumerate(value):
+                        if isinstance(v, (int, float)):
+                            self.tb.add_scalar(f"{kind}/{key}_stage{i}", v, record["step"])
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
+
+
+def _si(x: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.1f}{unit}"
+    return f"{x:.0f}"
+
+
+def summary_line(rec: dict, unit: str, last_eval: float | None) -> str:
+    """``loss 1.234 | 1.91 bits/base | 12.3k base/s | ratio 3.1 | held-out 1.90``."""
+    parts = [f"loss {rec['loss']:.4f}", f"{rec['bits_per_unit']:.3f} bits/{unit}",
+             f"{_si(rec.get('tokens_per_s', 0.0))} pos/s"]
+    if rec.get("compression"):
+        parts.append("ratio " + "/".join(f"{c:.2f}" for c in rec["compression"]))
+    if rec.get("mfu") is not None:
+        parts.append(f"MFU {100 * rec['mfu']:.1f}%")
+    if last_eval is not None:
+        parts.append(f"held-out {last_eval:.3f} bits/{unit}")
+    return " | ".join(parts)
+
+
+class Console:
+    """A rich progress bar on a terminal (rank 0), else plain lines every ``print_every`` steps."""
+
+    def __init__(self, total: int, start: int, unit: str, mode: str = "auto", print_every: int = 0,
+                 enabled: bool = True):
+        self.unit, self.enabled = unit, enabled
+        is_tty = sys.stderr.isatty()
+        self.use_bar = enabled and (mode == "on" or (mode == "auto" and is_tty))
+        self.print_every = print_every or (0 if self.use_bar else 50)
+        self.last_eval: float | None = None
+        self.progress = None
+        if self.use_bar:
+            from rich.console import Console as RichConsole
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                                     console=RichConsole(stderr=True), transient=False)
+            self.task = self.progress.add_task("train", total=total, completed=start, info="")
+            self.progress.start()
+
+    def log(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.progress is not None:
+            self.progress.console.print(text)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def step(self, step: int, rec: dict | None) -> None:
+        if not self.enabled:
+            return
+        if self.progress is not None:
+            info = summary_line(rec, self.unit, self.last_eval) if rec else ""
+            self.progress.update(self.task, completed=step, **({"info": info} if rec else {}))
+        elif rec and self.print_every and step % self.print_every == 0:
+            self.log(f"step {step}: " + summary_line(rec, self.unit, self.last_eval))
+
+    def eval(self, step: int, bpu: float, compression: list[float]) -> None:
+        self.last_eval = bpu
+        ratio = (" | ratio " + "/".join(f"{c:.2f}" for c in compression)) if compression else ""
+        self.log(f"step {step}: held-out {bpu:.4f} bits/{self.unit}{ratio}")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+__all__ = ["METRICS", "Console", "MetricsWriter", "read_metrics", "summary_line", "truncate_metrics"]

@@ -1,0 +1,292 @@
+"""``hnet-seq train`` on CPU: objective, optimiser, config errors, failures, exact resume, checkpoints."""
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from hnet_seq.config import ConfigError
+from hnet_seq.nn.packing import Packing
+from hnet_seq.nn.routing import RoutingOutput
+from hnet_seq.train import Objective, load_run_config, ratio_loss, ratio_loss_value
+from hnet_seq.train.config import list_presets, presets_dir
+from hnet_seq.train.metrics import read_metrics
+from hnet_seq.train.optim import LRSchedule, auto_lr_multipliers, param_groups
+from typer.testing import CliRunner
+
+from hnet_seq.cli.main import app
+from test_train_helpers import cli_popen, micro_config
+
+# ---- objective ---------------------------------------------------------------------------------
+
+
+def test_ratio_loss_formula_on_hand_made_inputs():
+    # N = 3; F = 2/6 selected; G = mean prob = 2.4/6 = 0.4
+    prob = torch.tensor([1.0, 0.2, 0.1, 0.6, 0.3, 0.2], requires_grad=True)
+    mask = prob > 0.5
+    F, G, N = 2 / 6, 0.4, 3.0
+    expected = N / (N - 1) * ((N - 1) * F * G + (1 - F) * (1 - G))
+    assert expected == pytest.approx(1.5 * (2 * (1 / 3) * 0.4 + (2 / 3) * 0.6))
+    assert ratio_loss(prob, mask, N).item() == pytest.approx(expected, abs=1e-6)
+    # minimum 1 at F = G = 1/N; a collapsed router (F = G = 1, every position a chunk) costs N
+    assert ratio_loss_value(1 / 3, 1 / 3, 3.0) == pytest.approx(1.0)
+    assert ratio_loss_value(1.0, 1.0, 3.0) == pytest.approx(3.0)
+    assert ratio_loss_value(0.25, 0.25, 4.0) == pytest.approx(1.0)
+    # gradient wrt each probability: N/(N-1) * ((N-1) F - (1 - F)) / T
+    ratio_loss(prob, mask, N).backward()
+    assert prob.grad == pytest.approx(torch.full((6,), 1.5 * (2 * F - (1 - F)) / 6), abs=1e-6)
+
+
+def test_objective_normalises_per_unit_and_adds_alpha_times_ratio():
+    nll = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    weights = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    prob = torch.tensor([1.0, 0.9, 0.2, 0.4])
+    routing = [RoutingOutput(prob, prob > 0.5, Packing.from_lengths([4]))]
+    out = Objective([2.0], alpha=0.5)(nll, weights, routing)
+    assert out.nll == pytest.approx(7.0 / 3) and out.units == 3.0
+    rl = ratio_loss_value(0.5, 2.5 / 4, 2.0)
+    assert out.ratio_losses[0] == pytest.approx(rl)
+    assert out.total == pytest.approx(7 / 3 + 0.5 * rl)
+    assert out.loss.item() == pytest.approx(out.total, rel=1e-6)
+    assert out.compression == [2.0]
+    assert out.bits_per_unit == pytest.approx(7 / 3 / math.log(2))
+
+
+# ---- optimiser -----------------------------------------------------------------------------------
+
+
+def test_param_groups_exclude_norms_biases_and_flagged_from_decay():
+    from hnet_seq import HNetLM
+    from hnet_seq.config import config_from_dict
+    from test_train_helpers import MICRO_MODEL
+
+    model = HNetLM(config_from_dict(MICRO_MODEL))
+    groups = param_groups(model, 2, [2.0, 1.0], weight_decay=0.1)
+    decayed = {n for g in groups if g["weight_decay"] > 0 for n in g["names"]}
+    plain = {n for g in groups if g["weight_decay"] == 0 for n in g["names"]}
+    assert all("norm" not in n and not n.endswith(".bias") and "A_log" not in n and "dt_bias" not in n
+               for n in decayed)
+    assert "backbone.encoder.layers.0.norm1.weight" in plain and "backbone.encoder.layers.0.mixer.D" in plain
+    assert "backbone.main_network.pad_dimension" in plain
+    stage = {n: g["stage"] for g in groups for n in g["names"]}
+    assert stage["embeddings.weight"] == 0 and stage["backbone.routing_module.q_proj_layer.weight"] == 0
+    assert stage["backbone.main_network.main_network.layers.0.mixer.Wqkv.weight"] == 1
+    assert {g["stage"]: g["lr_mult"] for g in groups} == {0: 2.0, 1: 1.0}
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+def test_auto_lr_multipliers_and_schedules():
+    cfg = load_run_config("dna-paper-1stage").model_config
+    m = auto_lr_multipliers(cfg, [3.0])
+    assert m == pytest.approx([math.sqrt(3 * cfg.d_model[1] / cfg.d_model[0]), 1.0])
+    opt = torch.optim.AdamW([{"params": [torch.nn.Parameter(torch.zeros(2))], "lr_mult": 2.0}], lr=1.0)
+    cos = LRSchedule(opt, 1.0, 100, "cosine", warmup_steps=10, min_lr_ratio=0.1)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.2)  # step 0: 1/10 of the peak, times 2
+    assert [round(cos.factor(s), 4) for s in (9, 10, 55, 100)] == [1.0, 1.0, 0.55, 0.1]
+    wsd = LRSchedule(opt, 1.0, 100, "wsd", warmup_steps=10, min_lr_ratio=0.0, decay_fraction=0.2)
+    assert [round(wsd.factor(s), 4) for s in (50, 79, 80, 89, 99)] == [1.0, 1.0, 0.95, 0.5, 0.0]
+
+
+# ---- configs -------------------------------------------------------------------------------------
+
+
+def test_presets_load_and_validate():
+    names = list_presets()
+    for name in ("dna-tiny", "dna-paper-1stage", "bytes-1stage", "bytes-2stage", "audio"):
+        assert name in names, names
+        cfg = load_run_config(name)
+        assert len(cfg.target_compression()) == cfg.model_config.num_stages - 1
+    assert load_run_config("dna-paper-1stage").model_config.d_model[0] == 512
+    assert load_run_config("bytes-2stage").target_compression() == [3.0, 3.0]
+    assert (presets_dir() / "dna-tiny.yaml").is_file()
+
+
+@pytest.mark.parametrize("override, field", [
+    ("optim.lrr=1e-3", "optim.lrr"),
+    ("optim.lr=fast", "optim.lr"),
+    ("schedule.kind=linear", "schedule.kind"),
+    ("model.d_model=[64]", "model.d_intermediate"),
+    ("dta.paths=[]", "dta"),
+    ("objective.target_compression=[3,3]", "objective.target_compression"),
+])
+def test_config_errors_name_the_field(override, field):
+    with pytest.raises(ConfigError) as err:
+        load_run_config("dna-tiny", [override])
+    msg = str(err.value)
+    assert f"'{field}" in msg and "\n" not in msg and "dna-tiny.yaml" in msg
+
+
+def test_overrides_reach_every_section():
+    cfg = load_run_config("dna-tiny", ["optim.lr=1e-3", "model.d_model=[64,160]", "objective.target_compression=4",
+                                       "train.on_nonfinite=skip"])
+    assert cfg.optim.lr == 1e-3 and cfg.model_config.d_model == [64, 160]
+    assert cfg.target_compression() == [4.0] and cfg.train.on_nonfinite == "skip"
+
+
+# ---- bad input: one line, before any work -------------------------------------------------------
+
+
+def _one_line_error(result, *needles):
+    out = result.output.strip()
+    assert result.exit_code == 2, out
+    assert "Traceback" not in out and out.count("\n") == 0, out
+    for needle in needles:
+        assert needle in out, out
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_missing_data_path(tmp_path):
+    result = invoke("train", "--config", "dna-tiny", "--data", str(tmp_path / "nope.fa"), "--out", str(tmp_path / "run"))
+    _one_line_error(result, "nope.fa", "no such file")
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_config_field_on_cli(tmp_path):
+    result = invoke("train", "--config", "dna-tiny", "--set", "optim.learning_rate=1", "--out", str(tmp_path / "run"))
+    _one_line_error(result, "unknown field 'optim.learning_rate'")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: tiny_1stage.json\noptimiser: {lr: 1}\n")
+    _one_line_error(invoke("train", "--config", str(bad), "--out", str(tmp_path / "run")), "unknown field 'optimiser'")
+    _one_line_error(invoke("train", "--config", "dna-teeny"), "dna-teeny", "presets")
+    assert not (tmp_path / "run").exists()
+
+
+def test_unwritable_run_dir(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = invoke("train", "--config", str(micro_config(tmp_path)), "--out", str(blocker / "run"))
+    _one_line_error(result, str(blocker / "run"), "not writable")
+
+
+def test_existing_run_needs_resume(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("")
+    result = invoke("train", "--config", str(micro_config(tmp_path)), "--out", str(run))
+    _one_line_error(result, "already holds a run", "--resume")
+
+
+# ---- failures during training --------------------------------------------------------------------
+
+
+def test_nan_loss_stops_with_last_good_checkpoint(tmp_path):
+    cfg = micro_config(tmp_path, steps=8, train={"inject_nan_at_step": 5})
+    run = tmp_path / "run"
+    result = invoke("train", "--config", str(cfg), "--out", str(run))
+    assert result.exit_code == 3, result.output
+    err = result.output.strip().splitlines()[-1]
+    assert "step 5: loss is nan" in err and "step_00000003" in err, err
+    assert (run / "checkpoints" / "latest").resolve().name == "step_00000003"
+    assert [r["step"] for r in read_metrics(run) if r["kind"] == "train"] == [1, 2, 3, 4]
+
+
+def test_nan_loss_skipped_when_configured(tmp_path):
+    cfg = micro_config(tmp_path, steps=5, train={"inject_nan_at_step": 2, "on_nonfinite": "skip"})
+    run = tmp_path / "run"
+    result = invoke("train", "--config", str(cfg), "--out", str(run))
+    assert result.exit_code == 0, result.output
+    assert "step 2: loss is nan; update skipped" in result.output
+    recs = [r for r in read_metrics(run) if r["kind"] == "train"]
+    assert [r["skipped"] for r in recs] == [False, True, False, False, False]
+    assert all(math.isfinite(r["loss"]) for r in recs if not r["skipped"])
+
+
+def _wait_for(predicate, proc, timeout=120.0):
+    t0 = time.time()
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"exited early ({proc.returncode}): {proc.stderr.read()}")
+        if time.time() - t0 > timeout:
+            proc.kill()
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+def _train_steps(run: Path) -> list[int]:
+    return [r["step"] for r in read_metrics(run) if r.get("kind") == "train"]
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resumes(tmp_path):
+    cfg = micro_config(tmp_path, steps=500, checkpoint={"every": 0})
+    run = tmp_path / "run"
+    proc = cli_popen("train", "--config", str(cfg), "--out", str(run))
+    _wait_for(lambda: len(_train_steps(run)) >= 2, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "SIGINT at step" in err and "--resume" in err and "Traceback" not in err
+    latest = (run / "checkpoints" / "latest").resolve()
+    stopped = int(latest.name.split("_")[1])
+    assert stopped == _train_steps(run)[-1] >= 2
+    again = invoke("train", "--out", str(run), "--resume", "--steps", str(stopped + 2))
+    assert again.exit_code == 0, again.output
+    assert _train_steps(run) == list(range(1, stopped + 3))
+
+
+# ---- exact resume ----------------------------------------------------------------------------------
+
+DETERMINISTIC = ("loss", "nll", "bits_per_unit", "ratio_loss", "compression", "boundary_prob", "lr", "grad_norm",
+                 "units", "positions")
+
+
+def _history(run: Path) -> list[dict]:
+    return [{k: r.get(k) for k in ("kind", "step", *DETERMINISTIC)} for r in read_metrics(run)
+            if r["kind"] in ("train", "eval")]
+
+
+def test_resume_after_sigkill_is_bitwise_exact(tmp_path):
+    """Uninterrupted (in this process) == killed with SIGKILL after a checkpoint (subprocess) + resumed."""
+    steps = 10
+    cfg = micro_config(tmp_path, steps=steps, checkpoint={"every": 3, "keep": 2})
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    proc = cli_popen("train", "--config", str(cfg), "--out", str(killed))
+    assert invoke("train", "--config", str(cfg), "--out", str(full)).exit_code == 0
+    _wait_for(lambda: (killed / "checkpoints" / "step_00000003" / "train_state.pt").exists(), proc)
+    proc.kill()  # SIGKILL: no handler runs
+    proc.wait()
+    assert _train_steps(killed)[-1] < steps
+    resumed = invoke("train", "--config", str(cfg), "--out", str(killed), "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    a, b = _history(full), _history(killed)
+    assert [r["step"] for r in a if r["kind"] == "train"] == list(range(1, steps + 1))
+    assert a == b  # every logged float equal, exactly
+    from safetensors.torch import load_file
+
+    wa = load_file(full / "checkpoints" / "latest" / "model.safetensors")
+    wb = load_file(killed / "checkpoints" / "latest" / "model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+# ---- the checkpoint is a model checkpoint --------------------------------------------------------
+
+
+def test_checkpoint_files_info_and_plot(tmp_path):
+    cfg = micro_config(tmp_path, steps=4, checkpoint={"every": 2, "keep": 1})
+    run = tmp_path / "run"
+    result = invoke("train", "--config", str(cfg), "--out", str(run))
+    assert result.exit_code == 0, result.output
+    assert "held-out" in result.output and "bits/base" in result.output
+    ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert ckpts == ["latest", "step_00000004"]  # keep: 1
+    latest = run / "checkpoints" / "latest"
+    for name in ("model.safetensors", "config.json", "modality.json", "train_state.pt"):
+        assert (latest / name).is_file()
+    state = torch.load(latest / "train_state.pt", weights_only=True)
+    assert state["step"] == 4 and state["schedule"] == {"step": 4} and state["world_size"] == 1
+    assert isinstance(state["rng"][0]["numpy"]["keys"], torch.Tensor)
+    assert json.loads((latest / "modality.json").read_text())["name"] == "dna"
+    info = invoke("info", "--checkpoint", str(latest))
+    assert info.exit_code == 0, info.output
+    assert "1-stage H-Net" in info.output
+    plot = invoke("plot", str(run))
+    assert plot.exit_code == 0, plot.output
+    for name in ("loss", "heldout", "compression", "throughput"):
+        assert (run / "plots" / f"{name}.png").stat().st_size > 1000

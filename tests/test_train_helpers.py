@@ -1,0 +1,73 @@
+"""Shared bits of the training tests (no tests here): a micro run config and a small real FASTA."""
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+GENOME = ROOT / "hnet_seq" / "resources" / "shigella_sonnei_53G_plasmids.fa.gz"
+
+MICRO_MODEL = {
+    "arch_layout": ["m1", ["T1"], "m1"],
+    "d_model": [32, 48],
+    "d_intermediate": [0, 96],
+    "vocab_size": 8,
+    "ssm_cfg": {"chunk_size": 32, "d_conv": 4, "d_state": 8, "expand": 2, "headdim": 16},
+    "attn_cfg": {"num_heads": [2, 2], "rotary_emb_dim": [8, 8], "window_size": [-1, -1]},
+}
+
+
+def small_fasta(path: Path, bases: int = 12000) -> Path:
+    """The first ``bases`` of the shipped plasmid genome's first record, as a plain FASTA."""
+    seq, name = [], None
+    with gzip.open(GENOME, "rt") as f:
+        for line in f:
+            if line.startswith(">"):
+                if name is not None:
+                    break
+                name = line[1:].split()[0]
+                continue
+            seq.append(line.strip())
+            if sum(map(len, seq)) >= bases:
+                break
+    s = "".join(seq)[:bases]
+    path.write_text(f">{name}\n" + "\n".join(s[i:i + 60] for i in range(0, len(s), 60)) + "\n")
+    return path
+
+
+def micro_config(tmp: Path, steps: int = 8, **sections) -> Path:
+    """A run config for a ~30k-parameter model on ``small_fasta``; ``sections`` patch it."""
+    fasta = small_fasta(tmp / "small.fa")
+    cfg = {
+        "model": MICRO_MODEL,
+        "modality": {"name": "dna"},
+        "data": {"paths": [str(fasta)], "seq_len": 128, "tokens_per_batch": 512, "eval_tokens": 512,
+                 "heldout_fraction": 0.1},
+        "optim": {"lr": 3e-3},
+        "schedule": {"warmup_steps": 2},
+        "train": {"steps": steps, "seed": 0, "threads": 1},
+        "logging": {"eval_every": 4, "progress": "off"},
+        "checkpoint": {"every": 3, "keep": 2},
+    }
+    for name, patch in sections.items():
+        cfg.setdefault(name, {}).update(patch)
+    path = tmp / "micro.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "hnet_seq.cli", *args], capture_output=True, text=True, env=env,
+                          **kw)
+
+
+def cli_popen(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "hnet_seq.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
