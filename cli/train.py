@@ -86,12 +86,14 @@ def train_command(
     try:
         result = train(cfg, out, resume=resume, data_paths=list(data) if data else None, quiet=quiet)
     except TrainingInterrupted as e:
+        if not e.is_main:
+            raise typer.Exit(130) from None
         typer.secho(f"stopped: {e}", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(130) from None
     except NonFiniteLoss as e:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(3) from None
-    if result is None or quiet:
+    if quiet or result.rank != 0:
         return
     unit = result.unit
     minutes, seconds = divmod(int(round(result.elapsed_s)), 60)

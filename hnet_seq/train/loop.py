@@ -55,9 +55,9 @@ class NonFiniteLoss(UserError):
 class TrainingInterrupted(Exception):
     """Ctrl-C/SIGTERM: a checkpoint was written; ``str()`` says where and how to resume."""
 
-    def __init__(self, message: str, checkpoint: Path | None):
+    def __init__(self, message: str, checkpoint: Path | None, is_main: bool = True):
         super().__init__(message)
-        self.checkpoint = checkpoint
+        self.checkpoint, self.is_main = checkpoint, is_main
 
 
 @dataclass
@@ -68,7 +68,8 @@ class TrainResult:
     heldout_bits_per_unit: float | None  # last held-out evaluation
     unit: str
     elapsed_s: float
-    first_heldout_bits_per_unit: float | None = None
+    first_heldout_bits_per_unit: float | None = None  # held-out before training (step 0)
+    rank: int = 0
 
 
 # ---- run directory -------------------------------------------------------------------------
@@ -431,12 +432,13 @@ class _Trainer:
                 self.console.close()
                 name = signal.Signals(self.stop.signal).name if self.stop.signal else "signal"
                 raise TrainingInterrupted(f"{name} at step {self.step}: checkpoint saved to {path}; continue with "
-                                          f"--resume --out {self.run_dir}", path)
+                                          f"--resume --out {self.run_dir}", path, info.is_main)
         if cfg.logging.eval_every == 0 or self.step % cfg.logging.eval_every:
             self.run_eval()
         path = self.save() if cfg.checkpoint.at_end else self.last_checkpoint
         self.console.close()
-        return TrainResult(self.run_dir, self.step, path, self.last_eval, self.unit, self.elapsed(), self.first_eval)
+        return TrainResult(self.run_dir, self.step, path, self.last_eval, self.unit, self.elapsed(), self.first_eval,
+                           info.rank)
 
 
 __all__ = ["NonFiniteLoss", "TrainResult", "TrainingInterrupted", "check_inputs", "prepare_run_dir", "train"]

@@ -100,10 +100,15 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def _blocks(model: nn.Module) -> list[nn.Module]:
-    from ..nn.isotropic import Block
+def _shard_units(model: nn.Module) -> list[nn.Module]:
+    """FSDP2 units: every isotropic stack (encoder, decoder, main network of each stage).
 
-    return [m for m in model.modules() if isinstance(m, Block)]
+    Stacks rather than single blocks: ``Block`` defines its own ``_apply`` (shadowing
+    ``nn.Module._apply``), which breaks FSDP2's module wrapping at block level.
+    """
+    from ..nn.isotropic import Isotropic
+
+    return [m for m in model.modules() if isinstance(m, Isotropic)]
 
 
 def wrap_model(model: nn.Module, mode: str, info: DistInfo) -> nn.Module:
@@ -115,14 +120,14 @@ def wrap_model(model: nn.Module, mode: str, info: DistInfo) -> nn.Module:
         from torch.distributed.fsdp import fully_shard
 
         mesh = init_device_mesh(info.device.type, (info.world_size,))
-        for block in _blocks(model):
-            fully_shard(block, mesh=mesh)
+        for unit in _shard_units(model):
+            fully_shard(unit, mesh=mesh)
         fully_shard(model, mesh=mesh)
         return model
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     ids = [info.device.index] if info.device.type == "cuda" else None
-    return DDP(model, device_ids=ids, broadcast_buffers=False)
+    return DDP(model, device_ids=ids)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
