@@ -1,0 +1,94 @@
+"""``hnet-seq chunks``: show where the model puts chunk boundaries at every stage."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hnet_seq.cli.main import command
+
+
+@command("chunks")
+def chunks(
+    inputs: list[Path] = typer.Argument(None, help="FASTA or text files (every record is shown); or use "
+                                        "--sequence/--text, or --region with --reference.", show_default=False),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory, or an official .pt "
+                                    "(then --config)."),
+    config: Path = typer.Option(None, "--config", help="JSON config of an official .pt checkpoint."),
+    modality: str = typer.Option(None, "--modality", help="Override the checkpoint's modality."),
+    sequence: str = typer.Option(None, "--sequence", "-s", help="A DNA sequence or a text, given inline."),
+    region: str = typer.Option(None, "--region", help="CONTIG:START-END (0-based half-open) of --reference."),
+    reference: Path = typer.Option(None, "--reference", help="Reference FASTA for --region."),
+    record: str = typer.Option(None, "--record", help="Only the input record with this id."),
+    html: Path = typer.Option(None, "--html", help="Write a self-contained HTML page (colour bands per "
+                              "stage; hover for probabilities)."),
+    png: Path = typer.Option(None, "--png", help="Write a PNG track plot of boundary density per stage."),
+    bed: Path = typer.Option(None, "--bed", help="BED annotations drawn as an extra track of the PNG."),
+    bin_size: int = typer.Option(None, "--bin", help="PNG bin size in units (default: length/200)."),
+    window: int = typer.Option(8192, "--window", help="Tile length for long sequences."),
+    overlap: int = typer.Option(1024, "--overlap", help="Left context of every tile after the first."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N."),
+) -> None:
+    """Chunk boundaries per stage: HTML page, PNG tracks, or colours in the terminal (default).
+
+    Examples:
+
+      hnet-seq chunks --checkpoint CK --sequence ACGTTGCATTGACCGGTA
+
+      hnet-seq chunks --checkpoint CK --region NC_016833.1:40000-60000 --reference plasmids.fa \\
+          --png region.png --bed genes.bed --html region.html
+
+      hnet-seq chunks --checkpoint hnet_2stage_L.pt --config configs/hnet_2stage_L.json \\
+          --sequence "Hello, world" --html hello.html
+    """
+    import numpy as np
+
+    from hnet_seq.errors import UserError
+    from hnet_seq.inference.batching import load
+    from hnet_seq.inference.chunks import boundary_tracks, plot_tracks, render_html, render_terminal
+    from hnet_seq.inference.io import check_output_path, iter_records, parse_region
+    from hnet_seq.modalities.base import Record
+
+    given = sum(x is not None and x != [] for x in (inputs or None, sequence, region))
+    if given != 1:
+        raise UserError("give exactly one of: input files, --sequence, or --region (with --reference)")
+    for path, flag in ((html, "--html"), (png, "--png")):
+        if path is not None:
+            check_output_path(path, flag)
+    im = load(checkpoint, config, device=device, modality=modality)
+    adapter = im.adapter
+    if sequence is not None:
+        if adapter.name == "dna":
+            from hnet_seq.modalities.dna import encode_ascii
+
+            data = encode_ascii("".join(sequence.split()), "--sequence")[0]
+        elif adapter.name == "bytes":
+            data = np.frombuffer(sequence.encode("utf-8"), np.uint8)
+        else:
+            raise UserError(f"--sequence: {adapter.name} input must come from files")
+        records = [Record("sequence", data, {})]
+    elif region is not None:
+        if reference is None:
+            raise UserError("--region needs --reference")
+        if adapter.name != "dna":
+            raise UserError("--region is for DNA models")
+        contig, start, end = parse_region(region)
+        records = [adapter.fetch(reference, contig, start or 0, end)]
+    else:
+        records = [r for r in iter_records(adapter, inputs) if record is None or r.id == record]
+        if not records:
+            raise UserError(f"--record {record}: no such record in the inputs")
+    tracks = boundary_tracks(im, records, window=window, overlap=overlap)
+    if html is not None:
+        render_html(tracks, html, title=f"H-Net chunks: {checkpoint.name}")
+        typer.echo(f"wrote {html}", err=True)
+    if png is not None:
+        if len(tracks) > 1:
+            raise UserError("--png draws one sequence: pick it with --record or --region")
+        plot_tracks(tracks[0], png, bin_size=bin_size, bed=bed)
+        typer.echo(f"wrote {png}", err=True)
+    elif bed is not None:
+        raise UserError("--bed is an annotation track of --png")
+    if html is None and png is None:
+        for t in tracks:
+            render_terminal(t)

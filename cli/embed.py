@@ -1,0 +1,71 @@
+"""``hnet-seq embed``: pooled embeddings per sequence, and per-chunk rows with input coordinates."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hnet_seq.cli.main import command
+
+
+@command("embed")
+def embed(
+    inputs: list[Path] = typer.Argument(None, help="FASTA, text/JSONL or audio files (directories are walked), "
+                                        "or .tar shards. Omit with --bed.", show_default=False),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory, or an official .pt "
+                                    "(then --config)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output .parquet (streamed) or .npz (one row per sequence)."),
+    config: Path = typer.Option(None, "--config", help="JSON config of an official .pt checkpoint."),
+    modality: str = typer.Option(None, "--modality", help="Override the checkpoint's modality (official .pt: bytes)."),
+    bed: Path = typer.Option(None, "--bed", help="BED intervals to embed (needs --reference); rows keep "
+                             "genomic coordinates."),
+    reference: Path = typer.Option(None, "--reference", help="Reference FASTA for --bed."),
+    chunks: bool = typer.Option(False, "--chunks", help="Also write one row per chunk per stage: seq_id, chrom, "
+                                "start, end (0-based half-open, input/genomic coordinates), stage, "
+                                "boundary_prob, vector."),
+    chunks_out: Path = typer.Option(None, "--chunks-out", help="Chunk rows file (default: OUT with "
+                                    ".chunks.parquet)."),
+    pool: str = typer.Option("mean", "--pool", help="mean (over positions of --stage), chunks (mean over the "
+                             "chunks of --stage, default 1) or last."),
+    stage: int = typer.Option(None, "--stage", help="Hierarchy level to pool: 0 = input positions, s = chunks "
+                              "of stage s."),
+    layer: str = typer.Option("output", "--layer", help="output (the level's output states) or input (what "
+                              "enters it: embeddings at 0, the chunk's first encoder state at s >= 1)."),
+    rc_average: bool = typer.Option(False, "--rc-average", help="DNA: also embed the reverse complement and "
+                                    "average (coordinates mapped back)."),
+    window: int = typer.Option(8192, "--window", help="Tile length (positions) for long sequences."),
+    overlap: int = typer.Option(1024, "--overlap", help="Left context given to every tile after the first."),
+    batch_tokens: int = typer.Option(None, "--batch-tokens", help="Positions per packed batch "
+                                     "(default 65536 on GPU, 8192 on CPU)."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if available)."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA), float32 or bfloat16."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Embed sequences: one row per sequence (pooled vector) and, with --chunks, one row per chunk.
+
+    Chunk coordinates tile every sequence exactly at every stage; for --bed input they are
+    genomic, so a stage's rows join directly with a BED of annotations (e.g. with bedtools or
+    pyarrow/duckdb on chrom/start/end).  Long sequences are tiled (--window/--overlap) and
+    stitched; the tiling is stored in the parquet metadata (key 'hnet_seq').
+
+    Examples:
+
+      hnet-seq embed genome.fa --checkpoint runs/dna/checkpoints/latest -o emb.parquet --chunks
+
+      hnet-seq embed --bed promoters.bed --reference hg38.fa --checkpoint CK -o prom.parquet --rc-average
+
+      torchrun --nproc-per-node 4 -m hnet_seq.cli embed genome.fa --checkpoint CK -o emb.parquet --chunks
+    """
+    from hnet_seq.inference.batching import dist_info
+    from hnet_seq.inference.embed import embed as run
+
+    s = run(checkpoint, inputs or [], out, config=config, modality=modality, bed=bed, reference=reference,
+            chunks=chunks, chunks_out=chunks_out, pool=pool, stage=stage, layer=layer, rc_average=rc_average,
+            window=window, overlap=overlap, batch_tokens=batch_tokens, device=device, precision=precision,
+            progress=not quiet)
+    if dist_info().is_main:
+        msg = (f"embedded {s.sequences} sequences ({s.positions:,} positions) in {s.seconds:.1f} s "
+               f"({s.units_per_second:,.0f}/s) -> {s.out}")
+        if s.chunks_out:
+            msg += f"; {s.chunk_rows:,} chunk rows -> {s.chunks_out}"
+        typer.echo(msg, err=True)

@@ -1,0 +1,486 @@
+"""Shared machinery: load a model for inference, tile long inputs, pack tiles, run and capture.
+
+Tiling.  The model is causal (every state, and every boundary decision, depends only on what
+came before), so a long input of ``n`` positions is cut into tiles of ``window`` positions that
+start every ``window - overlap`` positions; tile 0 owns positions ``[0, window)`` and tile
+``i > 0`` owns ``[start_i + overlap, end_i)``: each position is reported exactly once, from the
+tile that saw at least ``overlap`` positions of left context (or all of it).  Owned ranges tile
+the input exactly, which is what makes stitched chunk coordinates gap- and overlap-free.
+
+Packing.  Tiles (of any number of records) are laid end to end up to ``batch_tokens``
+positions and run as one packed batch (``cu_seqlens``); results are split back per tile.
+
+Capture.  Forward hooks collect, per hierarchy level ``s`` (0 = input positions, ``s >= 1`` =
+the chunks of chunking stage ``s``), either the level's output states (``layer="output"``: the
+full-width output of that level's decoder, or of its main network at the innermost level) or
+its input states (``layer="input"``: embeddings at level 0; at ``s >= 1`` the encoder state at
+the chunk's first position, as fed to the inner network).  Reductions that only need a few
+numbers per tile (pooled sums, last vector) run on the device; only owned positions come back.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from hnet_seq.errors import UserError
+from hnet_seq.nn.packing import Packing
+
+LAYERS = ("output", "input")
+
+
+# ---- model --------------------------------------------------------------------------------
+@dataclass
+class InferenceModel:
+    """A loaded model, its modality adapter, device and compute precision."""
+
+    model: Any
+    adapter: Any
+    device: torch.device
+    precision: str = "float32"  # or "bfloat16" (autocast on CUDA)
+    checkpoint: str = ""
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def num_levels(self) -> int:
+        """Hierarchy levels: 1 + the number of chunking stages."""
+        return len(level_modules(self.model))
+
+    @property
+    def num_stages(self) -> int:
+        return self.num_levels - 1
+
+    def level_dim(self, level: int, layer: str = "output") -> int:
+        d = self.config.d_model
+        if layer == "output" or level == 0:
+            return d[level]
+        return d[level - 1]
+
+    def autocast(self):
+        if self.precision == "bfloat16" and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @property
+    def vocab_size(self) -> int | None:
+        return getattr(self.adapter, "vocab_size", None) if hasattr(self.adapter, "table_size") else None
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load(checkpoint: str | Path | InferenceModel, config: str | Path | None = None, *, device: str | None = None,
+         modality: str | None = None, precision: str = "auto") -> InferenceModel:
+    """Load our checkpoint directory, or an official ``.pt`` with its JSON ``config``.
+
+    ``precision``: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``float32`` or ``bfloat16``.
+    An :class:`InferenceModel` passes through unchanged.
+    """
+    if isinstance(checkpoint, InferenceModel):
+        return checkpoint
+    dist = dist_info()
+    device = device or default_device()
+    if device == "cuda" and dist.world > 1:
+        device = f"cuda:{dist.local_rank}"
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"--device {device}: not a device (use cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+    if precision not in ("auto", "float32", "bfloat16"):
+        raise UserError(f"--precision {precision}: choose auto, float32 or bfloat16")
+    if precision == "auto":
+        precision = "bfloat16" if dev.type == "cuda" else "float32"
+    model, adapter = _load_model(checkpoint, config, dev, modality)
+    model.requires_grad_(False)
+    return InferenceModel(model, adapter, dev, precision, str(checkpoint))
+
+
+def _load_model(checkpoint, config, device: torch.device, modality: str | None):
+    """:func:`hnet_seq.checkpoint.load_model`, but with the model built on ``device`` directly.
+
+    (``load_model`` ends with ``model.to(device)``, which fails while the core's
+    ``Block._apply`` shadows ``nn.Module._apply``; this private copy avoids ``.to()``.)
+    """
+    import json
+
+    from hnet_seq.checkpoint import MODALITY, WEIGHTS
+    from hnet_seq.config import load_config
+    from hnet_seq.model import HNetLM
+    from hnet_seq.modalities import get_adapter
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.exists():
+        raise UserError(f"{checkpoint}: no such checkpoint")
+    if checkpoint.is_dir():
+        if not (checkpoint / WEIGHTS).exists():
+            raise UserError(f"{checkpoint}: not a checkpoint directory (no {WEIGHTS})")
+        from safetensors.torch import load_file
+
+        cfg = load_config(config or checkpoint / "config.json")
+        meta = json.loads((checkpoint / MODALITY).read_text()) if (checkpoint / MODALITY).exists() else {}
+        name, options = modality or meta.get("name") or cfg.modality, meta.get("options") or {}
+        state = load_file(checkpoint / WEIGHTS)
+        if cfg.tie_embeddings:
+            state.setdefault("lm_head.weight", state["embeddings.weight"])
+    else:
+        if config is None:
+            raise UserError(f"{checkpoint}: an official .pt checkpoint needs --config (its JSON, e.g. "
+                            "configs/hnet_2stage_L.json)")
+        cfg = load_config(config)
+        name, options = modality or "bytes", {}
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise UserError(f"{checkpoint}: cannot read checkpoint ({str(e).splitlines()[0]})") from None
+        if isinstance(state, dict) and isinstance(state.get("model"), dict):
+            state = state["model"]
+        if not isinstance(state, dict):
+            raise UserError(f"{checkpoint}: not a state_dict checkpoint")
+    adapter = get_adapter(name, **options)
+    d = cfg.d_model[0]
+    model = HNetLM(cfg, embeddings=adapter.make_embedding(d).to(device), lm_head=adapter.make_head(d).to(device),
+                   device=device)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
+        raise UserError(f"{checkpoint}: weights do not match the config: {first}") from None
+    return model.eval(), adapter
+
+
+def level_modules(model) -> list:
+    """The ``HNet`` module of every hierarchy level, outermost first."""
+    out, h = [], model.backbone
+    while True:
+        out.append(h)
+        if h.is_innermost:
+            return out
+        h = h.main_network
+
+
+# ---- tiling -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Tile:
+    start: int  # first position of the tile
+    end: int  # one past its last position
+    own_start: int  # first position it reports (earlier ones are left context only)
+    index: int = 0
+    count: int = 1  # tiles of the same input
+
+    @property
+    def own(self) -> tuple[int, int]:
+        return self.own_start, self.end
+
+
+def plan_tiles(n: int, window: int, overlap: int) -> list[Tile]:
+    """Tiles of at most ``window`` positions every ``window - overlap``; owned ranges tile ``[0, n)``."""
+    if window < 2:
+        raise UserError(f"--window {window}: must be at least 2")
+    if not 0 <= overlap < window:
+        raise UserError(f"--overlap {overlap}: must be >= 0 and smaller than --window {window}")
+    if n <= window:
+        return [Tile(0, n, 0)]
+    step = window - overlap
+    bounds = []
+    start = 0
+    while True:
+        end = min(start + window, n)
+        bounds.append((start, end))
+        if end == n:
+            break
+        start += step
+    return [Tile(s, e, s if i == 0 else s + overlap, i, len(bounds)) for i, (s, e) in enumerate(bounds)]
+
+
+def tiling_description(window: int, overlap: int) -> str:
+    return (f"inputs longer than {window} positions are cut into tiles of {window} starting every "
+            f"{window - overlap}; tile 0 reports positions [0, {window}), tile i>0 reports "
+            f"[start+{overlap}, end) (at least {overlap} positions of left context; the model is causal)")
+
+
+# ---- running ------------------------------------------------------------------------------
+@dataclass
+class WorkItem:
+    """One tile to run: model inputs of the whole tile, and which positions it reports."""
+
+    inputs: torch.Tensor  # (n,) tokens or (n, F) frames
+    own_start: int = 0
+    targets: torch.Tensor | None = None  # (n,) or (n, F): what position t predicts at t+1
+    tag: Any = None
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+
+@dataclass
+class TileResult:
+    """What one tile reports, restricted to its owned positions (tile-local coordinates)."""
+
+    tag: Any
+    n: int
+    own_start: int
+    # per chunking stage s = 1..S (index s-1): owned chunk starts, their probabilities, vectors
+    bnd_pos: list[np.ndarray] = field(default_factory=list)
+    bnd_prob: list[np.ndarray] = field(default_factory=list)
+    bnd_vec: list[np.ndarray | None] = field(default_factory=list)
+    # per stage: owned candidate positions (positions of level s-1) and stage-s boundary probability
+    cand_pos: list[np.ndarray] = field(default_factory=list)
+    cand_prob: list[np.ndarray] = field(default_factory=list)
+    # pooling at one level: sum and count over owned positions, and the tile's last vector
+    pool_sum: np.ndarray | None = None
+    pool_count: int = 0
+    pool_last: np.ndarray | None = None
+    # scoring: NLL (nats) of owned positions p (predicted from < p); NaN where nothing predicts
+    nll: np.ndarray | None = None
+
+
+class Runner:
+    """Pack work items, run the model once per batch, and split what was captured per item.
+
+    ``chunk_vectors``: return the (owned) vector of every chunk at every stage;
+    ``probs``: return stage boundary probabilities at candidate positions;
+    ``pool_level``: level whose owned vectors are summed (and last vector kept) per tile;
+    ``scores``: compute per-position NLL with the adapter's loss (needs ``targets``).
+    """
+
+    def __init__(self, im: InferenceModel, *, layer: str = "output", chunk_vectors: bool = False,
+                 probs: bool = False, pool_level: int | None = None, scores: bool = False):
+        if layer not in LAYERS:
+            raise UserError(f"--layer {layer}: choose {' or '.join(LAYERS)}")
+        if pool_level is not None and not 0 <= pool_level < im.num_levels:
+            raise UserError(f"--stage {pool_level}: this model has stages 0..{im.num_levels - 1} "
+                            f"(0 = input positions, s = chunks of chunking stage s)")
+        self.im, self.layer = im, layer
+        self.chunk_vectors, self.probs, self.pool_level, self.scores = chunk_vectors, probs, pool_level, scores
+        levels = set(range(1, im.num_levels)) if chunk_vectors else set()
+        if pool_level is not None:
+            levels.add(pool_level)
+        self.levels = levels
+        self.batches = 0
+        self.positions = 0
+
+    @contextlib.contextmanager
+    def _capture(self) -> Iterator[dict]:
+        store: dict[int, torch.Tensor] = {}
+        handles = []
+        mods = level_modules(self.im.model)
+        for s in self.levels:
+            if self.layer == "output":
+                h = mods[s]
+                target = h.main_network if h.is_innermost else h.decoder
+                handles.append(target.register_forward_hook(
+                    lambda m, args, out, s=s: store.__setitem__(s, out)))
+            elif s == 0:
+                handles.append(self.im.model.embeddings.register_forward_hook(
+                    lambda m, args, out: store.__setitem__(0, out)))
+            else:
+                handles.append(mods[s].register_forward_pre_hook(
+                    lambda m, args, s=s: store.__setitem__(s, args[0])))
+        try:
+            yield store
+        finally:
+            for h in handles:
+                h.remove()
+
+    @torch.no_grad()
+    def run(self, items: Sequence[WorkItem]) -> list[TileResult]:
+        im, dev = self.im, self.im.device
+        lengths = [len(it) for it in items]
+        if not items:
+            return []
+        inputs = torch.cat([it.inputs for it in items]).to(dev, non_blocking=True)
+        if inputs.dtype in (torch.uint8, torch.int16, torch.int32):
+            inputs = inputs.long()
+        packing = Packing.from_lengths(lengths, device=dev)
+        with self._capture() as store, im.autocast():
+            x = im.model.embeddings(inputs)
+            hidden, routing = im.model.backbone(x, packing)
+            logits = im.model.lm_head(hidden) if self.scores else None
+        self.batches += 1
+        self.positions += sum(lengths)
+        n_items = len(items)
+        own = torch.tensor([it.own_start for it in items], device=dev)
+        results = [TileResult(it.tag, len(it), it.own_start) for it in items]
+
+        # Level-s packed positions (tile-local level-0 coordinates) and tile ids.
+        pos = [packing.positions()]
+        seq = [packing.seq_idx[0].long()]
+        for r in routing:
+            pos.append(pos[-1][r.boundary_mask])
+            seq.append(seq[-1][r.boundary_mask])
+        owned = [p >= own[q] for p, q in zip(pos, seq)]
+
+        def split(t: torch.Tensor, q: torch.Tensor) -> list[np.ndarray]:
+            counts = torch.bincount(q, minlength=n_items).tolist()
+            return [a.numpy() for a in torch.split(t.cpu(), counts)]
+
+        for s in range(1, len(pos)):
+            keep = owned[s]
+            p_b = routing[s - 1].boundary_prob[routing[s - 1].boundary_mask][keep].float()
+            for res, a, b in zip(results, split(pos[s][keep], seq[s][keep]), split(p_b, seq[s][keep])):
+                res.bnd_pos.append(a)
+                res.bnd_prob.append(b)
+            if self.chunk_vectors:
+                v = store[s][keep].float()
+                for res, a in zip(results, split(v, seq[s][keep])):
+                    res.bnd_vec.append(a)
+            if self.probs:
+                keep_c = owned[s - 1]
+                pc = routing[s - 1].boundary_prob[keep_c].float()
+                qc = seq[s - 1][keep_c]
+                for res, a, b in zip(results, split(pos[s - 1][keep_c], qc), split(pc, qc)):
+                    res.cand_pos.append(a)
+                    res.cand_prob.append(b)
+
+        if self.pool_level is not None:
+            s = self.pool_level
+            v = store[s].float()
+            keep = owned[s]
+            sums = torch.zeros(n_items, v.shape[-1], device=dev).index_add_(0, seq[s][keep], v[keep])
+            counts = torch.bincount(seq[s][keep], minlength=n_items)
+            level_counts = torch.bincount(seq[s], minlength=n_items)
+            last = v[torch.cumsum(level_counts, 0) - 1]
+            sums, counts, last = sums.cpu().numpy(), counts.cpu().tolist(), last.cpu().numpy()
+            for i, res in enumerate(results):
+                res.pool_sum, res.pool_count, res.pool_last = sums[i], counts[i], last[i]
+
+        if self.scores:
+            targets = torch.cat([it.targets for it in items]).to(dev)
+            next_targets = torch.roll(targets, -1, 0)
+            nll = im.adapter.loss(logits, next_targets).float()  # nll[t] = predicting t+1
+            # position p is predicted by p-1: shift right, first position of each tile gets NaN
+            nll_at = torch.roll(nll, 1, 0)
+            nll_at[packing.starts_mask()] = float("nan")
+            keep = owned[0]
+            for res, a in zip(results, split(nll_at[keep], seq[0][keep])):
+                res.nll = a
+        return results
+
+
+def batches_by_budget(items: Iterable[WorkItem], budget: int) -> Iterator[list[WorkItem]]:
+    """Consecutive items grouped so that each group holds at most ``budget`` positions."""
+    group, used = [], 0
+    for it in items:
+        n = len(it)
+        if group and used + n > budget:
+            yield group
+            group, used = [], 0
+        group.append(it)
+        used += n
+    if group:
+        yield group
+
+
+def default_batch_tokens(device: torch.device) -> int:
+    return 65536 if device.type == "cuda" else 8192
+
+
+# ---- positions -> input coordinates -------------------------------------------------------
+@dataclass(frozen=True)
+class CoordMap:
+    """Model position ``p`` of a record → input coordinate ``offset + clamp((p - prefix) * scale, 0, units)``.
+
+    ``prefix``: leading special tokens (a byte model's BOS), ``scale``: units per position
+    (raw audio: samples per frame), ``offset``: genomic start of a BED/region record.
+    """
+
+    prefix: int = 0
+    scale: int = 1
+    units: int = 0
+    offset: int = 0
+
+    def __call__(self, p):
+        p = np.asarray(p, np.int64)
+        return self.offset + np.clip((p - self.prefix) * self.scale, 0, self.units)
+
+
+def record_inputs(adapter, record, scoring: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, CoordMap]:
+    """Model inputs (and targets when scoring) of a whole record, and its coordinate map."""
+    meta = record.meta or {}
+    offset = int(meta.get("start", 0)) if "contig" in meta else 0
+    if adapter.name == "dna" and not scoring:
+        x = torch.from_numpy(np.ascontiguousarray(record.data))  # uint8; widened per batch
+        return x, None, CoordMap(0, 1, len(record.data), offset)
+    if scoring:
+        arrays = adapter.example_arrays(record)
+        x = torch.from_numpy(np.ascontiguousarray(arrays["inputs"]))
+        y = torch.from_numpy(np.ascontiguousarray(arrays["targets"]))
+        if y.dtype == torch.uint8:
+            y = y.long()
+        if x.dtype == torch.float64:
+            x = x.float()
+    else:
+        x, y = adapter.encode(record), None
+    units = len(record.data)
+    scale = getattr(adapter, "units_per_position", 1) or 1
+    prefix = 0
+    if x.ndim == 1 and scale == 1:
+        prefix = max(int(x.shape[0]) - units - int(getattr(adapter, "add_eos", False)), 0)
+    return x, y, CoordMap(prefix, scale, units, offset)
+
+
+# ---- torchrun ranks -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_info() -> DistInfo:
+    """Rank and world size from torchrun's environment (1 process when absent)."""
+    try:
+        return DistInfo(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                        int(os.environ.get("LOCAL_RANK", 0)))
+    except ValueError:
+        return DistInfo()
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """Join torchrun's process group (gloo on CPU, nccl on CUDA) when WORLD_SIZE > 1."""
+    info = dist_info()
+    if info.world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            if device.type == "cuda":
+                torch.cuda.set_device(device)
+            dist.init_process_group(backend)
+    return info
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if dist.get_backend() == "nccl":
+            dist.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            dist.barrier()
+
+
+def broadcast_ok(ok: bool) -> bool:
+    """True only when every rank reports ``ok`` (so that all ranks fail together)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return ok
+    t = torch.tensor([0 if ok else 1], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t)
+    return int(t.item()) == 0

@@ -1,0 +1,338 @@
+"""Where does the model put chunk boundaries?  Tracks per stage, as HTML, PNG or terminal colours.
+
+:func:`boundary_tracks` runs the model over a sequence (tiled like every other command) and
+returns, per chunking stage, the chunk starts and the boundary probability at every input
+unit (0 where that stage cannot cut: stage ``s >= 2`` only chooses among stage ``s-1``'s
+boundaries).  Coordinates are input units (bases, bytes), 0-based, relative to the sequence;
+``offset`` is the genomic start for a region.
+
+* :func:`render_html`: a self-contained page (no scripts, no external files): the sequence as
+  characters (DNA bases, or UTF-8 text decoded from its bytes), under each character one colour
+  band per stage, alternating shades per chunk with a dark edge where a chunk starts; hovering a
+  character shows its coordinate and every stage's boundary probability.
+* :func:`plot_tracks`: a PNG of boundary density (chunk starts per kb, in bins) and mean
+  boundary probability per stage along a region, with an optional BED annotation track.
+* :func:`render_terminal`: the same colour bands in a terminal (rich) for short inputs.
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hnet_seq.errors import UserError
+
+from .batching import InferenceModel, Runner, WorkItem, batches_by_budget, default_batch_tokens, load, plan_tiles, record_inputs
+
+STAGE_COLOURS = [("#fdd49e", "#fc8d59", "#b30000"), ("#c6dbef", "#6baed6", "#08519c"),
+                 ("#c7e9c0", "#74c476", "#006d2c"), ("#dadaeb", "#9e9ac8", "#54278f")]
+
+
+@dataclass
+class StageTrack:
+    starts: np.ndarray  # chunk starts, input units (relative), ascending, starts[0] == 0
+    prob: np.ndarray  # (length,) float32 boundary probability at each unit
+
+    @property
+    def num_chunks(self) -> int:
+        return len(self.starts)
+
+
+@dataclass
+class ChunkTracks:
+    seq_id: str
+    data: np.ndarray  # the record's natural array (DNA tokens or bytes)
+    modality: str
+    chrom: str
+    offset: int = 0  # genomic start
+    stages: list[StageTrack] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return len(self.data)
+
+    def symbols(self) -> list[tuple[str, int, int]]:
+        """Display cells ``(character, first unit, end unit)``: one per base, or per UTF-8 character."""
+        if self.modality == "dna":
+            from hnet_seq.modalities.dna import decode_tokens
+
+            seq = decode_tokens(self.data)
+            return [(c, i, i + 1) for i, c in enumerate(seq)]
+        return utf8_cells(bytes(np.asarray(self.data, np.uint8)))
+
+
+def utf8_cells(data: bytes) -> list[tuple[str, int, int]]:
+    """UTF-8 characters with their byte spans; an invalid byte is one U+FFFD cell."""
+    out, i, n = [], 0, len(data)
+    while i < n:
+        b = data[i]
+        k = 1 if b < 0x80 else 2 if b >> 5 == 0b110 else 3 if b >> 4 == 0b1110 else 4 if b >> 3 == 0b11110 else 0
+        if k:
+            try:
+                out.append((data[i:i + k].decode("utf-8"), i, i + k))
+                i += k
+                continue
+            except UnicodeDecodeError:
+                pass
+        out.append(("\ufffd", i, i + 1))
+        i += 1
+    return out
+
+
+def boundary_tracks(checkpoint: str | Path | InferenceModel, records, *, config=None, window: int = 8192,
+                    overlap: int = 1024, batch_tokens: int | None = None, device: str | None = None,
+                    precision: str = "auto") -> list[ChunkTracks]:
+    """Boundary tracks of each record (an iterable of Records, held in memory: for regions, not genomes)."""
+    im = load(checkpoint, config, device=device, precision=precision)
+    if im.num_stages == 0:
+        raise UserError("this model has no chunking stage: nothing to show")
+    runner = Runner(im, probs=True)
+    adapter = im.adapter
+    jobs = []
+    items = []
+    for record in records:
+        x, _, cmap = record_inputs(adapter, record)
+        if x.shape[0] == 0:
+            raise UserError(f"record '{record.id}' is empty")
+        tiles = plan_tiles(int(x.shape[0]), window, overlap)
+        job = {"record": record, "cmap": cmap, "n": int(x.shape[0]),
+               "starts": [[] for _ in range(im.num_stages)], "cand": [[] for _ in range(im.num_stages)]}
+        jobs.append(job)
+        items += [WorkItem(x[t.start:t.end], t.own_start - t.start, None, (job, t)) for t in tiles]
+    for group in batches_by_budget(items, batch_tokens or default_batch_tokens(im.device)):
+        for res, item in zip(runner.run(group), group):
+            job, tile = item.tag
+            for k in range(im.num_stages):
+                job["starts"][k].append(res.bnd_pos[k] + tile.start)
+                job["cand"][k].append((res.cand_pos[k] + tile.start, res.cand_prob[k]))
+    out = []
+    for job in jobs:
+        rec, cmap = job["record"], job["cmap"]
+        units = len(rec.data)
+        rel = CoordRel(cmap)
+        stages = []
+        for k in range(im.num_stages):
+            starts = np.unique(np.concatenate([[0], rel(np.concatenate(job["starts"][k]))]))
+            starts = starts[starts < units]
+            prob = np.zeros(units, np.float32)
+            for pos, p in job["cand"][k]:  # ascending: a unit shared by BOS and the first byte keeps the byte's
+                c = rel(pos)
+                ok = c < units
+                prob[c[ok]] = p[ok]
+            prob[0] = 1.0
+            stages.append(StageTrack(starts.astype(np.int64), prob))
+        meta = rec.meta or {}
+        out.append(ChunkTracks(rec.id, np.asarray(rec.data), adapter.name, meta.get("contig", rec.id),
+                               int(meta.get("start", 0)) if "contig" in meta else 0, stages))
+    return out
+
+
+class CoordRel:
+    """Model positions → units relative to the record start (the coordinate map without offset)."""
+
+    def __init__(self, cmap):
+        self.cmap = cmap
+
+    def __call__(self, p):
+        return self.cmap(p) - self.cmap.offset
+
+
+# ---- HTML -----------------------------------------------------------------------------------
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:16px;color:#222}
+h1{font-size:18px;margin:0 0 4px} .meta{color:#555;font-size:13px;margin-bottom:10px}
+.legend span{display:inline-block;margin-right:14px;font-size:13px}
+.legend i{display:inline-block;width:28px;height:10px;margin-right:4px;vertical-align:middle}
+.seq{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:14px;line-height:1;margin-top:8px}
+.c{display:inline-flex;flex-direction:column;width:1.2ch;margin-bottom:6px;vertical-align:top}
+.c>b{font-weight:normal;text-align:center;height:17px}
+.c>i{display:block;height:6px;margin-top:1px}
+.c:hover{outline:1px solid #000}
+.nl{color:#999}
+"""
+
+
+def render_html(tracks: ChunkTracks | list[ChunkTracks], path: str | Path, *, title: str | None = None,
+                max_units: int = 200_000) -> Path:
+    """Write the self-contained HTML page for one or more sequences (atomically)."""
+    from .io import AtomicFile
+
+    tracks = [tracks] if isinstance(tracks, ChunkTracks) else list(tracks)
+    total = sum(t.length for t in tracks)
+    if total > max_units:
+        raise UserError(f"--html: {total} units is too long for a page (limit {max_units}); "
+                        "pick a --region, or use --png for long regions")
+    S = max(len(t.stages) for t in tracks)
+    css = _CSS
+    for s in range(S):
+        light, mid, dark = STAGE_COLOURS[s % len(STAGE_COLOURS)]
+        css += f".s{s}a{{background:{light}}}.s{s}b{{background:{mid}}}.s{s}k{{box-shadow:inset 2px 0 0 {dark}}}\n"
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title or 'H-Net chunks')}</title>",
+             f"<style>{css}</style></head><body><h1>{html.escape(title or 'H-Net chunk boundaries')}</h1>"]
+    parts.append("<div class='legend'>" + "".join(
+        f"<span><i class='s{s}a'></i><i class='s{s}b'></i>stage {s + 1}</span>" for s in range(S))
+        + "<span>dark edge: a chunk starts here &middot; hover a character for boundary probabilities</span></div>")
+    for t in tracks:
+        ratios = ", ".join(f"stage {s + 1}: {len(st.starts)} chunks ({t.length / max(len(st.starts), 1):.2f} "
+                           f"units/chunk)" for s, st in enumerate(t.stages))
+        where = f"{t.chrom}:{t.offset}-{t.offset + t.length}" if t.offset or t.chrom != t.seq_id else f"{t.length} units"
+        parts.append(f"<h1>{html.escape(t.seq_id)}</h1><div class='meta'>{html.escape(where)} &middot; "
+                     f"{html.escape(ratios)}</div><div class='seq'>")
+        cells = t.symbols()
+        # chunk index of each unit per stage, and whether a chunk starts inside each cell
+        chunk_of = [np.searchsorted(st.starts, np.arange(t.length), side="right") - 1 for st in t.stages]
+        is_start = [np.zeros(t.length + 1, bool) for _ in t.stages]
+        for s, st in enumerate(t.stages):
+            is_start[s][st.starts] = True
+        csum = [np.concatenate([[0], np.cumsum(a[:-1])]) for a in is_start]
+        buf = []
+        for ch, a, b in cells:
+            tip = [f"{t.chrom}:{t.offset + a}" + (f"-{t.offset + b}" if b - a > 1 else "")]
+            bands = []
+            for s, st in enumerate(t.stages):
+                p = float(st.prob[a:b].max())
+                starts_here = csum[s][b] - csum[s][a] > 0
+                tip.append(f"stage {s + 1}: p={p:.3f}" + (" (chunk start)" if starts_here else ""))
+                cls = f"s{s}{'a' if chunk_of[s][a] % 2 == 0 else 'b'}" + (f" s{s}k" if starts_here else "")
+                bands.append(f"<i class='{cls}'></i>")
+            shown = {"\n": "<span class='nl'>&#8629;</span>", "\t": "&rarr;", " ": "&nbsp;", "\r": ""}.get(
+                ch, html.escape(ch))
+            buf.append(f"<span class='c' title='{html.escape(chr(10).join(tip), quote=True)}'><b>{shown}</b>"
+                       + "".join(bands) + "</span>")
+            if ch == "\n":
+                buf.append("<br>")
+        parts.append("".join(buf) + "</div>")
+    parts.append("</body></html>\n")
+    out = AtomicFile(path)
+    try:
+        out.tmp.write_text("".join(parts), encoding="utf-8")
+        return out.close()
+    except BaseException:
+        out.abort()
+        raise
+
+
+# ---- PNG ------------------------------------------------------------------------------------
+def read_bed_features(path: str | Path, chrom: str, start: int, end: int) -> list[tuple[int, int, str, str]]:
+    """``(start, end, name, strand)`` of BED intervals overlapping ``chrom:[start, end)`` (chr aliases)."""
+    from hnet_seq.data.regions import contig_aliases
+
+    names = set(contig_aliases(chrom))
+    feats = []
+    try:
+        with open(path) as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip() or line.startswith(("#", "track", "browser")):
+                    continue
+                cols = line.rstrip("\n").split("\t") if "\t" in line else line.split()
+                if len(cols) < 3:
+                    raise UserError(f"{path}:{lineno}: a BED line needs 3 columns (contig, start, end)")
+                try:
+                    a, b = int(cols[1]), int(cols[2])
+                except ValueError:
+                    raise UserError(f"{path}:{lineno}: start/end must be integers") from None
+                if cols[0] in names and a < end and b > start:
+                    feats.append((a, b, cols[3] if len(cols) > 3 else "", cols[5] if len(cols) > 5 else "."))
+    except FileNotFoundError:
+        raise UserError(f"--bed {path}: no such file") from None
+    return feats
+
+
+def plot_tracks(tracks: ChunkTracks, path: str | Path, *, bin_size: int | None = None,
+                bed: str | Path | None = None, title: str | None = None) -> Path:
+    """PNG: per stage, chunk starts per kb and mean boundary probability in bins along the sequence."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .io import AtomicFile
+
+    L = tracks.length
+    bin_size = bin_size or max(10, int(round(L / 200, -1)) or 10)
+    edges = np.arange(0, L + bin_size, bin_size)
+    edges[-1] = min(edges[-1], L) if edges[-1] > L else edges[-1]
+    edges = np.unique(np.clip(edges, 0, L))
+    x0 = tracks.offset
+    centres = x0 + (edges[:-1] + edges[1:]) / 2
+    widths = np.diff(edges)
+    feats = read_bed_features(bed, tracks.chrom, x0, x0 + L) if bed else []
+    n_tracks = len(tracks.stages) + (1 if bed else 0)
+    fig, axes = plt.subplots(n_tracks, 1, figsize=(12, 1.9 * n_tracks + 0.6), sharex=True, squeeze=False)
+    axes = axes[:, 0]
+    for s, st in enumerate(tracks.stages):
+        ax = axes[s]
+        counts = np.histogram(st.starts, bins=edges)[0]
+        density = counts / widths * 1000
+        sums = np.add.reduceat(st.prob.astype(np.float64), edges[:-1]) if L else np.zeros(0)
+        mean_p = sums / widths
+        colour = STAGE_COLOURS[s % len(STAGE_COLOURS)][2]
+        ax.fill_between(centres, density, step="mid", color=colour, alpha=0.35, linewidth=0)
+        ax.plot(centres, density, drawstyle="steps-mid", color=colour, linewidth=1)
+        ax.set_ylabel(f"stage {s + 1}\nstarts / kb", fontsize=9)
+        ax.set_ylim(0, max(density.max() * 1.15, 1) if len(density) else 1)
+        ax2 = ax.twinx()
+        ax2.plot(centres, mean_p, color="#444", linewidth=0.7, alpha=0.8)
+        ax2.set_ylim(0, 1.05)
+        ax2.set_ylabel("mean p", fontsize=8, color="#444")
+        ax2.tick_params(labelsize=7)
+        ax.tick_params(labelsize=8)
+        ax.set_title(f"stage {s + 1}: {len(st.starts):,} chunks, {L / max(len(st.starts), 1):.2f} units/chunk "
+                     f"(bins of {bin_size})", fontsize=9, loc="left")
+    if bed:
+        ax = axes[-1]
+        for i, (a, b, name, strand) in enumerate(feats):
+            y = i % 3
+            ax.add_patch(matplotlib.patches.Rectangle((max(a, x0), y + 0.1), min(b, x0 + L) - max(a, x0), 0.8,
+                                                      color="#555" if strand != "-" else "#999"))
+            if name and len(feats) <= 60:
+                ax.text(max(a, x0), y + 0.5, name, fontsize=6, va="center", ha="left", color="white", clip_on=True)
+        ax.set_ylim(0, 3)
+        ax.set_yticks([])
+        ax.set_ylabel(f"{Path(bed).name}\n({len(feats)})", fontsize=8)
+    axes[-1].set_xlim(x0, x0 + L)
+    axes[-1].set_xlabel(f"{tracks.chrom} position" if tracks.modality == "dna" else "position", fontsize=9)
+    fig.suptitle(title or f"{tracks.seq_id}: chunk boundaries per stage", fontsize=11)
+    fig.tight_layout()
+    out = AtomicFile(path)
+    try:
+        fig.savefig(out.tmp, format="png", dpi=110)
+        plt.close(fig)
+        return out.close()
+    except BaseException:
+        plt.close(fig)
+        out.abort()
+        raise
+
+
+# ---- terminal -------------------------------------------------------------------------------
+def render_terminal(tracks: ChunkTracks, console=None, width: int | None = None, max_units: int = 4000) -> None:
+    """Print each line of the sequence once per stage, chunks in alternating colours (rich)."""
+    from rich.console import Console
+    from rich.text import Text
+
+    console = console or Console()
+    if tracks.length > max_units:
+        raise UserError(f"{tracks.length} units is too long for the terminal (limit {max_units}); "
+                        "use --html or --png, or a shorter --region")
+    styles = [("black on #fdd49e", "black on #fc8d59"), ("black on #c6dbef", "black on #6baed6"),
+              ("black on #c7e9c0", "black on #74c476"), ("black on #dadaeb", "black on #9e9ac8")]
+    cells = tracks.symbols()
+    width = width or max(10, min(100, console.width - 12))
+    console.print(f"[bold]{tracks.seq_id}[/]  " + "  ".join(
+        f"stage {s + 1}: {len(st.starts)} chunks ({tracks.length / max(len(st.starts), 1):.2f} units/chunk)"
+        for s, st in enumerate(tracks.stages)))
+    chunk_of = [np.searchsorted(st.starts, [a for _, a, _ in cells], side="right") - 1 for st in tracks.stages]
+    for line in range(0, len(cells), width):
+        part = cells[line:line + width]
+        console.print(Text(f"{tracks.offset + part[0][1]:>10} ", style="dim"), end="")
+        console.print(Text("".join(c if c.isprintable() else "·" for c, _, _ in part)))
+        for s in range(len(tracks.stages)):
+            t = Text(f"{'stage ' + str(s + 1):>10} ", style="dim")
+            for j, (c, a, _) in enumerate(part):
+                k = chunk_of[s][line + j]
+                t.append(c if c.isprintable() else "·", style=styles[s % len(styles)][k % 2])
+            console.print(t)
+        console.print()

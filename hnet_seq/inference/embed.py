@@ -1,0 +1,467 @@
+"""Embeddings: one pooled vector per sequence and, optionally, one row per chunk per stage.
+
+Representations.  Level ``s`` of the hierarchy holds the input positions (``s = 0``) or the
+chunks of chunking stage ``s`` (``s >= 1``); ``layer`` picks its ``output`` states (default)
+or its ``input`` states (see :mod:`.batching`).  The pooled vector of a sequence is the mean
+over the positions of level ``stage`` (``pool="mean"``; with ``stage >= 1`` that is the mean
+over the chunks of that stage, which ``pool="chunks"`` selects with ``stage`` defaulting to 1)
+or the vector of its last position there (``pool="last"``).
+
+Chunk rows (``chunks=True``).  Stage ``s``'s chunk boundaries are the level-``s`` positions;
+their input position is found by composing the boundary masks of stages ``1..s``.  A chunk
+starts at its boundary's input position and ends at the next boundary's (the last one at the
+end of the sequence): 0-based half-open ``[start, end)``, plus the record's genomic start for
+BED/region input, so the chunks of every stage tile every sequence exactly.  A byte model's
+BOS belongs to the first chunk (a chunk holding only BOS has no input span and is not written).
+Columns: ``seq_id, chrom, start, end, stage, boundary_prob, vector`` (``chrom`` is the contig
+for genomic input, else the sequence id), so a stage's rows are a BED-like table.
+
+Long inputs are tiled (:func:`.batching.plan_tiles`); boundaries come from the tile that owns
+their position, so stitched chunks still tile the sequence.  Rows are written as tiles finish:
+memory stays bounded by the batch, not by the genome.
+
+``rc_average`` (DNA): the reverse complement is embedded too and mapped back to forward
+coordinates.  Pooled vectors are the average of the two strands' pooled vectors.  Chunk rows
+are the common refinement of both strands' chunkings (every cut of either strand); each piece
+gets the average of the forward chunk and the reverse-strand chunk that contain it, and the
+average of the two strands' boundary probabilities at its start (a strand that cannot cut
+there contributes 0; a reverse-strand cut between positions ``c-1`` and ``c`` is the forward
+cut at ``c``).  The output of a sequence and of its reverse complement are then the same rows,
+mirrored (``[a, b)`` ↔ ``[L-b, L-a)``).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from hnet_seq.errors import UserError
+
+from .batching import (CoordMap, InferenceModel, Runner, Tile, WorkItem, barrier, batches_by_budget,
+                       broadcast_ok, default_batch_tokens, init_distributed, load, plan_tiles,
+                       record_inputs, tiling_description)
+from .io import AtomicFile, Outputs, TableWriter, check_output_path, iter_records, output_format, progress_bar, vector_field
+from .parts import RECORD, merge_parts, part_path, with_record_column
+
+POOLS = ("mean", "chunks", "last")
+
+
+@dataclass
+class EmbedSummary:
+    sequences: int = 0
+    positions: int = 0
+    chunk_rows: int = 0
+    seconds: float = 0.0
+    out: Path | None = None
+    chunks_out: Path | None = None
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def units_per_second(self) -> float:
+        return self.positions / max(self.seconds, 1e-9)
+
+
+# ---- one strand of one stage, as it becomes known ----------------------------------------
+class _Strand:
+    """Chunk starts of one stage (forward coordinates) with probabilities and vectors."""
+
+    def __init__(self, dim: int | None, with_candidates: bool):
+        self.cuts: list[np.ndarray] = []
+        self.probs: list[np.ndarray] = []
+        self.vecs: list[np.ndarray] = []
+        self.cand_cuts: list[np.ndarray] = []
+        self.cand_probs: list[np.ndarray] = []
+        self.dim, self.with_candidates = dim, with_candidates
+        self.known = 0  # every cut < known (and its vector) is here
+
+    def add(self, cuts, probs, vecs, cand_cuts=None, cand_probs=None) -> None:
+        self.cuts.append(np.asarray(cuts, np.int64))
+        self.probs.append(np.asarray(probs, np.float32))
+        if self.dim is not None:
+            self.vecs.append(np.asarray(vecs, np.float32).reshape(-1, self.dim))
+        if self.with_candidates and cand_cuts is not None:
+            self.cand_cuts.append(np.asarray(cand_cuts, np.int64))
+            self.cand_probs.append(np.asarray(cand_probs, np.float32))
+
+    def compact(self) -> None:
+        for name in ("cuts", "probs", "vecs", "cand_cuts", "cand_probs"):
+            parts = getattr(self, name)
+            if len(parts) > 1:
+                setattr(self, name, [np.concatenate(parts)])
+
+    def arrays(self):
+        self.compact()
+        cuts = self.cuts[0] if self.cuts else np.zeros(0, np.int64)
+        probs = self.probs[0] if self.probs else np.zeros(0, np.float32)
+        vecs = self.vecs[0] if self.vecs else None
+        return cuts, probs, vecs
+
+    def prob_at(self, c: np.ndarray) -> np.ndarray:
+        """Boundary probability of this strand at cuts ``c`` (0 where it cannot cut)."""
+        cuts, probs, _ = self.arrays()
+        out = np.zeros(len(c), np.float32)
+        if self.cand_cuts:
+            cc, cp = self.cand_cuts[0], self.cand_probs[0]
+            i = np.clip(np.searchsorted(cc, c), 0, max(len(cc) - 1, 0))
+            hit = (len(cc) > 0) & (cc[i] == c) if len(cc) else np.zeros(len(c), bool)
+            out[hit] = cp[i[hit]]
+        i = np.clip(np.searchsorted(cuts, c), 0, max(len(cuts) - 1, 0))
+        if len(cuts):
+            hit = cuts[i] == c
+            out[hit] = probs[i[hit]]
+        return out
+
+    def prune(self, start: int) -> None:
+        """Forget what lies before the chunk active at ``start``."""
+        cuts, probs, vecs = self.arrays()
+        k = max(int(np.searchsorted(cuts, start, side="right")) - 1, 0)
+        self.cuts, self.probs = [cuts[k:]], [probs[k:]]
+        if vecs is not None:
+            self.vecs = [vecs[k:]]
+        if self.cand_cuts:
+            j = int(np.searchsorted(self.cand_cuts[0], start))
+            self.cand_cuts, self.cand_probs = [self.cand_cuts[0][j:]], [self.cand_probs[0][j:]]
+
+
+class _RecordJob:
+    """Tiles of one record (and of its reverse complement), and what they have reported."""
+
+    def __init__(self, index: int, record, inputs: torch.Tensor, cmap: CoordMap, tiles: list[Tile],
+                 stages: int, dims: list[int | None], rc: bool):
+        self.index, self.record, self.cmap, self.tiles = index, record, cmap, tiles
+        self.n = int(inputs.shape[0])
+        self.inputs = inputs
+        self.rc = rc
+        self.remaining = len(tiles) * (2 if rc else 1)
+        strands = (0, 1) if rc else (0,)
+        self.streams = {(st, s): _Strand(dims[s], rc) for st in strands for s in range(1, stages + 1)}
+        self.emitted = {s: 0 for s in range(1, stages + 1)}
+        self.pending_b = {s: (self.n, 1.0, None) for s in range(1, stages + 1)}  # rc: (y pos, prob)
+        self.pool_sum = {st: None for st in strands}
+        self.pool_count = {st: 0 for st in strands}
+        self.pool_last = {st: None for st in strands}
+        self.num_chunks = [0] * stages
+
+    def items(self) -> Iterable[WorkItem]:
+        from hnet_seq.modalities.dna import reverse_complement
+
+        rc_inputs = reverse_complement(self.inputs) if self.rc else None
+        count = len(self.tiles)
+        for i, tile in enumerate(self.tiles):
+            yield WorkItem(self.inputs[tile.start:tile.end], tile.own_start - tile.start, None, (self, 0, tile))
+            if self.rc:
+                t = self.tiles[count - 1 - i]  # reverse order: reverse strand advances along forward coordinates
+                yield WorkItem(rc_inputs[t.start:t.end], t.own_start - t.start, None, (self, 1, t))
+
+    @property
+    def done(self) -> bool:
+        return self.remaining == 0
+
+    def take(self, res, strand: int, tile: Tile) -> None:
+        self.remaining -= 1
+        n = self.n
+        if res.pool_sum is not None:
+            s = self.pool_sum[strand]
+            self.pool_sum[strand] = res.pool_sum.copy() if s is None else s + res.pool_sum
+            self.pool_count[strand] += res.pool_count
+            if tile.index == tile.count - 1:
+                self.pool_last[strand] = res.pool_last
+        for k in range(len(res.bnd_pos)):
+            s = k + 1
+            stream = self.streams.get((strand, s))
+            if stream is None:
+                continue
+            pos = res.bnd_pos[k] + tile.start
+            prob = res.bnd_prob[k]
+            vec = res.bnd_vec[k] if res.bnd_vec else None
+            cand_pos = res.cand_pos[k] + tile.start if res.cand_pos else None
+            cand_prob = res.cand_prob[k] if res.cand_prob else None
+            if strand == 0:
+                self.num_chunks[k] += len(pos)
+                stream.add(pos, prob, vec, cand_pos, cand_prob)
+                stream.known = tile.end
+                continue
+            # Reverse strand: y-boundary a (chunk [a, b) of the reverse complement) covers the
+            # forward span [n-b, n-a); its forward cut is n-b with b's probability.
+            b_pos, b_prob, _ = self.pending_b[s]
+            order = np.argsort(-pos, kind="stable")
+            ys, qs = pos[order], prob[order]
+            prev = np.concatenate([[b_pos], ys[:-1]])
+            prev_p = np.concatenate([[b_prob], qs[:-1]]).astype(np.float32)
+            vecs = vec[order] if vec is not None else None
+            if len(ys):
+                stream.add(n - prev, prev_p, vecs,
+                           None if cand_pos is None else (n - cand_pos)[::-1],
+                           None if cand_prob is None else cand_prob[::-1])
+                self.pending_b[s] = (int(ys[-1]), float(qs[-1]), None)
+            elif cand_pos is not None:
+                stream.add(np.zeros(0, np.int64), np.zeros(0, np.float32),
+                           np.zeros((0, stream.dim or 0), np.float32) if stream.dim else None,
+                           (n - cand_pos)[::-1], cand_prob[::-1])
+            stream.known = n - self.pending_b[s][0]
+
+    def flush(self, write_chunk) -> int:
+        """Write every chunk whose extent is known; returns rows written."""
+        rows = 0
+        for s, e in self.emitted.items():
+            fwd = self.streams[(0, s)]
+            rev = self.streams.get((1, s))
+            m = fwd.known if rev is None else min(fwd.known, rev.known)
+            fc, fp, fv = fwd.arrays()
+            if rev is None:
+                cuts = fc[(fc >= e) & (fc < m)]
+            else:
+                rc_, _, _ = rev.arrays()
+                cuts = np.union1d(fc[(fc >= e) & (fc < m)], rc_[(rc_ >= e) & (rc_ < m)])
+            if not len(cuts):
+                continue
+            final = m >= self.n
+            ends = np.append(cuts[1:], self.n) if final else cuts[1:]
+            starts = cuts[:len(ends)]
+            if not len(starts):
+                continue
+            i_f = np.searchsorted(fc, starts, side="right") - 1
+            if rev is None:
+                probs = fp[i_f]
+                vecs = fv[i_f] if fv is not None else None
+            else:
+                rcuts, _, rv = rev.arrays()
+                i_r = np.searchsorted(rcuts, starts, side="right") - 1
+                probs = (fwd.prob_at(starts) + rev.prob_at(starts)) / 2
+                probs[starts == 0] = 1.0
+                vecs = (fv[i_f] + rv[i_r]) / 2 if fv is not None else None
+            rows += write_chunk(self, s, starts, ends, probs, vecs)
+            self.emitted[s] = int(ends[-1]) if final else int(cuts[len(ends)])
+            fwd.prune(self.emitted[s])
+            if rev is not None:
+                rev.prune(self.emitted[s])
+        return rows
+
+    def pooled(self, pool: str) -> np.ndarray:
+        vecs = []
+        for st in self.pool_sum:
+            if pool == "last":
+                vecs.append(self.pool_last[st])
+            else:
+                vecs.append(self.pool_sum[st] / max(self.pool_count[st], 1))
+        return np.mean(vecs, axis=0).astype(np.float32)
+
+
+# ---- the API -------------------------------------------------------------------------------
+def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] = (), out: str | Path = "embeddings.parquet",
+          *, config: str | Path | None = None, modality: str | None = None, bed: str | Path | None = None,
+          reference: str | Path | None = None, chunks: bool = False, chunks_out: str | Path | None = None,
+          pool: str = "mean", stage: int | None = None, layer: str = "output", rc_average: bool = False,
+          window: int = 8192, overlap: int = 1024, batch_tokens: int | None = None, device: str | None = None,
+          precision: str = "auto", progress: bool = True, records: Iterable | None = None) -> EmbedSummary:
+    """Embed every input sequence; write one row per sequence to ``out`` (parquet or ``.npz``).
+
+    With ``chunks``, also one row per chunk per stage to ``chunks_out`` (default
+    ``<out stem>.chunks.parquet``; inside the ``.npz`` for npz output).  ``records`` (an
+    iterable of Records) replaces ``inputs``/``bed``.  Under torchrun every rank embeds a
+    strided share of the records and rank 0 merges the parts in input order.
+    """
+    if pool not in POOLS:
+        raise UserError(f"--pool {pool}: choose {', '.join(POOLS)}")
+    out = check_output_path(out)
+    fmt = output_format(out, ("parquet", "npz"))
+    if chunks and fmt == "parquet":
+        chunks_out = check_output_path(chunks_out or out.with_name(out.name.rsplit(".", 1)[0] + ".chunks.parquet"),
+                                       "--chunks-out")
+        output_format(chunks_out, ("parquet",), "--chunks-out")
+        if Path(chunks_out).resolve() == out.resolve():
+            raise UserError("--chunks-out must differ from --out")
+    im = load(checkpoint, config, device=device, modality=modality, precision=precision)
+    adapter = im.adapter
+    if rc_average and adapter.name != "dna":
+        raise UserError(f"--rc-average is for DNA models; this model reads {adapter.name}")
+    if stage is None:
+        stage = 1 if pool == "chunks" else 0
+    if pool == "chunks" and stage < 1:
+        raise UserError("--pool chunks averages the chunks of a stage: give --stage 1 or more")
+    if pool == "chunks" and im.num_stages == 0:
+        raise UserError("--pool chunks: this model has no chunking stage")
+    stages = im.num_stages if chunks else 0
+    runner = Runner(im, layer=layer, chunk_vectors=chunks, probs=chunks and rc_average, pool_level=stage)
+    dist = init_distributed(im.device)
+    budget = batch_tokens or default_batch_tokens(im.device)
+    pool_dim = im.level_dim(stage, layer)
+    dims = [None] + [im.level_dim(s, layer) for s in range(1, im.num_levels)]
+    meta = {"kind": "embeddings", "checkpoint": im.checkpoint, "modality": adapter.name, "layer": layer,
+            "stage": stage, "pool": pool, "rc_average": rc_average, "window": window, "overlap": overlap,
+            "tiling": tiling_description(window, overlap), "precision": im.precision,
+            "coordinates": "0-based half-open; genomic (contig, start, end) for BED/region input; "
+                           "bytes for text (BOS excluded), samples for raw audio",
+            "stages": im.num_stages, "dims": [im.level_dim(s, layer) for s in range(im.num_levels)]}
+    if fmt == "npz":
+        meta["note"] = "npz output is assembled in memory; use parquet for large inputs"
+    seq_schema = pa.schema([pa.field("seq_id", pa.string()), pa.field("chrom", pa.string()),
+                            pa.field("start", pa.int64()), pa.field("end", pa.int64()),
+                            pa.field("length", pa.int64()), pa.field("tiles", pa.int32()),
+                            pa.field("num_chunks", pa.list_(pa.int64())), vector_field("embedding", pool_dim)])
+    chunk_schema = pa.schema([pa.field("seq_id", pa.string()), pa.field("chrom", pa.string()),
+                              pa.field("start", pa.int64()), pa.field("end", pa.int64()),
+                              pa.field("stage", pa.int8()), pa.field("boundary_prob", pa.float32()),
+                              pa.field("vector", pa.list_(pa.float32()))])
+    summary = EmbedSummary(out=out, chunks_out=Path(chunks_out) if chunks and fmt == "parquet" else None, metadata=meta)
+    if records is None:
+        records = iter_records(adapter, inputs, bed=bed, reference=reference)
+    npz: dict[str, list] = {k: [] for k in ("seq_id", "chrom", "start", "end", "length", "embedding",
+                                            "chunk_record", "chunk_stage", "chunk_start", "chunk_end",
+                                            "chunk_prob", "chunk_vector")}
+    t0 = time.perf_counter()
+    multi = dist.world > 1
+    ok = False
+    with Outputs() as outs:
+        try:
+            if fmt == "parquet":
+                seq_target = part_path(out, dist.rank) if multi else out
+                seq_w = outs.add(TableWriter(seq_target, with_record_column(seq_schema) if multi else seq_schema,
+                                             meta, "parquet", rows_per_batch=1024))
+                chunk_w = None
+                if chunks:
+                    chunk_target = part_path(chunks_out, dist.rank) if multi else chunks_out
+                    chunk_w = outs.add(TableWriter(chunk_target, with_record_column(chunk_schema) if multi else chunk_schema,
+                                                   meta, "parquet", rows_per_batch=65536))
+
+            def write_chunk(job: _RecordJob, s: int, starts, ends, probs, vecs) -> int:
+                a, b = job.cmap(starts), job.cmap(ends)
+                keep = b > a
+                if not keep.all():
+                    a, b, probs = a[keep], b[keep], probs[keep]
+                    vecs = vecs[keep] if vecs is not None else None
+                k = len(a)
+                if not k:
+                    return 0
+                rid = job.record.id
+                chrom = job.record.meta.get("contig", rid) if job.record.meta else rid
+                if fmt == "npz":
+                    npz["chunk_record"].append(np.full(k, job.index))
+                    npz["chunk_stage"].append(np.full(k, s, np.int8))
+                    npz["chunk_start"].append(a)
+                    npz["chunk_end"].append(b)
+                    npz["chunk_prob"].append(np.asarray(probs, np.float32))
+                    npz["chunk_vector"].append(vecs)
+                    return k
+                cols = {"seq_id": [rid] * k, "chrom": [chrom] * k, "start": a, "end": b,
+                        "stage": np.full(k, s, np.int8), "boundary_prob": np.asarray(probs, np.float32),
+                        "vector": list(vecs) if vecs is not None else [None] * k}
+                if multi:
+                    cols[RECORD] = np.full(k, job.index, np.int64)
+                chunk_w.write_columns(cols)
+                return k
+
+            def finish(job: _RecordJob) -> None:
+                rid = job.record.id
+                m = job.record.meta or {}
+                chrom = m.get("contig", rid)
+                start = job.cmap(0)
+                end = job.cmap(job.n)
+                vec = job.pooled(pool)
+                if fmt == "npz":
+                    for k, v in (("seq_id", rid), ("chrom", chrom), ("start", start), ("end", end),
+                                 ("length", len(job.record)), ("embedding", vec)):
+                        npz[k].append(v)
+                else:
+                    row = dict(seq_id=rid, chrom=chrom, start=int(start), end=int(end), length=len(job.record),
+                               tiles=len(job.tiles), num_chunks=job.num_chunks, embedding=vec)
+                    if multi:
+                        row[RECORD] = job.index
+                    seq_w.write_row(**row)
+                summary.sequences += 1
+                summary.positions += job.n
+                job.inputs = None
+
+            pending: list[_RecordJob] = []
+
+            def jobs():
+                for i, record in enumerate(records):
+                    if i % dist.world != dist.rank:
+                        continue
+                    x, _, cmap = record_inputs(adapter, record)
+                    if x.shape[0] == 0:
+                        raise UserError(f"record '{record.id}' is empty")
+                    job = _RecordJob(i, record, x, cmap, plan_tiles(int(x.shape[0]), window, overlap),
+                                     stages, dims, rc_average)
+                    pending.append(job)
+                    yield from job.items()
+
+            with progress_bar(progress and dist.is_main, "embed", unit=adapter.unit_name + "s") as bar:
+                for group in batches_by_budget(jobs(), budget):
+                    for res, item in zip(runner.run(group), group):
+                        job, strand, tile = item.tag
+                        job.take(res, strand, tile)
+                    bar.advance(sum(len(it) - it.own_start for it in group))
+                    while pending:
+                        job = pending[0]
+                        if chunks:
+                            summary.chunk_rows += job.flush(write_chunk)
+                        if not job.done:
+                            break
+                        finish(pending.pop(0))
+            if pending:
+                raise RuntimeError("internal error: records left unfinished")
+            if fmt == "npz":
+                _write_npz(out, npz, meta, chunks)
+            ok = True
+        finally:
+            ok = broadcast_ok(ok)
+        if not ok:
+            raise UserError("embedding failed on another rank; no output written")
+    summary.seconds = time.perf_counter() - t0
+    if multi:
+        barrier()
+        if dist.is_main:
+            with Outputs() as outs:
+                w = outs.add(TableWriter(out, seq_schema, meta, "parquet", rows_per_batch=1024))
+                merge_parts([part_path(out, r) for r in range(dist.world)], w)
+                if chunks:
+                    w = outs.add(TableWriter(chunks_out, chunk_schema, meta, "parquet", rows_per_batch=65536))
+                    summary.chunk_rows = merge_parts([part_path(chunks_out, r) for r in range(dist.world)], w)
+            for r in range(dist.world):
+                part_path(out, r).unlink(missing_ok=True)
+                if chunks:
+                    part_path(chunks_out, r).unlink(missing_ok=True)
+        barrier()
+    return summary
+
+
+def _write_npz(out: Path, npz: dict, meta: dict, chunks: bool) -> None:
+    import json
+
+    arrays = {"seq_id": np.array(npz["seq_id"], dtype=str), "chrom": np.array(npz["chrom"], dtype=str),
+              "start": np.array(npz["start"], np.int64), "end": np.array(npz["end"], np.int64),
+              "length": np.array(npz["length"], np.int64),
+              "embedding": np.stack(npz["embedding"]) if npz["embedding"] else np.zeros((0, 0), np.float32),
+              "metadata": np.array(json.dumps(meta))}
+    if chunks:
+        for k in ("chunk_record", "chunk_stage", "chunk_start", "chunk_end", "chunk_prob"):
+            arrays[k] = np.concatenate(npz[k]) if npz[k] else np.zeros(0)
+        # vector widths differ between stages: one array per stage, in the order of that stage's rows
+        by_stage: dict[int, list] = {}
+        for stage_ids, vecs in zip(npz["chunk_stage"], npz["chunk_vector"]):
+            if vecs is not None and len(stage_ids):
+                by_stage.setdefault(int(stage_ids[0]), []).append(vecs)
+        for s, vecs in by_stage.items():
+            arrays[f"chunk_vector_stage{s}"] = np.concatenate(vecs)
+    f = AtomicFile(out)
+    try:
+        with open(f.tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        f.close()
+    except BaseException:
+        f.abort()
+        raise
+
+
+def read_chunks(path: str | Path, stage: int | None = None):
+    """Chunk rows of a ``*.chunks.parquet`` as a pyarrow Table (optionally one stage)."""
+    import pyarrow.parquet as pq
+
+    filters = [("stage", "=", stage)] if stage is not None else None
+    return pq.read_table(str(path), filters=filters)

@@ -1,0 +1,344 @@
+"""Inputs and outputs of the inference commands: records in, tables out, atomically.
+
+* :func:`iter_records` streams :class:`~hnet_seq.modalities.Record` objects from FASTA, BED +
+  reference FASTA, text / JSONL, audio files or ``.tar`` shards, whichever the modality reads.
+* :class:`TableWriter` streams rows to parquet (``pyarrow.parquet.ParquetWriter``) or TSV, into
+  a temporary file beside the target that is renamed only when everything was written; on an
+  exception the temporary file is deleted, so a failed run leaves no partial output.
+* :class:`Outputs` groups several writers so that they all appear together or not at all.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from hnet_seq.errors import UserError
+
+META_KEY = b"hnet_seq"
+
+
+# ---- inputs --------------------------------------------------------------------------------
+def iter_records(adapter, inputs: Sequence[str | Path] = (), *, bed: str | Path | None = None,
+                 reference: str | Path | None = None, shards: bool | None = None) -> Iterator:
+    """Records to process, in input order (arguments are checked now, files read lazily).
+
+    * ``bed`` + ``reference``: one record per BED interval (DNA; genomic coordinates kept in
+      ``meta["contig"/"start"/"end"]``);
+    * ``inputs`` that are ``.tar`` shards (or ``shards=True``): records read back from shards;
+    * otherwise the adapter reads the files (FASTA records, text files / JSONL lines, audio).
+    """
+    if bed is not None:
+        if reference is None:
+            raise UserError("--bed needs --reference (the FASTA the intervals refer to)")
+        if not hasattr(adapter, "read_regions"):
+            raise UserError(f"--bed: the {adapter.name} modality has no genomic regions (use dna)")
+        if inputs:
+            raise UserError("give either input files or --bed with --reference, not both")
+        for p, flag in ((bed, "--bed"), (reference, "--reference")):
+            if not Path(p).exists():
+                raise UserError(f"{flag} {p}: no such file")
+        return adapter.read_regions(reference, bed)
+    if not inputs:
+        raise UserError("no inputs: give files (FASTA, text, JSONL, audio, .tar shards) or --bed with --reference")
+    paths = [Path(p) for p in inputs]
+    for p in paths:
+        if not p.exists():
+            raise UserError(f"{p}: no such file or directory")
+    is_shard = [p.suffix == ".tar" or (p.is_dir() and any(p.glob("*.tar"))) for p in paths]
+    if shards or (shards is None and all(is_shard)):
+        from hnet_seq.data.shards import read_shards
+
+        return read_shards([str(p) for p in paths], modality=adapter.name)
+    if any(is_shard):
+        raise UserError("mix of .tar shards and other inputs: give one kind at a time")
+    return adapter.read_records(paths)
+
+
+def parse_region(text: str) -> tuple[str, int | None, int | None]:
+    """``chr1:1000-2000`` (0-based half-open, commas allowed) or ``chr1`` → (contig, start, end)."""
+    contig, sep, span = text.rpartition(":")
+    if not sep:
+        return text, None, None
+    try:
+        a, b = span.replace(",", "").split("-")
+        start, end = int(a), int(b)
+    except ValueError:
+        raise UserError(f"--region {text}: expected CONTIG:START-END (0-based half-open), e.g. chr1:0-20000") from None
+    if not 0 <= start < end:
+        raise UserError(f"--region {text}: need 0 <= START < END")
+    return contig, start, end
+
+
+# ---- atomic files --------------------------------------------------------------------------
+def temp_path_for(path: Path, keep_suffix: bool = False) -> Path:
+    """A fresh temporary file beside ``path`` (same filesystem, so the final rename is atomic).
+
+    ``keep_suffix``: end the name with ``path``'s extension too (for writers that infer the
+    format from it, such as soundfile).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = ".tmp" + (path.suffix if keep_suffix else "")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def publish(tmp: Path, path: Path) -> Path:
+    """Give ``tmp`` the permissions of a normally created file (mkstemp makes it 0600), rename it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+    return path
+
+
+def check_output_path(path: str | Path, flag: str = "--out") -> Path:
+    """Refuse an output that is a directory or sits in a missing/unwritable folder (before any work)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path}: is a directory, expected a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise UserError(f"{flag} {path}: folder {parent} is not writable")
+    return path
+
+
+def output_format(path: str | Path, allowed: Sequence[str], flag: str = "--out") -> str:
+    """The format named by the file's extension: parquet, tsv, npz, vcf, ..."""
+    name = str(path).lower()
+    for ext, fmt in ((".parquet", "parquet"), (".pq", "parquet"), (".tsv", "tsv"), (".tsv.gz", "tsv"),
+                     (".txt", "tsv"), (".npz", "npz"), (".vcf.gz", "vcf"), (".vcf", "vcf"), (".bcf", "vcf"),
+                     (".csv", "csv")):
+        if name.endswith(ext):
+            if fmt not in allowed:
+                break
+            return fmt
+    raise UserError(f"{flag} {path}: unsupported extension (use {', '.join('.' + a for a in allowed)})")
+
+
+class TableWriter:
+    """Stream rows (dicts of columns) to parquet or TSV; the file appears only on :meth:`close`.
+
+    ``schema`` fixes the columns (a ``vector`` column is a ``fixed_size_list<float32>``);
+    ``metadata`` (a JSON-able dict) is stored in the parquet schema under ``b"hnet_seq"``
+    (TSV: as a ``#`` comment line).  Rows are buffered up to ``rows_per_batch``.
+    """
+
+    def __init__(self, path: str | Path, schema: pa.Schema, metadata: dict | None = None,
+                 fmt: str | None = None, rows_per_batch: int = 8192):
+        self.path = Path(path)
+        self.fmt = fmt or output_format(self.path, ("parquet", "tsv"))
+        self.schema = schema.with_metadata({META_KEY: json.dumps(metadata or {}).encode()})
+        self.metadata = metadata or {}
+        self.rows_per_batch = rows_per_batch
+        self._columns: dict[str, list] = {f.name: [] for f in schema}
+        self._buffered = 0
+        self.rows = 0
+        self._tmp = temp_path_for(self.path)
+        self._writer = None
+        self._text = None
+        try:
+            if self.fmt == "parquet":
+                import pyarrow.parquet as pq
+
+                self._writer = pq.ParquetWriter(str(self._tmp), self.schema, compression="zstd")
+            else:
+                import gzip
+
+                opener = gzip.open if str(self.path).endswith(".gz") else open
+                self._text = opener(self._tmp, "wt")
+                if metadata:
+                    self._text.write("#hnet_seq " + json.dumps(metadata) + "\n")
+                self._text.write("\t".join(schema.names) + "\n")
+        except BaseException:
+            self.abort()
+            raise
+
+    def write_row(self, **row: Any) -> None:
+        for name, values in self._columns.items():
+            values.append(row.get(name))
+        self._buffered += 1
+        if self._buffered >= self.rows_per_batch:
+            self.flush()
+
+    def write_columns(self, columns: dict[str, Sequence]) -> None:
+        """Append many rows at once: ``columns`` maps every column to equal-length sequences."""
+        n = None
+        for name, values in self._columns.items():
+            col = columns.get(name)
+            if col is None:
+                raise KeyError(f"column {name} missing")
+            values.extend(col if not isinstance(col, np.ndarray) or col.ndim == 1 else list(col))
+            n = len(col)
+        self._buffered += n or 0
+        if self._buffered >= self.rows_per_batch:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._buffered:
+            return
+        arrays = []
+        for field in self.schema:
+            values = self._columns[field.name]
+            if pa.types.is_fixed_size_list(field.type):
+                flat = np.asarray(np.stack([np.asarray(v, np.float32) for v in values]), np.float32).reshape(-1)
+                arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()),
+                                                                 field.type.list_size))
+            else:
+                arrays.append(pa.array(values, field.type))
+        if self._writer is not None:
+            self._writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
+        else:
+            for i in range(self._buffered):
+                self._text.write("\t".join(_tsv_cell(self._columns[f.name][i]) for f in self.schema) + "\n")
+        self.rows += self._buffered
+        self._columns = {name: [] for name in self._columns}
+        self._buffered = 0
+
+    def close(self) -> Path:
+        """Write what is buffered, close, and rename the temporary file onto the target."""
+        self.flush()
+        if self._writer is not None:
+            self._writer.close()
+        if self._text is not None:
+            self._text.close()
+        return publish(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Drop everything written so far (no file appears)."""
+        try:
+            if self._writer is not None:
+                self._writer.close()
+            if self._text is not None:
+                self._text.close()
+        except Exception:
+            pass
+        Path(self._tmp).unlink(missing_ok=True)
+
+
+def _tsv_cell(v) -> str:
+    if v is None:
+        return "."
+    if isinstance(v, float):
+        return "nan" if v != v else f"{v:.6g}"
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return ",".join(_tsv_cell(float(x)) for x in np.asarray(v).reshape(-1))
+    return str(v)
+
+
+class Outputs:
+    """Writers that must appear together: ``with Outputs() as outs: outs.add(writer)``.
+
+    Leaving the block normally closes (and renames) every writer; an exception aborts them all.
+    """
+
+    def __init__(self):
+        self.writers: list = []
+
+    def add(self, writer):
+        self.writers.append(writer)
+        return writer
+
+    def __enter__(self) -> "Outputs":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            for w in self.writers:
+                w.close()
+        else:
+            for w in self.writers:
+                w.abort()
+
+
+class AtomicFile:
+    """A plain output file (HTML, PNG, FASTA, WAV, NPZ...) written to a temporary name first."""
+
+    def __init__(self, path: str | Path, keep_suffix: bool = False):
+        self.path = Path(path)
+        self.tmp = temp_path_for(self.path, keep_suffix)
+
+    def close(self) -> Path:
+        return publish(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.tmp.unlink(missing_ok=True)
+
+
+def vector_field(name: str, dim: int) -> pa.Field:
+    return pa.field(name, pa.list_(pa.float32(), dim))
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The ``hnet_seq`` metadata dict of a parquet file written here."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(str(path)).metadata or {}
+    return json.loads(meta.get(META_KEY, b"{}"))
+
+
+def write_fasta(handle, name: str, sequence: str, width: int = 60) -> None:
+    handle.write(f">{name}\n")
+    for i in range(0, len(sequence), width):
+        handle.write(sequence[i:i + width] + "\n")
+
+
+def progress_bar(enabled: bool, description: str, total: float | None = None, unit: str = "units"):
+    """A rich progress bar on stderr (a no-op object when ``enabled`` is False)."""
+    if not enabled:
+        return _NoProgress()
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn(f"[bold]{description}[/]"), BarColumn(),
+                   TextColumn("{task.completed:,.0f}" + ("/{task.total:,.0f}" if total else "") + f" {unit}"),
+                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                   console=Console(stderr=True), transient=True)
+    return _Progress(bar, total)
+
+
+class _NoProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def advance(self, n: float = 1, **fields) -> None:
+        pass
+
+
+class _Progress:
+    def __init__(self, bar, total):
+        import time
+
+        self.bar, self.total, self._t0, self._done = bar, total, time.perf_counter(), 0.0
+        self.task = bar.add_task("", total=total, rate="")
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+    def advance(self, n: float = 1, **fields) -> None:
+        import time
+
+        self._done += n
+        dt = max(time.perf_counter() - self._t0, 1e-9)
+        self.bar.update(self.task, advance=n, rate=f"{self._done / dt:,.0f}/s", **fields)
+
+
+def iter_len_hint(items: Iterable) -> int | None:
+    try:
+        return len(items)  # type: ignore[arg-type]
+    except TypeError:
+        return None

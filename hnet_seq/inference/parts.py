@@ -1,0 +1,84 @@
+"""Multi-process (torchrun) outputs: every rank writes a part, rank 0 merges them in input order.
+
+Rank ``r`` of ``W`` processes the records ``i`` with ``i % W == r`` and writes its rows with an
+extra ``_record`` column (the input index ``i``).  Parts are sorted by ``_record``, so rank 0
+merges them with a streaming k-way merge (a few row batches in memory at a time) and writes
+the final file without the ``_record`` column.
+"""
+from __future__ import annotations
+
+import heapq
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .io import TableWriter, temp_path_for
+
+RECORD = "_record"
+
+
+def part_path(path: str | Path, rank: int) -> Path:
+    path = Path(path)
+    return path.with_name(f".{path.name}.part{rank}.parquet")
+
+
+def _groups(path: Path) -> Iterator[tuple[int, pa.Table]]:
+    """``(record index, rows of that record)`` in file order."""
+    f = pq.ParquetFile(str(path))
+    carry: pa.Table | None = None
+    for batch in f.iter_batches(batch_size=16384):
+        table = pa.Table.from_batches([batch])
+        if carry is not None:
+            table = pa.concat_tables([carry, table])
+        rec = table.column(RECORD).to_numpy()
+        if len(rec) == 0:
+            continue
+        # everything but the last record of this batch is complete
+        cut = int((rec != rec[-1]).nonzero()[0][-1]) + 1 if (rec != rec[-1]).any() else 0
+        start = 0
+        while start < cut:
+            end = start + 1
+            while end < cut and rec[end] == rec[start]:
+                end += 1
+            yield int(rec[start]), table.slice(start, end - start)
+            start = end
+        carry = table.slice(cut)
+    if carry is not None and carry.num_rows:
+        rec = carry.column(RECORD).to_numpy()
+        start = 0
+        while start < len(rec):
+            end = start + 1
+            while end < len(rec) and rec[end] == rec[start]:
+                end += 1
+            yield int(rec[start]), carry.slice(start, end - start)
+            start = end
+
+
+def merge_parts(parts: list[Path], out: TableWriter) -> int:
+    """Stream-merge part files (each sorted by ``_record``) into ``out``; returns rows written."""
+    iters = [_groups(p) for p in parts if p.exists()]
+    heap = []
+    for k, it in enumerate(iters):
+        first = next(it, None)
+        if first is not None:
+            heap.append((first[0], k, first[1]))
+    heapq.heapify(heap)
+    rows = 0
+    while heap:
+        rec, k, table = heapq.heappop(heap)
+        cols = {name: table.column(name).to_pylist() for name in out.schema.names}
+        out.write_columns(cols)
+        rows += table.num_rows
+        nxt = next(iters[k], None)
+        if nxt is not None:
+            heapq.heappush(heap, (nxt[0], k, nxt[1]))
+    return rows
+
+
+def with_record_column(schema: pa.Schema) -> pa.Schema:
+    return schema.append(pa.field(RECORD, pa.int64()))
+
+
+__all__ = ["RECORD", "merge_parts", "part_path", "temp_path_for", "with_record_column"]

@@ -1,0 +1,151 @@
+"""Sequence likelihoods: total log-likelihood, bits per unit and length, for every modality.
+
+Position ``p`` of a sequence is predicted from positions ``< p``; the first position has
+nothing before it and is not scored (a byte model's BOS is position 0, so every byte of a
+text is scored; a DNA sequence's first base is not).  ``log_likelihood`` is the sum, in nats,
+of ``log p(x_p | x_<p)`` over scored positions (the modality's loss: cross-entropy over the
+vocabulary for DNA and bytes, the mixture likelihood for audio), ``units_scored`` counts
+the bases/bytes/samples they cover, and ``bits_per_unit = -log_likelihood / (units * ln 2)``.
+
+Inputs longer than ``window`` are tiled (see :mod:`.batching`): each position is scored once,
+by the tile that gives it at least ``overlap`` positions of left context.  With ``overlap=0``
+the first position of every tile after the first is not scored.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from hnet_seq.errors import UserError
+
+from .batching import (InferenceModel, Runner, WorkItem, batches_by_budget, default_batch_tokens, load,
+                       plan_tiles, record_inputs, tiling_description)
+from .io import Outputs, TableWriter, check_output_path, iter_records, output_format, progress_bar
+
+LN2 = math.log(2.0)
+
+
+@dataclass
+class SequenceScore:
+    seq_id: str
+    chrom: str
+    start: int
+    end: int
+    length: int  # units in the record
+    units_scored: int = 0
+    log_likelihood: float = 0.0  # nats
+
+    @property
+    def bits_per_unit(self) -> float:
+        return -self.log_likelihood / (max(self.units_scored, 1) * LN2)
+
+    def row(self) -> dict:
+        return {"seq_id": self.seq_id, "chrom": self.chrom, "start": self.start, "end": self.end,
+                "length": self.length, "units_scored": self.units_scored,
+                "log_likelihood": self.log_likelihood, "bits_per_unit": self.bits_per_unit}
+
+
+@dataclass
+class ScoreSummary:
+    scores: list[SequenceScore] = field(default_factory=list)
+    positions: int = 0
+    seconds: float = 0.0
+    out: Path | None = None
+    per_position: Path | None = None
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def bits_per_unit(self) -> float:
+        units = sum(s.units_scored for s in self.scores)
+        return -sum(s.log_likelihood for s in self.scores) / (max(units, 1) * LN2)
+
+
+SCORE_SCHEMA = pa.schema([pa.field("seq_id", pa.string()), pa.field("chrom", pa.string()),
+                          pa.field("start", pa.int64()), pa.field("end", pa.int64()),
+                          pa.field("length", pa.int64()), pa.field("units_scored", pa.int64()),
+                          pa.field("log_likelihood", pa.float64()), pa.field("bits_per_unit", pa.float64())])
+POSITION_SCHEMA = pa.schema([pa.field("seq_id", pa.string()), pa.field("chrom", pa.string()),
+                             pa.field("position", pa.int64()), pa.field("logprob", pa.float32())])
+
+
+def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] = (), out: str | Path | None = None,
+          *, config: str | Path | None = None, modality: str | None = None, bed: str | Path | None = None,
+          reference: str | Path | None = None, per_position: str | Path | None = None, window: int = 8192,
+          overlap: int = 1024, batch_tokens: int | None = None, device: str | None = None,
+          precision: str = "auto", progress: bool = True, records: Iterable | None = None,
+          keep_scores: bool = True) -> ScoreSummary:
+    """Score every input sequence; optionally write a table (``.tsv``/``.parquet``) and per-position log-probs.
+
+    ``per_position`` (parquet): one row per scored position, ``seq_id, chrom, position, logprob``
+    with ``position`` in input coordinates (genomic for BED input; for raw audio the first
+    sample of the frame) and ``logprob`` in nats.
+    """
+    if out is not None:
+        out = check_output_path(out)
+        fmt = output_format(out, ("tsv", "parquet"))
+    if per_position is not None:
+        per_position = check_output_path(per_position, "--per-position")
+        output_format(per_position, ("parquet",), "--per-position")
+    im = load(checkpoint, config, device=device, modality=modality, precision=precision)
+    adapter = im.adapter
+    runner = Runner(im, scores=True)
+    budget = batch_tokens or default_batch_tokens(im.device)
+    meta = {"kind": "scores", "checkpoint": im.checkpoint, "modality": adapter.name, "window": window,
+            "overlap": overlap, "tiling": tiling_description(window, overlap), "units": adapter.unit_name,
+            "log_likelihood": "nats, sum of log p(x_p | x_<p) over scored positions"}
+    summary = ScoreSummary(out=out, per_position=per_position, metadata=meta)
+    if records is None:
+        records = iter_records(adapter, inputs, bed=bed, reference=reference)
+    scale = getattr(adapter, "units_per_position", 1) or 1
+    t0 = time.perf_counter()
+    with Outputs() as outs:
+        table = outs.add(TableWriter(out, SCORE_SCHEMA, meta, fmt)) if out is not None else None
+        pos_w = outs.add(TableWriter(per_position, POSITION_SCHEMA, meta, "parquet", rows_per_batch=262144)) \
+            if per_position is not None else None
+        pending: list[list] = []  # [SequenceScore, tiles remaining, cmap]
+
+        def items():
+            for record in records:
+                x, y, cmap = record_inputs(adapter, record, scoring=True)
+                if x.shape[0] == 0:
+                    raise UserError(f"record '{record.id}' is empty")
+                m = record.meta or {}
+                sc = SequenceScore(record.id, m.get("contig", record.id), int(cmap(0)), int(cmap(x.shape[0])),
+                                   len(record))
+                tiles = plan_tiles(int(x.shape[0]), window, overlap)
+                entry = [sc, len(tiles), cmap]
+                pending.append(entry)
+                for t in tiles:
+                    yield WorkItem(x[t.start:t.end], t.own_start - t.start, y[t.start:t.end], (entry, t))
+
+        with progress_bar(progress, "score", unit=adapter.unit_name + "s") as bar:
+            for group in batches_by_budget(items(), budget):
+                for res, item in zip(runner.run(group), group):
+                    entry, tile = item.tag
+                    sc, cmap = entry[0], entry[2]
+                    nll = res.nll
+                    ok = ~np.isnan(nll)
+                    sc.log_likelihood -= float(nll[ok].astype(np.float64).sum())
+                    sc.units_scored += int(ok.sum()) * scale
+                    entry[1] -= 1
+                    if pos_w is not None and ok.any():
+                        p = np.arange(tile.own_start, tile.end)[ok]
+                        k = len(p)
+                        pos_w.write_columns({"seq_id": [sc.seq_id] * k, "chrom": [sc.chrom] * k,
+                                             "position": cmap(p), "logprob": (-nll[ok]).astype(np.float32)})
+                bar.advance(sum(len(it) - it.own_start for it in group))
+                while pending and pending[0][1] == 0:
+                    sc = pending.pop(0)[0]
+                    summary.positions += sc.length
+                    if table is not None:
+                        table.write_row(**sc.row())
+                    if keep_scores:
+                        summary.scores.append(sc)
+    summary.seconds = time.perf_counter() - t0
+    return summary
