@@ -203,6 +203,11 @@ def plan_tiles(n: int, window: int, overlap: int) -> list[Tile]:
     return [Tile(s, e, s if i == 0 else s + overlap, i, len(bounds)) for i, (s, e) in enumerate(bounds)]
 
 
+def default_overlap(window: int, overlap: int | None = None) -> int:
+    """``overlap`` if given, else a quarter of the window, at most 1024 positions."""
+    return min(1024, window // 4) if overlap is None else overlap
+
+
 def tiling_description(window: int, overlap: int) -> str:
     return (f"inputs longer than {window} positions are cut into tiles of {window} starting every "
             f"{window - overlap}; tile 0 reports positions [0, {window}), tile i>0 reports "

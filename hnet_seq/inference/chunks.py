@@ -24,7 +24,8 @@ import numpy as np
 
 from hnet_seq.errors import UserError
 
-from .batching import InferenceModel, Runner, WorkItem, batches_by_budget, default_batch_tokens, load, plan_tiles, record_inputs
+from .batching import (InferenceModel, Runner, WorkItem, batches_by_budget, default_batch_tokens, default_overlap, load,
+                       plan_tiles, record_inputs)
 
 STAGE_COLOURS = [("#fdd49e", "#fc8d59", "#b30000"), ("#c6dbef", "#6baed6", "#08519c"),
                  ("#c7e9c0", "#74c476", "#006d2c"), ("#dadaeb", "#9e9ac8", "#54278f")]
@@ -82,9 +83,11 @@ def utf8_cells(data: bytes) -> list[tuple[str, int, int]]:
 
 
 def boundary_tracks(checkpoint: str | Path | InferenceModel, records, *, config=None, window: int = 8192,
-                    overlap: int = 1024, batch_tokens: int | None = None, device: str | None = None,
+                    overlap: int | None = None, batch_tokens: int | None = None, device: str | None = None,
                     precision: str = "auto") -> list[ChunkTracks]:
     """Boundary tracks of each record (an iterable of Records, held in memory: for regions, not genomes)."""
+    overlap = default_overlap(window, overlap)
+    plan_tiles(1, window, overlap)
     im = load(checkpoint, config, device=device, precision=precision)
     if im.num_stages == 0:
         raise UserError("this model has no chunking stage: nothing to show")

@@ -43,8 +43,8 @@ import torch
 from hnet_seq.errors import UserError
 
 from .batching import (CoordMap, InferenceModel, Runner, Tile, WorkItem, barrier, batches_by_budget,
-                       broadcast_ok, default_batch_tokens, init_distributed, load, plan_tiles,
-                       record_inputs, tiling_description)
+                       broadcast_ok, default_batch_tokens, default_overlap, init_distributed, load,
+                       plan_tiles, record_inputs, tiling_description)
 from .io import AtomicFile, Outputs, TableWriter, check_output_path, iter_records, output_format, progress_bar, vector_field
 from .parts import RECORD, merge_parts, part_path, with_record_column
 
@@ -257,7 +257,7 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
           *, config: str | Path | None = None, modality: str | None = None, bed: str | Path | None = None,
           reference: str | Path | None = None, chunks: bool = False, chunks_out: str | Path | None = None,
           pool: str = "mean", stage: int | None = None, layer: str = "output", rc_average: bool = False,
-          window: int = 8192, overlap: int = 1024, batch_tokens: int | None = None, device: str | None = None,
+          window: int = 8192, overlap: int | None = None, batch_tokens: int | None = None, device: str | None = None,
           precision: str = "auto", progress: bool = True, records: Iterable | None = None) -> EmbedSummary:
     """Embed every input sequence; write one row per sequence to ``out`` (parquet or ``.npz``).
 
@@ -268,6 +268,8 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
     """
     if pool not in POOLS:
         raise UserError(f"--pool {pool}: choose {', '.join(POOLS)}")
+    overlap = default_overlap(window, overlap)
+    plan_tiles(1, window, overlap)  # check --window/--overlap before any work
     out = check_output_path(out)
     fmt = output_format(out, ("parquet", "npz"))
     if chunks and fmt == "parquet":

@@ -227,7 +227,7 @@ def _tsv_cell(v) -> str:
     if v is None:
         return "."
     if isinstance(v, float):
-        return "nan" if v != v else f"{v:.6g}"
+        return "nan" if v != v else f"{v:.10g}"
     if isinstance(v, (list, tuple, np.ndarray)):
         return ",".join(_tsv_cell(float(x)) for x in np.asarray(v).reshape(-1))
     return str(v)

@@ -25,7 +25,7 @@ import pyarrow as pa
 from hnet_seq.errors import UserError
 
 from .batching import (InferenceModel, Runner, WorkItem, batches_by_budget, default_batch_tokens, load,
-                       plan_tiles, record_inputs, tiling_description)
+                       default_overlap, plan_tiles, record_inputs, tiling_description)
 from .io import Outputs, TableWriter, check_output_path, iter_records, output_format, progress_bar
 
 LN2 = math.log(2.0)
@@ -77,7 +77,7 @@ POSITION_SCHEMA = pa.schema([pa.field("seq_id", pa.string()), pa.field("chrom", 
 def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] = (), out: str | Path | None = None,
           *, config: str | Path | None = None, modality: str | None = None, bed: str | Path | None = None,
           reference: str | Path | None = None, per_position: str | Path | None = None, window: int = 8192,
-          overlap: int = 1024, batch_tokens: int | None = None, device: str | None = None,
+          overlap: int | None = None, batch_tokens: int | None = None, device: str | None = None,
           precision: str = "auto", progress: bool = True, records: Iterable | None = None,
           keep_scores: bool = True) -> ScoreSummary:
     """Score every input sequence; optionally write a table (``.tsv``/``.parquet``) and per-position log-probs.
@@ -86,6 +86,8 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
     with ``position`` in input coordinates (genomic for BED input; for raw audio the first
     sample of the frame) and ``logprob`` in nats.
     """
+    overlap = default_overlap(window, overlap)
+    plan_tiles(1, window, overlap)  # check --window/--overlap before any work
     if out is not None:
         out = check_output_path(out)
         fmt = output_format(out, ("tsv", "parquet"))
