@@ -115,7 +115,7 @@ class LoggingSection:
     every: int = 1  # write a metrics.jsonl record every N steps
     print_every: int = 0  # also print a line every N steps (0: only when there is no progress bar, every 50)
     eval_every: int = 200  # held-out evaluation every N steps (0: only at the end)
-    progress: str = "auto"  # rich progress bar: auto (on a terminal), on, off
+    progress: Union[str, bool] = "auto"  # rich progress bar: auto (on a terminal), on, off
     tensorboard: bool = False
     peak_tflops: Optional[float] = None  # for MFU; default from the GPU's name
 
@@ -353,6 +353,9 @@ def run_config_from_dict(data: dict, base: Path | None = None, source: str | Non
         msg = str(e)
         msg = msg.replace("field '", "field 'model.", 1).replace("unknown field '", "unknown field 'model.", 1)
         raise ConfigError(msg) from None
+    logging = data.get("logging")
+    if isinstance(logging, dict) and isinstance(logging.get("progress"), bool):  # YAML reads on/off as booleans
+        logging["progress"] = "on" if logging["progress"] else "off"
     cfg = _build(RunConfig, data)
     modality = cfg.modality.name
     model_cfg = dataclasses.replace(model_cfg, modality=modality,

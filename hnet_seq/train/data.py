@@ -110,6 +110,14 @@ class _ShardStream:
         self.position = int(state["position"]) * int(state.get("world_size", self.world)) // self.world
 
 
+def _ignore_sigint(_worker_id: int) -> None:
+    # Ctrl-C reaches the whole process group: workers keep serving batches while the main
+    # process finishes its step and writes a checkpoint.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class TrainData:
     """Training batches (endless, resumable) and a fixed list of held-out batches for this rank."""
 
@@ -171,7 +179,8 @@ class TrainData:
     def _iterator(self) -> Iterator[dict]:
         if self.num_workers > 0:
             loader = torch.utils.data.DataLoader(self.dataset, batch_size=None, num_workers=self.num_workers,
-                                                 persistent_workers=False, prefetch_factor=4)
+                                                 persistent_workers=False, prefetch_factor=4,
+                                                 worker_init_fn=_ignore_sigint)
             return iter(loader)
         return iter(self.dataset)
 

@@ -415,6 +415,7 @@ class _Trainer:
                        "tokens_per_s": window_pos / dt, "elapsed_s": self.elapsed(), "skipped": skipped}
                 if self.peak:
                     rec["mfu"] = window_flops / (info.world_size * self.peak * dt)
+                if on_cuda:
                     rec["memory_gb"] = torch.cuda.max_memory_allocated(info.device) / 2 ** 30
                 self.metrics.write(rec)
                 window_t, window_pos, window_flops, self.paused_s = now, 0.0, 0.0, 0.0
