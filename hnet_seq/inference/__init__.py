@@ -1,0 +1,31 @@
+"""Inference on trained models: embeddings, scores, variant effects, generation, chunk views.
+
+One module per job, each a Python API under a thin ``hnet-seq`` command:
+
+=================  ==============================================  =====================
+module             API                                             command
+=================  ==============================================  =====================
+:mod:`.embed`      :func:`embed` (pooled rows, per-chunk rows)     ``hnet-seq embed``
+:mod:`.score`      :func:`score` (log-likelihood, bits per unit)   ``hnet-seq score``
+:mod:`.variants`   :func:`score_variants` (VCF/BCF + reference)    ``hnet-seq score-variants``
+:mod:`.generate`   :func:`generate`, :func:`continue_audio`        ``hnet-seq generate``
+:mod:`.chunks`     :func:`boundary_tracks`, ``render_html`` ...    ``hnet-seq chunks``
+=================  ==============================================  =====================
+
+Every API takes a checkpoint path (our directory, or an official ``.pt`` with ``config=``)
+or an :class:`InferenceModel` from :func:`load` (to load once and call many times).
+Shared pieces: :mod:`.batching` (loading, tiling, packing, capture, torchrun ranks) and
+:mod:`.io` (inputs, atomic streamed parquet/TSV outputs).
+"""
+from __future__ import annotations
+
+from .batching import InferenceModel, load, plan_tiles
+from .chunks import boundary_tracks, plot_tracks, render_html, render_terminal
+from .embed import embed, read_chunks
+from .generate import continue_audio, generate, sequence_logprobs
+from .score import score
+from .variants import score_variants
+
+__all__ = ["InferenceModel", "boundary_tracks", "continue_audio", "embed", "generate", "load", "plan_tiles",
+           "plot_tracks", "read_chunks", "render_html", "render_terminal", "score", "score_variants",
+           "sequence_logprobs"]

@@ -489,3 +489,14 @@ def broadcast_ok(ok: bool) -> bool:
     t = torch.tensor([0 if ok else 1], device="cuda" if dist.get_backend() == "nccl" else "cpu")
     dist.all_reduce(t)
     return int(t.item()) == 0
+
+
+def all_sum(values: list[float]) -> list[float]:
+    """Element-wise sum over ranks (the values themselves on one process)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t)
+    return t.tolist()

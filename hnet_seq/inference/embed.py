@@ -42,7 +42,7 @@ import torch
 
 from hnet_seq.errors import UserError
 
-from .batching import (CoordMap, InferenceModel, Runner, Tile, WorkItem, barrier, batches_by_budget,
+from .batching import (CoordMap, InferenceModel, Runner, Tile, WorkItem, all_sum, barrier, batches_by_budget,
                        broadcast_ok, default_batch_tokens, default_overlap, init_distributed, load,
                        plan_tiles, record_inputs, tiling_description)
 from .io import AtomicFile, Outputs, TableWriter, check_output_path, iter_records, output_format, progress_bar, vector_field
@@ -352,7 +352,7 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
                     return k
                 cols = {"seq_id": [rid] * k, "chrom": [chrom] * k, "start": a, "end": b,
                         "stage": np.full(k, s, np.int8), "boundary_prob": np.asarray(probs, np.float32),
-                        "vector": list(vecs) if vecs is not None else [None] * k}
+                        "vector": vecs if vecs is not None else [None] * k}
                 if multi:
                     cols[RECORD] = np.full(k, job.index, np.int64)
                 chunk_w.write_columns(cols)
@@ -415,8 +415,9 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
             ok = broadcast_ok(ok)
         if not ok:
             raise UserError("embedding failed on another rank; no output written")
-    summary.seconds = time.perf_counter() - t0
     if multi:
+        summary.sequences, summary.positions, summary.chunk_rows = (
+            int(v) for v in all_sum([summary.sequences, summary.positions, summary.chunk_rows]))
         barrier()
         if dist.is_main:
             with Outputs() as outs:
@@ -424,12 +425,13 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
                 merge_parts([part_path(out, r) for r in range(dist.world)], w)
                 if chunks:
                     w = outs.add(TableWriter(chunks_out, chunk_schema, meta, "parquet", rows_per_batch=65536))
-                    summary.chunk_rows = merge_parts([part_path(chunks_out, r) for r in range(dist.world)], w)
+                    merge_parts([part_path(chunks_out, r) for r in range(dist.world)], w)
             for r in range(dist.world):
                 part_path(out, r).unlink(missing_ok=True)
                 if chunks:
                     part_path(chunks_out, r).unlink(missing_ok=True)
         barrier()
+    summary.seconds = time.perf_counter() - t0
     return summary
 
 

@@ -138,7 +138,7 @@ class TableWriter:
         self.schema = schema.with_metadata({META_KEY: json.dumps(metadata or {}).encode()})
         self.metadata = metadata or {}
         self.rows_per_batch = rows_per_batch
-        self._columns: dict[str, list] = {f.name: [] for f in schema}
+        self._columns: dict[str, list] = {f.name: [] for f in schema}  # per column: segments
         self._buffered = 0
         self.rows = 0
         self._tmp = temp_path_for(self.path)
@@ -162,42 +162,63 @@ class TableWriter:
             raise
 
     def write_row(self, **row: Any) -> None:
-        for name, values in self._columns.items():
-            values.append(row.get(name))
+        for name, segments in self._columns.items():
+            segments.append([row.get(name)])
         self._buffered += 1
         if self._buffered >= self.rows_per_batch:
             self.flush()
 
-    def write_columns(self, columns: dict[str, Sequence]) -> None:
-        """Append many rows at once: ``columns`` maps every column to equal-length sequences."""
+    def write_columns(self, columns: dict[str, Any]) -> None:
+        """Append many rows at once: every column maps to a sequence or numpy array of equal length
+        (a vector column may be a 2-D array, one row per row)."""
         n = None
-        for name, values in self._columns.items():
-            col = columns.get(name)
-            if col is None:
+        for name, segments in self._columns.items():
+            if name not in columns:
                 raise KeyError(f"column {name} missing")
-            values.extend(col if not isinstance(col, np.ndarray) or col.ndim == 1 else list(col))
+            col = columns[name]
+            segments.append(col)
             n = len(col)
         self._buffered += n or 0
         if self._buffered >= self.rows_per_batch:
             self.flush()
 
+    def _array(self, field: pa.Field, segments: list) -> pa.Array:
+        t = field.type
+        if pa.types.is_list(t) or pa.types.is_fixed_size_list(t):
+            if pa.types.is_fixed_size_list(t) or pa.types.is_floating(t.value_type):
+                rows = []
+                for seg in segments:
+                    if isinstance(seg, np.ndarray) and seg.ndim == 2:
+                        rows.append(seg.astype(np.float32, copy=False))
+                    else:
+                        rows.extend(np.asarray(v, np.float32)[None] if v is not None else None for v in seg)
+                if pa.types.is_fixed_size_list(t):
+                    flat = np.concatenate([r.reshape(-1) for r in rows]) if rows else np.zeros(0, np.float32)
+                    return pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), t.list_size)
+                if any(r is None for r in rows):
+                    return pa.array([None if r is None else r.reshape(-1).tolist() for r in rows], t)
+                lengths = np.array([r.shape[1] for r in rows for _ in range(r.shape[0])], np.int32)
+                offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+                flat = np.concatenate([r.reshape(-1) for r in rows]) if rows else np.zeros(0, np.float32)
+                return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(flat, pa.float32()))
+        if all(isinstance(seg, np.ndarray) and seg.ndim == 1 for seg in segments):
+            return pa.array(np.concatenate(segments), t)
+        values = []
+        for seg in segments:
+            values.extend(seg.tolist() if isinstance(seg, np.ndarray) else
+                          [v.tolist() if isinstance(v, np.ndarray) else v for v in seg])
+        return pa.array(values, t)
+
     def flush(self) -> None:
         if not self._buffered:
             return
-        arrays = []
-        for field in self.schema:
-            values = self._columns[field.name]
-            if pa.types.is_fixed_size_list(field.type):
-                flat = np.asarray(np.stack([np.asarray(v, np.float32) for v in values]), np.float32).reshape(-1)
-                arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()),
-                                                                 field.type.list_size))
-            else:
-                arrays.append(pa.array(values, field.type))
+        arrays = [self._array(f, self._columns[f.name]) for f in self.schema]
         if self._writer is not None:
             self._writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
         else:
+            cols = [a.to_pylist() for a in arrays]
             for i in range(self._buffered):
-                self._text.write("\t".join(_tsv_cell(self._columns[f.name][i]) for f in self.schema) + "\n")
+                self._text.write("\t".join(_tsv_cell(c[i]) for c in cols) + "\n")
         self.rows += self._buffered
         self._columns = {name: [] for name in self._columns}
         self._buffered = 0

@@ -11,6 +11,7 @@ import heapq
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -68,7 +69,21 @@ def merge_parts(parts: list[Path], out: TableWriter) -> int:
     rows = 0
     while heap:
         rec, k, table = heapq.heappop(heap)
-        cols = {name: table.column(name).to_pylist() for name in out.schema.names}
+        cols = {}
+        for name in out.schema.names:
+            col = table.column(name)
+            if (pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type)) \
+                    and pa.types.is_floating(col.type.value_type):
+                flat = col.combine_chunks()
+                vals = flat.flatten().to_numpy(zero_copy_only=False)
+                widths = flat.value_lengths().to_numpy(zero_copy_only=False) if len(flat) else np.zeros(0, int)
+                if len(flat) and (widths == widths[0]).all():
+                    cols[name] = vals.reshape(len(flat), -1)
+                else:  # stages of different widths: one array per row
+                    cuts = np.cumsum(widths)[:-1]
+                    cols[name] = np.split(vals, cuts) if len(flat) else []
+            else:
+                cols[name] = col.to_pylist()
         out.write_columns(cols)
         rows += table.num_rows
         nxt = next(iters[k], None)

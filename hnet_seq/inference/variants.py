@@ -47,7 +47,7 @@ import torch
 
 from hnet_seq.errors import UserError
 
-from .batching import (InferenceModel, Runner, WorkItem, barrier, batches_by_budget, broadcast_ok,
+from .batching import (InferenceModel, Runner, WorkItem, all_sum, barrier, batches_by_budget, broadcast_ok,
                        default_batch_tokens, init_distributed, load)
 from .io import AtomicFile, Outputs, TableWriter, check_output_path, output_format, progress_bar, write_fasta
 from .parts import RECORD, merge_parts, part_path, with_record_column
@@ -378,6 +378,10 @@ def score_variants(checkpoint: str | Path | InferenceModel, vcf: str | Path, ref
         raise UserError(f"score-variants needs a DNA model; this checkpoint reads {im.adapter.name}")
     dist = init_distributed(im.device)
     multi = dist.world > 1
+    if multi and out is None and vcf_out is None:
+        raise UserError("under torchrun, give --out and/or --vcf-out (rank 0 merges the ranks' results into them)")
+    if multi and windows_fasta is not None:
+        raise UserError("--windows-fasta is not supported under torchrun; run it in one process")
     ref = _Reference(reference)
     vf = _open_vcf(vcf)
     runner = Runner(im, scores=True)
@@ -483,12 +487,16 @@ def score_variants(checkpoint: str | Path | InferenceModel, vcf: str | Path, ref
             ok = broadcast_ok(ok)
         if not ok:
             raise UserError("variant scoring failed on another rank; no output written")
-    summary.seconds = time.perf_counter() - t0
     if multi:
+        codes = sorted(REASONS)
+        counts = all_sum([summary.alleles, summary.scored, summary.windows] + [summary.skipped.get(c, 0) for c in codes])
+        summary.alleles, summary.scored, summary.windows = (int(v) for v in counts[:3])
+        summary.skipped = {c: int(v) for c, v in zip(codes, counts[3:]) if v}
         barrier()
         if dist.is_main:
             _merge_outputs(vcf, out, fmt, vcf_out, meta, dist.world)
         barrier()
+    summary.seconds = time.perf_counter() - t0
     return summary
 
 
