@@ -11,24 +11,26 @@ from hnet_seq.cli.main import command
 EXAMPLES = """
 Examples:
 
-  # The first run: a tiny DNA H-Net on the genome shipped with the package, CPU, < 5 min
+  # First run: a tiny DNA H-Net on the genome shipped with the package (CPU)
   hnet-seq train --config dna-tiny
 
-  # Your own FASTA files (plain, gzip or bgzip; folders are searched)
-  hnet-seq train --config dna-tiny --data genome1.fa.gz --data more_genomes/ --out runs/mine
+  # Your own FASTA (plain, gzip or bgzip; folders are searched)
+  hnet-seq train -c dna-tiny --data genome.fa.gz --data more/ --out runs/mine
 
   # Change any config field from the command line
-  hnet-seq train --config dna-tiny --set optim.lr=3e-3 --set data.seq_len=1024 --steps 2000
+  hnet-seq train -c dna-tiny --set optim.lr=2e-3 --set data.seq_len=1024
 
-  # Continue a stopped run (Ctrl-C, a crash, or more --steps) exactly where it stopped
-  hnet-seq train --out runs/dna-tiny --resume
+  # Continue a stopped run (Ctrl-C, a crash, or more --steps) exactly
+  hnet-seq train --out runs/dna-tiny --resume --steps 1000
 
-  # Several GPUs (DDP; set train.parallel=fsdp for FSDP2)
-  torchrun --nproc_per_node 2 -m hnet_seq.cli train --config dna-paper-1stage --data hg38.fa.gz
+  # Several GPUs: DDP (or --set train.parallel=fsdp for FSDP2)
+  torchrun --nproc_per_node 2 -m hnet_seq.cli train -c dna-paper-1stage --data hg38.fa.gz
 
-Presets (CONFIG may be one of these names or a YAML/JSON path): {presets}.
-Outputs in RUN_DIR: metrics.jsonl, run_config.json, checkpoints/step_N/ and checkpoints/latest
-(model.safetensors, config.json, modality.json, train_state.pt); plot them with 'hnet-seq plot RUN_DIR'.
+Presets (a name, or give a YAML/JSON path): {presets}.
+
+RUN_DIR gets metrics.jsonl, run_config.json and checkpoints/step_N/ + checkpoints/latest
+(model.safetensors, config.json, modality.json, train_state.pt). Plot with 'hnet-seq plot RUN_DIR'.
+Exit status: 0 done, 2 bad input, 3 NaN/inf loss (stopped), 130 interrupted (checkpoint saved).
 """
 
 
@@ -44,7 +46,7 @@ def _presets() -> str:
 def _train_help() -> str:
     return ("Train an H-Net (dynamic chunking) on DNA, UTF-8 bytes or audio.\n\n"
             "Loss: the modality's NLL (reported in bits per base/byte/sample) plus the ratio loss that keeps "
-            "each stage's compression near its target." + EXAMPLES.replace("{presets}", _presets()))
+            "each stage's compression near its target.\n" + EXAMPLES.replace("{presets}", _presets()))
 
 
 def train_command(

@@ -290,3 +290,29 @@ def test_checkpoint_files_info_and_plot(tmp_path):
     assert plot.exit_code == 0, plot.output
     for name in ("loss", "heldout", "compression", "throughput"):
         assert (run / "plots" / f"{name}.png").stat().st_size > 1000
+
+
+# ---- other modalities through the same loop ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("modality, files, unit", [
+    ("bytes", ["text/udhr2/eng.txt", "text/udhr2/rus.txt", "text/udhr2/amh.txt"], "byte"),
+    ("audio", ["audio/codec2/big_dog.wav", "audio/alsa"], "sample"),
+])
+def test_bytes_and_audio_train_and_evaluate(tmp_path, shared_data, modality, files, unit):
+    from hnet_seq.train import train
+
+    paths = [str(shared_data / f) for f in files]
+    for p in paths:
+        if not Path(p).exists():
+            pytest.skip(f"{p} not in the shared data")
+    options = {"audio": {"sample_rate": 8000, "frame_size": 40, "mixtures": 2}}.get(modality, {})
+    seq = {"bytes": 256, "audio": 100}[modality]
+    cfg = load_run_config(str(micro_config(tmp_path)), [
+        f"modality.name={modality}", f"modality.options={json.dumps(options)}", f"data.seq_len={seq}",
+        f"data.tokens_per_batch={4 * seq}", f"data.eval_tokens={2 * seq}", "model.vocab_size=256",
+        "train.steps=2", "logging.eval_every=2", "checkpoint.every=0"])
+    result = train(cfg, tmp_path / "run", data_paths=paths, quiet=True)
+    assert result.unit == unit and result.step == 2
+    assert math.isfinite(result.heldout_bits_per_unit) and result.heldout_bits_per_unit > 0
+    assert json.loads((result.checkpoint / "modality.json").read_text()) == {"name": modality, "options": options}

@@ -296,8 +296,9 @@ class _Trainer:
         sums = torch.zeros(2 + 2 * n, dtype=torch.float64, device=self.info.device)
         upp = getattr(self.adapter, "units_per_position", 1)
         for raw in self.data.eval_batches:
-            if self.stop.signal is not None:
-                break
+            if self.stop.signal is not None and not self.info.enabled:  # a partial evaluation would mislead
+                model.train()  # (with several ranks every rank finishes it: it is collective)
+                return None
             b = to_device(raw, self.adapter.input_key, self.info.device)
             with self.autocast():
                 out = model(b.inputs, b.packing)
