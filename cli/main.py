@@ -64,14 +64,10 @@ def command(name: str):
 
 
 def _register_commands() -> None:
-    # Importing a command module registers its commands through `command`.
-    from hnet_seq.cli import info  # noqa: F401
-    for optional in ("shard", "train", "plot", "embed", "score", "score_variants", "generate", "chunks"):
-        try:
-            __import__(f"hnet_seq.cli.{optional}")
-        except ModuleNotFoundError as e:
-            if e.name != f"hnet_seq.cli.{optional}":
-                raise
+    # Importing a command module registers its commands through `command`; the order here is
+    # the order of `hnet-seq --help`.
+    from hnet_seq.cli import (chunks, embed, generate, info, plot, score, score_variants,  # noqa: F401
+                              shard, train)
 
 
 _register_commands()
