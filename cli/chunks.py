@@ -26,7 +26,8 @@ def chunks(
     bed: Path = typer.Option(None, "--bed", help="BED annotations drawn as an extra track of the PNG."),
     bin_size: int = typer.Option(None, "--bin", help="PNG bin size in units (default: length/200)."),
     window: int = typer.Option(8192, "--window", help="Tile length for long sequences."),
-    overlap: int = typer.Option(None, "--overlap", help="(default: window/4, at most 1024) Left context of every tile after the first."),
+    overlap: int = typer.Option(None, "--overlap", help="Left context of every tile after the first "
+                                "(default: window/4, at most 1024)."),
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N."),
 ) -> None:
     """Chunk boundaries per stage: HTML page, PNG tracks, or colours in the terminal (default).

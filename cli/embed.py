@@ -34,7 +34,8 @@ def embed(
     rc_average: bool = typer.Option(False, "--rc-average", help="DNA: also embed the reverse complement and "
                                     "average (coordinates mapped back)."),
     window: int = typer.Option(8192, "--window", help="Tile length (positions) for long sequences."),
-    overlap: int = typer.Option(None, "--overlap", help="(default: window/4, at most 1024) Left context given to every tile after the first."),
+    overlap: int = typer.Option(None, "--overlap", help="Left context given to every tile after the first "
+                                "(default: window/4, at most 1024)."),
     batch_tokens: int = typer.Option(None, "--batch-tokens", help="Positions per packed batch "
                                      "(default 65536 on GPU, 8192 on CPU)."),
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if available)."),

@@ -22,7 +22,8 @@ def score(
     bed: Path = typer.Option(None, "--bed", help="Score these BED intervals of --reference."),
     reference: Path = typer.Option(None, "--reference", help="Reference FASTA for --bed."),
     window: int = typer.Option(8192, "--window", help="Tile length for long sequences."),
-    overlap: int = typer.Option(None, "--overlap", help="(default: window/4, at most 1024) Left context of every tile after the first; its "
+    overlap: int = typer.Option(None, "--overlap", help="Left context of every tile after the first (default: "
+                                "window/4, at most 1024); its "
                                 "positions are scored by the previous tile."),
     batch_tokens: int = typer.Option(None, "--batch-tokens", help="Positions per packed batch."),
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N."),

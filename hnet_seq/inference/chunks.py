@@ -180,7 +180,8 @@ def render_html(tracks: ChunkTracks | list[ChunkTracks], path: str | Path, *, ti
     for t in tracks:
         ratios = ", ".join(f"stage {s + 1}: {len(st.starts)} chunks ({t.length / max(len(st.starts), 1):.2f} "
                            f"units/chunk)" for s, st in enumerate(t.stages))
-        where = f"{t.chrom}:{t.offset}-{t.offset + t.length}" if t.offset or t.chrom != t.seq_id else f"{t.length} units"
+        genomic = t.offset or t.chrom != t.seq_id
+        where = f"{t.chrom}:{t.offset}-{t.offset + t.length}" if genomic else f"{t.length} units"
         parts.append(f"<h1>{html.escape(t.seq_id)}</h1><div class='meta'>{html.escape(where)} &middot; "
                      f"{html.escape(ratios)}</div><div class='seq'>")
         cells = t.symbols()

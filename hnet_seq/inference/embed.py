@@ -34,7 +34,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -45,7 +45,8 @@ from hnet_seq.errors import UserError
 from .batching import (CoordMap, InferenceModel, Runner, Tile, WorkItem, all_sum, barrier, batches_by_budget,
                        broadcast_ok, default_batch_tokens, default_overlap, init_distributed, load,
                        plan_tiles, record_inputs, tiling_description)
-from .io import AtomicFile, Outputs, TableWriter, check_output_path, iter_records, output_format, progress_bar, vector_field
+from .io import (AtomicFile, Outputs, TableWriter, check_output_path, iter_records, output_format, progress_bar,
+                 vector_field)
 from .parts import RECORD, merge_parts, part_path, with_record_column
 
 POOLS = ("mean", "chunks", "last")
@@ -253,7 +254,8 @@ class _RecordJob:
 
 
 # ---- the API -------------------------------------------------------------------------------
-def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] = (), out: str | Path = "embeddings.parquet",
+def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] = (),
+          out: str | Path = "embeddings.parquet",
           *, config: str | Path | None = None, modality: str | None = None, bed: str | Path | None = None,
           reference: str | Path | None = None, chunks: bool = False, chunks_out: str | Path | None = None,
           pool: str = "mean", stage: int | None = None, layer: str = "output", rc_average: bool = False,
@@ -328,8 +330,8 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
                 chunk_w = None
                 if chunks:
                     chunk_target = part_path(chunks_out, dist.rank) if multi else chunks_out
-                    chunk_w = outs.add(TableWriter(chunk_target, with_record_column(chunk_schema) if multi else chunk_schema,
-                                                   meta, "parquet", rows_per_batch=65536))
+                    schema = with_record_column(chunk_schema) if multi else chunk_schema
+                    chunk_w = outs.add(TableWriter(chunk_target, schema, meta, "parquet", rows_per_batch=65536))
 
             def write_chunk(job: _RecordJob, s: int, starts, ends, probs, vecs) -> int:
                 a, b = job.cmap(starts), job.cmap(ends)

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .io import TableWriter, temp_path_for
+from .io import TableWriter
 
 RECORD = "_record"
 
@@ -96,4 +96,4 @@ def with_record_column(schema: pa.Schema) -> pa.Schema:
     return schema.append(pa.field(RECORD, pa.int64()))
 
 
-__all__ = ["RECORD", "merge_parts", "part_path", "temp_path_for", "with_record_column"]
+__all__ = ["RECORD", "merge_parts", "part_path", "with_record_column"]

@@ -489,7 +489,8 @@ def score_variants(checkpoint: str | Path | InferenceModel, vcf: str | Path, ref
             raise UserError("variant scoring failed on another rank; no output written")
     if multi:
         codes = sorted(REASONS)
-        counts = all_sum([summary.alleles, summary.scored, summary.windows] + [summary.skipped.get(c, 0) for c in codes])
+        counts = all_sum([summary.alleles, summary.scored, summary.windows]
+                         + [summary.skipped.get(c, 0) for c in codes])
         summary.alleles, summary.scored, summary.windows = (int(v) for v in counts[:3])
         summary.skipped = {c: int(v) for c, v in zip(codes, counts[3:]) if v}
         barrier()
