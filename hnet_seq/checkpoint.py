@@ -100,7 +100,10 @@ def load_model(checkpoint: str | Path, config: str | Path | None = None, device=
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         except Exception as e:
             raise UserError(f"{checkpoint}: cannot read checkpoint ({str(e).splitlines()[0]})") from None
-        state = state.get("model", state) if isinstance(state, dict) else state
+        if isinstance(state, dict) and isinstance(state.get("model"), dict):
+            state = state["model"]
+        if not isinstance(state, dict):
+            raise UserError(f"{checkpoint}: not a state_dict checkpoint")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

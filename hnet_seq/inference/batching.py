@@ -28,6 +28,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from hnet_seq.checkpoint import load_model
 from hnet_seq.errors import UserError
 from hnet_seq.nn.packing import Packing
 
@@ -101,62 +102,9 @@ def load(checkpoint: str | Path | InferenceModel, config: str | Path | None = No
         raise UserError(f"--precision {precision}: choose auto, float32 or bfloat16")
     if precision == "auto":
         precision = "bfloat16" if dev.type == "cuda" else "float32"
-    model, adapter = _load_model(checkpoint, config, dev, modality)
+    model, adapter = load_model(checkpoint, config, device=dev, modality=modality)
     model.requires_grad_(False)
     return InferenceModel(model, adapter, dev, precision, str(checkpoint))
-
-
-def _load_model(checkpoint, config, device: torch.device, modality: str | None):
-    """:func:`hnet_seq.checkpoint.load_model`, but with the model built on ``device`` directly.
-
-    (``load_model`` ends with ``model.to(device)``, which fails while the core's
-    ``Block._apply`` shadows ``nn.Module._apply``; this private copy avoids ``.to()``.)
-    """
-    import json
-
-    from hnet_seq.checkpoint import MODALITY, WEIGHTS
-    from hnet_seq.config import load_config
-    from hnet_seq.model import HNetLM
-    from hnet_seq.modalities import get_adapter
-
-    checkpoint = Path(checkpoint)
-    if not checkpoint.exists():
-        raise UserError(f"{checkpoint}: no such checkpoint")
-    if checkpoint.is_dir():
-        if not (checkpoint / WEIGHTS).exists():
-            raise UserError(f"{checkpoint}: not a checkpoint directory (no {WEIGHTS})")
-        from safetensors.torch import load_file
-
-        cfg = load_config(config or checkpoint / "config.json")
-        meta = json.loads((checkpoint / MODALITY).read_text()) if (checkpoint / MODALITY).exists() else {}
-        name, options = modality or meta.get("name") or cfg.modality, meta.get("options") or {}
-        state = load_file(checkpoint / WEIGHTS)
-        if cfg.tie_embeddings:
-            state.setdefault("lm_head.weight", state["embeddings.weight"])
-    else:
-        if config is None:
-            raise UserError(f"{checkpoint}: an official .pt checkpoint needs --config (its JSON, e.g. "
-                            "configs/hnet_2stage_L.json)")
-        cfg = load_config(config)
-        name, options = modality or "bytes", {}
-        try:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise UserError(f"{checkpoint}: cannot read checkpoint ({str(e).splitlines()[0]})") from None
-        if isinstance(state, dict) and isinstance(state.get("model"), dict):
-            state = state["model"]
-        if not isinstance(state, dict):
-            raise UserError(f"{checkpoint}: not a state_dict checkpoint")
-    adapter = get_adapter(name, **options)
-    d = cfg.d_model[0]
-    model = HNetLM(cfg, embeddings=adapter.make_embedding(d).to(device), lm_head=adapter.make_head(d).to(device),
-                   device=device)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
-        raise UserError(f"{checkpoint}: weights do not match the config: {first}") from None
-    return model.eval(), adapter
 
 
 def level_modules(model) -> list:

@@ -50,7 +50,7 @@ class Block(nn.Module):
     def residual_writes(self) -> int:
         return 1 if self.mlp is None else 2
 
-    def _apply(self, residual: torch.Tensor, run_mixer) -> torch.Tensor:
+    def _residual_update(self, residual: torch.Tensor, run_mixer) -> torch.Tensor:
         dtype = self.norm1.weight.dtype
         residual = residual + run_mixer(self.norm1(residual.to(dtype))).float()
         if self.mlp is not None:
@@ -59,10 +59,10 @@ class Block(nn.Module):
 
     def forward(self, residual: torch.Tensor, packing: Packing) -> torch.Tensor:
         """fp32 residual ``(T, d)`` → fp32 residual ``(T, d)``."""
-        return self._apply(residual, lambda h: self.mixer(h, packing))
+        return self._residual_update(residual, lambda h: self.mixer(h, packing))
 
     def step(self, residual: torch.Tensor, state, rows: torch.Tensor) -> torch.Tensor:
-        return self._apply(residual, lambda h: self.mixer.step(h, state, rows))
+        return self._residual_update(residual, lambda h: self.mixer.step(h, state, rows))
 
 
 class Isotropic(nn.Module):
