@@ -57,7 +57,6 @@ def build_model(size: str, device: torch.device, tune_steps: int, seed: int = 0)
     """A random DNA model whose router is tuned to its target compression; returns (InferenceModel, cfg)."""
     from hnet_seq.inference.batching import InferenceModel
     from hnet_seq.modalities import get_adapter
-    from hnet_seq.train.objective import ratio_loss
 
     torch.manual_seed(seed)
     if size == "100m":
@@ -72,25 +71,15 @@ def build_model(size: str, device: torch.device, tune_steps: int, seed: int = 0)
                    device=device)
     model.init_weights()
     targets = list(cfg.target_compression or [3.0])
-    params = [p for n, p in model.named_parameters() if "routing_module" in n]
-    opt = torch.optim.Adam(params, lr=2e-2)
+    from _router import tune_router
+
     from hnet_seq.nn.packing import Packing
 
     n, L = (8, 8192) if device.type == "cuda" else (2, 1024)
     tokens = torch.randint(0, 4, (n * L,), device=device)
     packing = Packing.from_lengths([L] * n, device=device)
-    ac = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    for _ in range(tune_steps):
-        with ac:
-            routing = model(tokens, packing).routing
-        loss = sum(ratio_loss(r.boundary_prob, r.boundary_mask, t) for r, t in zip(routing, targets))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    model.zero_grad(set_to_none=True)
+    ratio = tune_router(model, tokens, packing, targets, steps=tune_steps, lr=2e-2)
     model.eval().requires_grad_(False)
-    with torch.no_grad(), ac:
-        ratio = [round(r.compression_ratio(), 2) for r in model(tokens, packing).routing]
     precision = "bfloat16" if device.type == "cuda" else "float32"
     im = InferenceModel(model, adapter, device, precision, f"random {size} (router tuned)")
     return im, cfg, ratio

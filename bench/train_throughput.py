@@ -23,10 +23,10 @@ import torch
 from hnet_seq import HNetLM, Packing, load_config
 from hnet_seq.config import HNetConfig, config_from_dict
 from hnet_seq.flops import forward_flops, peak_flops, training_flops
-from hnet_seq.train.objective import ratio_loss
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _report import write_section  # noqa: E402
+from _router import tune_router  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,20 +71,6 @@ def matched_baseline(kind: str, hnet: HNetConfig, seq_len: int) -> HNetConfig:
 
     best = min(range(1, 200), key=lambda n: abs(forward_flops(build(n), [[seq_len]]) - target))
     return build(best)
-
-
-def tune_router(model: HNetLM, tokens, packing, targets: list[float], steps: int = 60) -> None:
-    """Bring the untrained router to its target compression with the ratio loss alone."""
-    params = [p for n, p in model.named_parameters() if "routing_module" in n]
-    opt = torch.optim.Adam(params, lr=3e-2)
-    for _ in range(steps):
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            routing = model(tokens, packing).routing
-        loss = sum(ratio_loss(r.boundary_prob, r.boundary_mask, n) for r, n in zip(routing, targets))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    model.zero_grad(set_to_none=True)
 
 
 def measure(name: str, cfg: HNetConfig, args) -> dict:
