@@ -1,0 +1,1 @@
+"""Model configs (official goombalab JSONs, unchanged) and training presets, as package data."""
