@@ -13,18 +13,22 @@ dependency imported.  Asking for a missing one (the registry does ``getattr``) r
 
 The contracts are those of :mod:`hnet_seq.kernels.reference`.  Precision notes:
 
-* ``attention_fast`` runs in bf16 when given fp32 (both backends only take fp16/bf16); the
-  output, and the gradients, are cast back to the inputs' dtype.  Expect bf16-level error.
+* ``attention_fast`` on fp16/bf16 runs the FlashAttention kernel.  No FlashAttention kernel
+  takes fp32, so fp32 inputs go through PyTorch's SDPA one sequence at a time (exact fp32,
+  slower); under bf16 autocast, as in training, attention always sees bf16.
 * ``ssd_fast`` computes in the common dtype of ``x``, ``B`` and ``C`` (the dechunk EMA passes
   fp32 ``B``/``C`` with a possibly bf16 ``x``) and returns ``y`` in ``x.dtype`` and the final
-  state in fp32, as the reference does.  On fp32 inputs the mamba-ssm kernels use TF32
-  tensor-core products (Triton's default), so fp32 results agree with the reference to about
-  1e-3, not to fp32 round-off.
+  state in fp32, as the reference does.  Triton's default for fp32 matrix products is TF32
+  (10-bit mantissa), which leaves fp32 SSD results ~2e-3 from the reference; importing this
+  module therefore sets ``TRITON_F32_DEFAULT=tf32x3`` (three TF32 products per fp32 product,
+  fp32 accuracy on tensor cores) unless the environment already sets it.  Triton includes the
+  variable in its kernel cache key.  bf16 products are unaffected.
 """
 from __future__ import annotations
 
 import inspect
 import math
+import os
 
 import torch
 
@@ -44,6 +48,7 @@ def __getattr__(name: str):
 
 
 # --------------------------------------------------------------------------------------- ssd
+os.environ.setdefault("TRITON_F32_DEFAULT", "tf32x3")  # before any kernel compiles: see the module doc
 try:
     from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined as _mamba_chunk_scan
 except Exception as e:  # ImportError, or a mamba-ssm CUDA extension built for another torch
@@ -121,14 +126,11 @@ def _attention_fast(q, k, v, cu_seqlens, max_seqlen, *, window_size=-1, softmax_
     """Packed causal attention with the contract of :func:`attention_reference`.
 
     Query ``i`` sees keys ``max(start, i - window_size) .. i`` (all earlier keys when
-    ``window_size < 0``).  fp32 inputs are computed in bf16 and cast back.
+    ``window_size < 0``).  fp32 inputs take the exact per-sequence SDPA path (module doc).
     """
-    if q.shape[0] == 0:
+    if q.shape[0] == 0 or q.dtype not in (torch.float16, torch.bfloat16):
         return attention_reference(q, k, v, cu_seqlens, max_seqlen, window_size=window_size,
                                    softmax_scale=softmax_scale)
-    in_dtype = q.dtype
-    work = in_dtype if in_dtype in (torch.float16, torch.bfloat16) else torch.bfloat16
-    q, k, v = (t.to(work) for t in (q, k, v))
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
     cu = cu_seqlens.to(device=q.device, dtype=torch.int32)
     max_seqlen = int(max_seqlen)
@@ -147,7 +149,7 @@ def _attention_fast(q, k, v, cu_seqlens, max_seqlen, *, window_size=-1, softmax_
             else:  # the kernel's default scale is 1/sqrt(p): fold the requested one into q
                 q = q * (softmax_scale * math.sqrt(q.shape[-1]))
         out = _torch_varlen(q, k, v, cu, cu, max_seqlen, max_seqlen, **kwargs)
-    return out.to(in_dtype)
+    return out
 
 
 for _name, _fn in (("ssd_fast", _ssd_fast), ("rmsnorm_fast", _rmsnorm_fast),
