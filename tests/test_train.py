@@ -316,3 +316,43 @@ def test_bytes_and_audio_train_and_evaluate(tmp_path, shared_data, modality, fil
     assert result.unit == unit and result.step == 2
     assert math.isfinite(result.heldout_bits_per_unit) and result.heldout_bits_per_unit > 0
     assert json.loads((result.checkpoint / "modality.json").read_text()) == {"name": modality, "options": options}
+
+
+# ---- quality experiments: compute and data per evaluation, a spread held-out sample -----------------
+
+
+def test_eval_records_carry_running_units_and_flops(tmp_path):
+    from hnet_seq.flops import training_flops
+    from hnet_seq.train import train
+
+    cfg = load_run_config(str(micro_config(tmp_path, steps=4)), ["checkpoint.every=0"])
+    train(cfg, tmp_path / "run", quiet=True)
+    rows = read_metrics(tmp_path / "run")
+    steps = [r for r in rows if r["kind"] == "train"]
+    evals = [r for r in rows if r["kind"] == "eval"]
+    assert [r["step"] for r in evals] == [0, 4]
+    assert evals[0]["units_seen"] == 0 and evals[0]["flops_seen"] == 0
+    assert evals[-1]["units_seen"] == pytest.approx(sum(r["units"] for r in steps))
+    assert evals[-1]["flops_seen"] == steps[-1]["flops_seen"] > 0  # counted on CPU too
+    # a step of the 1-stage micro model costs at least its outer stage at full length
+    outer_only = training_flops(cfg.model_config, [[512], [1]])
+    assert steps[0]["flops_seen"] >= 0.9 * outer_only
+
+
+def test_eval_sample_spread_takes_batches_over_the_whole_heldout_set(tmp_path):
+    from hnet_seq.modalities import get_adapter
+    from hnet_seq.train.data import TrainData
+
+    path = micro_config(tmp_path)
+    adapter = get_adapter("dna")
+    first = TrainData(load_run_config(str(path)), adapter)
+    spread = TrainData(load_run_config(str(path), ["data.eval_sample=spread"]), adapter)
+    full = TrainData(load_run_config(str(path), ["data.eval_tokens=100000"]), adapter)
+    starts = [b["spans"][0][0] for b in full.eval_batches]
+    assert len(starts) > 2 and len(first.eval_batches) == len(spread.eval_batches) == 1
+    assert first.eval_batches[0]["spans"][0][0] == starts[0]
+    cfg2 = ["data.eval_sample=spread", "data.eval_tokens=1024"]  # 2 batches: the first and the last
+    two = TrainData(load_run_config(str(path), cfg2), adapter)
+    assert [b["spans"][0][0] for b in two.eval_batches] == [starts[0], starts[-1]]
+    with pytest.raises(ConfigError, match="data.eval_sample"):
+        load_run_config(str(path), ["data.eval_sample=random"])

@@ -31,6 +31,7 @@ NONFINITE = ("stop", "skip")
 PARALLEL = ("ddp", "fsdp")
 PRECISION = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
+EVAL_SAMPLES = ("first", "spread")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,9 @@ class DataSection:
     stride: Optional[int] = None  # distance between training windows (default seq_len: no overlap)
     tokens_per_batch: int = 8192  # per-rank token budget of one step
     eval_tokens: int = 65536  # held-out positions per evaluation (all ranks together)
+    # Which held-out batches eval_tokens takes: the first ones in file order, or ones spread
+    # evenly over the whole held-out set (a fixed sample of a genome, not its first megabases).
+    eval_sample: str = "first"
     rc_augment: bool = False  # DNA: read each training window from a random strand
     max_n_frac: float = 0.1  # DNA: drop windows with more N than this
     shuffle_buffer: int = 1000  # shards: records held for shuffling
@@ -307,6 +311,7 @@ def validate_run(cfg: RunConfig) -> RunConfig:
     _check_positive(cfg.data.eval_tokens, "data.eval_tokens", allow_zero=True)
     _check_positive(cfg.data.num_workers, "data.num_workers", allow_zero=True)
     _check_choice(cfg.data.heldout_by, ("region", "record"), "data.heldout_by")
+    _check_choice(cfg.data.eval_sample, EVAL_SAMPLES, "data.eval_sample")
     if cfg.data.stride is not None:
         _check_positive(cfg.data.stride, "data.stride")
     if not 0 <= cfg.data.max_n_frac <= 1:

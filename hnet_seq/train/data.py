@@ -110,6 +110,13 @@ class _ShardStream:
         self.position = int(state["position"]) * int(state.get("world_size", self.world)) // self.world
 
 
+def _spread(n: int, k: int) -> list[int]:
+    """``min(k, n)`` indices spread evenly over ``range(n)``, first and last included."""
+    if k >= n:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(k)})
+
+
 def _ignore_sigint(_worker_id: int) -> None:
     # Ctrl-C reaches the whole process group: workers keep serving batches while the main
     # process finishes its step and writes a checkpoint.
@@ -167,11 +174,14 @@ class TrainData:
                                max_n_frac=d.max_n_frac, shuffle=False, rank=rank, world_size=world_size,
                                epochs=1)
             wanted = max(1, math.ceil(d.eval_tokens / (world_size * budget)))
-            for batch in ds:  # the same number of batches on every rank (the pipeline drops the tail)
-                if len(self.eval_batches) >= wanted:
+            # The same batches on every rank (the pipeline drops the tail that does not divide).
+            chosen = set(range(wanted) if d.eval_sample == "first" else _spread(len(ds), wanted))
+            for k, batch in enumerate(ds):
+                if len(self.eval_batches) == len(chosen):
                     break
-                batch.pop("state", None)
-                self.eval_batches.append(batch)
+                if k in chosen:
+                    batch.pop("state", None)
+                    self.eval_batches.append(batch)
             self.eval_dataset = ds
         self.state: dict = self.dataset.state_dict()
 

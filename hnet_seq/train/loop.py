@@ -14,7 +14,8 @@ gradient clipping → AdamW → schedule.  Around it:
 * Ctrl-C (SIGINT) or SIGTERM: the current step finishes, a checkpoint is written and
   :class:`TrainingInterrupted` is raised (the CLI exits with status 130).
 
-MFU (CUDA only) = model FLOPs per second / the GPU's dense bf16 peak.  Model FLOPs are
+MFU (CUDA only) = model FLOPs per second / the GPU's dense bf16 peak.  Model FLOPs (counted on
+every device; their running total, with the units seen, is in every train and eval record) are
 :func:`hnet_seq.flops.training_flops` = 3 × forward FLOPs, counted per layer at each stage's
 *measured* length (dynamic chunking changes the inner stages' work every step): Mamba-2
 projections, conv and SSD scan, attention projections plus 4·d·(mean keys per query), SwiGLU
@@ -36,6 +37,7 @@ import torch
 
 from ..model import HNetLM
 from ..errors import UserError
+from ..flops import training_flops
 from . import checkpointing as ckpt
 from .config import RunConfig, save_run_config
 from .data import TrainData, check_paths, to_device
@@ -219,6 +221,7 @@ class _Trainer:
         self.reduce = make_reducer(info)
         self.step = 0
         self.units_seen = 0.0
+        self.flops_seen = 0.0  # training FLOPs spent so far, all ranks
         self.elapsed_before = 0.0
         self.last_checkpoint: Path | None = None
         self.first_eval: float | None = None
@@ -257,6 +260,7 @@ class _Trainer:
         progress = state.get("progress", {})
         self.step = int(state["step"])
         self.units_seen = float(progress.get("units_seen", 0.0))
+        self.flops_seen = float(progress.get("flops_seen", 0.0))
         self.elapsed_before = float(progress.get("elapsed_s", 0.0))
         self.first_eval = progress.get("first_heldout")
         self.last_checkpoint = path
@@ -273,7 +277,7 @@ class _Trainer:
         train_state = {
             "step": self.step, "world_size": info.world_size, "optimizer": optim,
             "schedule": self.schedule.state_dict(), "data": data_states, "rng": rngs,
-            "progress": {"units_seen": self.units_seen, "elapsed_s": self.elapsed(),
+            "progress": {"units_seen": self.units_seen, "flops_seen": self.flops_seen, "elapsed_s": self.elapsed(),
                          "first_heldout": self.first_eval},
         }
         path = ckpt.save_train_checkpoint(self.run_dir, self.step, self.model, self.model_cfg, self.cfg.modality.name,
@@ -313,7 +317,7 @@ class _Trainer:
         bpu = total[0] / max(total[1], 1.0) / LN2
         comp = [total[3 + 2 * i] / max(total[2 + 2 * i], 1.0) for i in range(n)]
         return {"kind": "eval", "step": self.step, "bits_per_unit": bpu, "compression": comp, "units": total[1],
-                "elapsed_s": self.elapsed()}
+                "units_seen": self.units_seen, "flops_seen": self.flops_seen, "elapsed_s": self.elapsed()}
 
     def run_eval(self) -> None:
         rec = self.evaluate()
@@ -376,11 +380,7 @@ class _Trainer:
             self.step += 1
             if cfg.train.inject_nan_at_step == self.step:
                 nll = nll * float("nan")
-            flops = 0.0
-            if self.peak:
-                from ..flops import training_flops
-
-                flops = training_flops(self.model_cfg, _stage_lengths(out.routing, b.packing), head_out)
+            flops = training_flops(self.model_cfg, _stage_lengths(out.routing, b.packing), head_out)
             obj = self.objective(nll, b.weights, out.routing, self.reduce, info.world_size,
                                  extra=[b.positions, flops])
             positions, flops = obj.extra
@@ -401,6 +401,7 @@ class _Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.schedule.step()
             self.units_seen += obj.units
+            self.flops_seen += flops
             window_pos += positions
             window_flops += flops
             rec = None
@@ -413,6 +414,7 @@ class _Trainer:
                        "bits_per_unit": obj.bits_per_unit, "ratio_loss": obj.ratio_losses,
                        "compression": obj.compression, "boundary_prob": obj.boundary_prob, "lr": lr,
                        "grad_norm": grad_norm, "units": obj.units, "positions": positions,
+                       "units_seen": self.units_seen, "flops_seen": self.flops_seen,
                        "tokens_per_s": window_pos / dt, "elapsed_s": self.elapsed(), "skipped": skipped}
                 if self.peak:
                     rec["mfu"] = window_flops / (info.world_size * self.peak * dt)

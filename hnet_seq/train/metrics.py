@@ -6,8 +6,11 @@
 * ``train`` (every ``logging.every`` steps): ``step``, ``loss`` (the whole objective), ``nll``
   (nats per unit), ``bits_per_unit``, ``ratio_loss`` and ``compression`` (positions per chunk)
   and ``boundary_prob`` per stage, ``lr``, ``grad_norm``, ``units`` and ``positions`` in the
-  step (all ranks), ``tokens_per_s``, ``mfu`` (CUDA), ``elapsed_s``, ``skipped``;
-* ``eval``: ``step``, ``bits_per_unit`` on held-out data, ``compression`` per stage, ``units``.
+  step (all ranks), ``units_seen`` and ``flops_seen`` (running totals since step 0: units in the
+  loss and training FLOPs of :func:`hnet_seq.flops.training_flops`), ``tokens_per_s``, ``mfu``
+  (CUDA), ``elapsed_s``, ``skipped``;
+* ``eval``: ``step``, ``bits_per_unit`` on held-out data, ``compression`` per stage, ``units``,
+  and the running ``units_seen`` / ``flops_seen`` (so curves can be drawn against data or compute).
 
 On resume the lines past the checkpoint's step are dropped, so the file always describes
 one consistent history.
