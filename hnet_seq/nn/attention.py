@@ -16,13 +16,19 @@ from .. import kernels
 from .packing import Packing
 
 
-def apply_rotary(x: torch.Tensor, positions: torch.Tensor, rotary_dim: int, base: float = 10000.0) -> torch.Tensor:
-    """Rotate the first ``rotary_dim`` channels of ``x (T, h, p)`` by ``positions (T,)``."""
+def rotary_tables(positions: torch.Tensor, rotary_dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``positions (T,)`` → ``cos, sin (T, rotary_dim/2)`` fp32, the angles of :func:`apply_rotary`."""
+    inv_freq = 1.0 / base ** (torch.arange(0, rotary_dim, 2, device=positions.device, dtype=torch.float32) / rotary_dim)
+    angles = positions.float()[:, None] * inv_freq[None]
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the first ``rotary_dim`` channels of ``x (T, ..., p)`` by ``cos, sin (T, rotary_dim/2)``."""
+    rotary_dim = 2 * cos.shape[-1]
     if rotary_dim == 0:
         return x
-    inv_freq = 1.0 / base ** (torch.arange(0, rotary_dim, 2, device=x.device, dtype=torch.float32) / rotary_dim)
-    angles = positions.float()[:, None] * inv_freq[None]  # (T, rotary_dim/2)
-    cos, sin = angles.cos()[:, None], angles.sin()[:, None]
+    cos, sin = (t.reshape(t.shape[0], *[1] * (x.dim() - 2), t.shape[-1]) for t in (cos, sin))
     rot, rest = x[..., :rotary_dim].float(), x[..., rotary_dim:]
     first, second = rot.chunk(2, dim=-1)
     rotated = torch.cat([first * cos - second * sin, second * cos + first * sin], dim=-1)
@@ -49,15 +55,17 @@ class CausalSelfAttention(nn.Module):
         self.Wqkv = nn.Linear(d_model, 3 * d_model, bias=False, device=device, dtype=dtype)
         self.out_proj = nn.Linear(d_model, d_model, bias=False, device=device, dtype=dtype)
 
-    def _qkv(self, x: torch.Tensor, positions: torch.Tensor):
-        q, k, v = self.Wqkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).unbind(-3)
-        q = apply_rotary(q, positions, self.rotary_emb_dim, self.rotary_base)
-        k = apply_rotary(k, positions, self.rotary_emb_dim, self.rotary_base)
-        return q, k, v
+    def _qkv(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """``x (T, d)`` → ``q, k, v (T, h, p)``, q and k rotated together (one set of kernels)."""
+        qkv = self.Wqkv(x).unflatten(-1, (3, self.num_heads, self.head_dim))
+        q, k = apply_rotary(qkv[:, :2], cos, sin).unbind(1)
+        return q, k, qkv[:, 2]
 
     def forward(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
         """Packed ``(T, d_model)`` → ``(T, d_model)``; each sequence attends only to itself."""
-        q, k, v = self._qkv(x, packing.positions())
+        key = ("rotary", self.rotary_emb_dim, self.rotary_base)  # shared by the stage's layers
+        cos, sin = packing.cached(key, lambda: rotary_tables(packing.positions(), self.rotary_emb_dim, self.rotary_base))
+        q, k, v = self._qkv(x, cos, sin)
         out = kernels.attention(q, k, v, packing.cu_seqlens, packing.max_seqlen, window_size=self.window_size)
         return self.out_proj(out.flatten(-2))
 
@@ -72,7 +80,7 @@ class CausalSelfAttention(nn.Module):
         pos = state.lengths[rows]
         if int(pos.max()) >= state.k.shape[1]:
             raise RuntimeError(f"attention cache is full ({state.k.shape[1]} positions)")
-        q, k, v = self._qkv(x, pos)
+        q, k, v = self._qkv(x, *rotary_tables(pos, self.rotary_emb_dim, self.rotary_base))
         state.k[rows, pos], state.v[rows, pos] = k.to(state.k.dtype), v.to(state.v.dtype)
         state.lengths[rows] = pos + 1
         keys, values = state.k[rows].float(), state.v[rows].float()  # (b, L, h, p)

@@ -1,6 +1,8 @@
 """Chunk and dechunk: move between a stage's positions and its chunks.
 
 * chunk: keep the positions where a chunk starts (``boundary_mask``) → the inner sequence.
+  Both directions use the routing's shared indices (no boolean-mask indexing, which would
+  make the host wait for the GPU).
 * dechunk: smooth the inner outputs with an EMA weighted by the boundary probabilities,
   ``z_c = p_c h_c + (1 - p_c) z_{c-1}``, then give every position its chunk's value.  The EMA
   runs on the ``ssd`` kernel (dt = -log(1-p), A = -1, B = p/dt, C = 1).
@@ -15,6 +17,7 @@ import torch
 
 from .. import kernels
 from .packing import Packing
+from .routing import RoutingOutput
 
 EMA_HEADDIM = 32  # the EMA is per channel; heads only batch the scan
 PROB_CLAMP = 1e-4  # keeps dt = -log(1-p) finite and nonzero
@@ -34,25 +37,23 @@ def ste(x: torch.Tensor) -> torch.Tensor:
     return _StraightThrough.apply(x)
 
 
-def chunk(h: torch.Tensor, boundary_mask: torch.Tensor, packing: Packing) -> tuple[torch.Tensor, Packing]:
+def chunk(h: torch.Tensor, routing: RoutingOutput) -> tuple[torch.Tensor, Packing]:
     """``h (T, d)`` → chunk starts ``(T', d)`` and their packing."""
-    return h[boundary_mask], packing.select(boundary_mask)
+    return h.index_select(0, routing.chunk_starts), routing.inner_packing
 
 
-def dechunk(inner: torch.Tensor, boundary_mask: torch.Tensor, boundary_prob: torch.Tensor,
-            inner_packing: Packing, chunk_size: int = 256) -> torch.Tensor:
+def dechunk(inner: torch.Tensor, routing: RoutingOutput, chunk_size: int = 256) -> torch.Tensor:
     """Inner outputs ``(T', d)`` → ``(T, d)`` at the outer positions, EMA-smoothed."""
     Tp, d = inner.shape
-    p = boundary_prob[boundary_mask].float().clamp(PROB_CLAMP, 1 - PROB_CLAMP)  # (T',)
-    dt = -torch.log1p(-p)
+    p = routing.boundary_prob.index_select(0, routing.chunk_starts).float().clamp(PROB_CLAMP, 1 - PROB_CLAMP)
+    dt = -torch.log1p(-p)  # (T',)
     headdim = EMA_HEADDIM if d % EMA_HEADDIM == 0 else d
     heads = d // headdim
     smoothed = kernels.ssd(
         inner.reshape(1, Tp, heads, headdim), dt[None, :, None].expand(1, Tp, heads).contiguous(),
         -torch.ones(heads, device=inner.device), (p / dt)[None, :, None, None], torch.ones_like(p)[None, :, None, None],
-        chunk_size=chunk_size, seq_idx=inner_packing.seq_idx).reshape(Tp, d)
-    chunk_of_position = boundary_mask.cumsum(0) - 1
-    return smoothed[chunk_of_position]
+        chunk_size=chunk_size, seq_idx=routing.inner_packing.seq_idx).reshape(Tp, d)
+    return smoothed[routing.chunk_of_position]
 
 
 @dataclass

@@ -72,9 +72,9 @@ class HNet(nn.Module):
         h = self.encoder(x, packing)
         residual = self._residual(h)
         routing = self.routing_module(h, packing)
-        inner, inner_packing = chunk(h, routing.boundary_mask, packing)
+        inner, inner_packing = chunk(h, routing)
         inner, inner_routing = self.main_network(inner, inner_packing)
-        out = dechunk(inner, routing.boundary_mask, routing.boundary_prob, inner_packing, self.ema_chunk_size)
+        out = dechunk(inner, routing, self.ema_chunk_size)
         out = (out.float() * ste(routing.selected_prob) + residual).to(h.dtype)
         return self.decoder(out, packing)[..., :d_in], [routing, *inner_routing]
 

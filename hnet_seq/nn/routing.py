@@ -7,6 +7,7 @@ boundary.  A position is selected as a boundary when its probability exceeds 1/2
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,13 @@ from .packing import Packing
 
 @dataclass
 class RoutingOutput:
-    """One stage's routing decisions over its input positions (packed)."""
+    """One stage's routing decisions over its input positions (packed).
+
+    The properties derived from ``boundary_mask`` (the inner stage's packing, where each chunk
+    starts, which chunk each position is in) are computed once, on first use, and shared by
+    chunk and dechunk.  Of all of them only :attr:`inner_packing` reads the device (one sync
+    per stage: the inner stage's token count and longest sequence).
+    """
 
     boundary_prob: torch.Tensor  # (T,) float32, probability that a chunk starts here
     boundary_mask: torch.Tensor  # (T,) bool, chunk starts
@@ -28,6 +35,29 @@ class RoutingOutput:
         """``(T, 1)``: probability of the decision taken (what the STE residual multiplies by)."""
         p = self.boundary_prob
         return torch.where(self.boundary_mask, p, 1 - p)[:, None]
+
+    @cached_property
+    def inner_packing(self) -> Packing:
+        """The packing of the chunks (the next stage's positions)."""
+        return self.packing.select(self.boundary_mask)
+
+    @cached_property
+    def chunk_of_position(self) -> torch.Tensor:
+        """``(T,)`` int64: index of the chunk each position belongs to (its last boundary)."""
+        return self.boundary_mask.cumsum(0) - 1
+
+    @cached_property
+    def chunk_starts(self) -> torch.Tensor:
+        """``(T',)`` int64: the position where each chunk starts, i.e. ``nonzero(boundary_mask)``.
+
+        Scattered by rank instead of ``nonzero``, whose output size would need a sync: the
+        inner packing already knows ``T'``.  Non-boundary positions go to a spare slot ``T'``.
+        """
+        n_chunks = self.inner_packing.total
+        mask = self.boundary_mask
+        rank = torch.where(mask, self.chunk_of_position, n_chunks)
+        slots = torch.empty(n_chunks + 1, dtype=torch.long, device=mask.device)
+        return slots.scatter_(0, rank, torch.arange(mask.numel(), device=mask.device))[:n_chunks]
 
     def compression_ratio(self) -> float:
         """Input positions per chunk at this stage."""
