@@ -1,0 +1,416 @@
+"""Profile one H-Net training step: top ops, host↔device syncs, GPU idle time, Chrome trace.
+
+    python bench/profile_step.py [--config configs/hnet_2stage_L.json] [--batch 2] [--seq-len 8192] --out DIR
+    python bench/profile_step.py --device cpu --config configs/tiny_2stage.json --seq-len 256 --out DIR
+    python bench/profile_step.py --compare BEFORE/summary.json AFTER/summary.json   # docs section
+
+A step is what ``bench/train_throughput.py`` times: forward + backward + AdamW, bf16 autocast
+and fast kernels on CUDA (fp32 and reference kernels on CPU), on ``batch`` sequences of
+``seq-len`` bytes.  The router is first tuned to ``--targets`` (default: the config's
+``target_compression``, else 3 per stage) so the inner stages see realistic lengths.
+
+Measured, in this order (each on its own steps, so one does not disturb another):
+
+* wall time per step (CUDA-synchronised, no profiler), tokens/s, model TFLOP/s and MFU;
+* host↔device synchronisations per step and the source lines that cause them.  On CUDA these
+  are the real ones (``torch.cuda.set_sync_debug_mode("warn")``); on CPU nothing syncs, so a
+  ``TorchFunctionMode`` counts the calls that *would* sync on a GPU (``.item()``, ``int()``,
+  ``.tolist()``, ``nonzero``, boolean-mask indexing, ``repeat_interleave`` without
+  ``output_size``, …);
+* under ``torch.profiler``: the top ops by self device time and by self CPU time, kernels
+  launched per step, the GPU's busy time (union of kernel/memcpy/memset intervals) and hence
+  the idle fraction ``1 − busy / wall``.
+
+``--out DIR`` receives ``trace.json.gz`` (open in Perfetto or chrome://tracing) and
+``summary.json``.  To compare two source trees with the same command, point ``PYTHONPATH``
+at the tree whose ``hnet_seq`` should be measured; ``summary.json`` records which one ran.
+``--compare`` writes the ``profile`` section of ``docs/benchmarks.md`` from two summaries.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+import hnet_seq
+from hnet_seq import HNetLM, Packing, kernels, load_config
+from hnet_seq.flops import peak_flops, training_flops
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _report import command_line, write_section  # noqa: E402
+from _router import tune_router  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+THIS_FILE = str(Path(__file__).resolve())
+TORCH_DIR = str(Path(torch.__file__).resolve().parent)
+GPU_ACTIVITY = ("kernel", "gpu_memcpy", "gpu_memset")  # Chrome-trace categories of GPU work
+SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
+
+
+# ------------------------------------------------------------------------- the step itself
+
+
+def make_train_step(model: HNetLM, tokens: torch.Tensor, packing: Packing, opt: torch.optim.Optimizer,
+                    forward=None):
+    """A closure running one forward + backward + optimizer step; returns the model output.
+
+    ``forward`` replaces ``model`` for the forward pass (e.g. a ``torch.compile`` of it).
+    bf16 autocast on CUDA, none on CPU.
+    """
+    forward = forward or model
+    cuda = tokens.device.type == "cuda"
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+
+    def step():
+        with autocast():
+            out = forward(tokens, packing)
+            loss = torch.nn.functional.cross_entropy(out.logits[:-1].float(), tokens[1:])
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return out
+
+    return step
+
+
+def routed_lengths(routing, lengths: list[int]) -> list[list[int]]:
+    """Sequence lengths at every stage of one step (stage 0: ``lengths``), for FLOP counting."""
+    return [lengths] + [r.packing.select(r.boundary_mask).lengths.tolist() for r in routing]
+
+
+# ------------------------------------------------------------------------ counting syncs
+
+
+def _call_site() -> str:
+    """``path:line (function)`` of the innermost caller outside torch and this script.
+
+    Falls back to the innermost torch frame (e.g. the optimizer), and to the autograd engine
+    when no Python frame is involved (a sync in the backward pass is reported after it).
+    """
+    frames = [f for f in reversed(traceback.extract_stack()[:-1])
+              if f.filename[:1] != "<" and "/warnings.py" not in f.filename
+              and str(Path(f.filename).resolve()) != THIS_FILE]
+    ours = [f for f in frames if not str(Path(f.filename).resolve()).startswith(TORCH_DIR)]
+    if not (ours or frames):
+        return "<autograd engine (backward) or C++>"
+    frame = (ours or frames)[0]
+    name = Path(frame.filename).resolve()
+    for base in (Path(hnet_seq.__file__).resolve().parents[1], ROOT, Path(TORCH_DIR).parent):
+        if name.is_relative_to(base):
+            name = name.relative_to(base)
+            break
+    return f"{name}:{frame.lineno} ({frame.name})"
+
+
+def _is_bool_tensor(t) -> bool:
+    return isinstance(t, torch.Tensor) and t.dtype == torch.bool
+
+
+class WouldSyncCounter(TorchFunctionMode):
+    """Counts calls that force a host↔device sync when their tensors live on a GPU.
+
+    For CPU runs, where nothing syncs: each such call is recorded with its call site.
+    """
+
+    READS = {"item", "tolist", "__int__", "__float__", "__bool__", "__index__", "cpu", "numpy",
+             "nonzero", "argwhere", "masked_select", "unique", "unique_consecutive", "equal", "allclose"}
+
+    def __init__(self):
+        super().__init__()
+        self.sites: Counter = Counter()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        syncs = name in self.READS
+        if name in ("__getitem__", "__setitem__", "index_put_", "index_put") and len(args) > 1:
+            index = args[1] if isinstance(args[1], (tuple, list)) else (args[1],)
+            syncs = any(_is_bool_tensor(i) for i in index)  # boolean mask → implicit nonzero
+        elif name == "repeat_interleave":
+            repeats = args[1] if len(args) > 1 else kwargs.get("repeats", args[0] if args else None)
+            syncs = isinstance(repeats, torch.Tensor) and kwargs.get("output_size") is None
+        elif name == "bincount":
+            syncs = kwargs.get("minlength", 0) == 0 and len(args) < 3
+        if syncs:
+            self.sites[f"{name}: {_call_site()}"] += 1
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def count_syncs(device: torch.device):
+    """Yields a Counter ``{"op: site": n}`` of host↔device syncs inside the block.
+
+    CUDA: the syncs CUDA reports (``set_sync_debug_mode("warn")``), located by the Python stack
+    at the moment of the warning.  CPU: :class:`WouldSyncCounter`.
+    """
+    if device.type != "cuda":
+        counter = WouldSyncCounter()
+        with counter:
+            yield counter.sites
+        return
+    sites: Counter = Counter()
+
+    def record(message, category, filename, lineno, file=None, line=None):
+        if "synchroniz" in str(message):
+            sites[f"sync: {_call_site()}"] += 1
+
+    torch.cuda.synchronize()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = record
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            yield sites
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()
+
+
+# ---------------------------------------------------------------------------- the profile
+
+
+def _union_length(intervals: list[tuple[float, float]]) -> float:
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(intervals):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
+
+
+def _op_rows(prof, key: str, steps: int, limit: int) -> list[dict]:
+    """Top ops of ``prof.key_averages()`` by ``key`` ("device" or "cpu" self time), per step."""
+    def self_ms(e, which):
+        names = ("self_device_time_total", "self_cuda_time_total") if which == "device" else ("self_cpu_time_total",)
+        return next((getattr(e, n) for n in names if hasattr(e, n)), 0.0) / 1e3 / steps
+
+    events = sorted(prof.key_averages(), key=lambda e: self_ms(e, key), reverse=True)
+    return [dict(op=e.key[:100], calls_per_step=e.count / steps, self_ms_per_step=round(self_ms(e, key), 3),
+                 **({"self_cpu_ms_per_step": round(self_ms(e, "cpu"), 3)} if key == "device" else {}))
+            for e in events[:limit] if self_ms(e, key) > 0]
+
+
+def profile_steps(step, steps: int, out_dir: Path | None, device: torch.device, limit: int = 15) -> dict:
+    """Run ``steps`` steps under ``torch.profiler``; ops tables, kernel counts and GPU busy time."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            with record_function("train_step"):
+                step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "trace.json"
+        prof.export_chrome_trace(str(raw))
+        trace = json.loads(raw.read_text())
+        if out_dir is not None:
+            with raw.open("rb") as src, gzip.open(out_dir / "trace.json.gz", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    events = [e for e in trace.get("traceEvents", []) if e.get("ph") == "X"]
+    step_ranges = [(e["ts"], e["ts"] + e["dur"]) for e in events
+                   if e.get("cat") == "user_annotation" and e.get("name") == "train_step"]
+    gpu = [e for e in events if e.get("cat") in GPU_ACTIVITY]
+    kernels_ = [e for e in gpu if e.get("cat") == "kernel"]
+    durations = sorted(e["dur"] for e in kernels_)
+    in_steps = lambda e: any(a <= e["ts"] <= b for a, b in step_ranges)  # noqa: E731
+    result = dict(
+        profiled_step_ms=sum(b - a for a, b in step_ranges) / 1e3 / steps,
+        top_cpu_ops=_op_rows(prof, "cpu", steps, limit),
+        profiler_sync_calls_per_step=sum(1 for e in events if e.get("name") in SYNC_CALLS and in_steps(e)) / steps,
+    )
+    if device.type == "cuda":
+        result.update(
+            top_device_ops=_op_rows(prof, "device", steps, limit),
+            kernels_per_step=len(kernels_) / steps,
+            median_kernel_us=durations[len(durations) // 2] if durations else 0.0,
+            short_kernel_share=sum(d < 10 for d in durations) / max(len(durations), 1),
+            gpu_busy_ms_per_step=_union_length([(e["ts"], e["ts"] + e["dur"]) for e in gpu]) / 1e3 / steps,
+        )
+    return result
+
+
+# --------------------------------------------------------------------------------- driver
+
+
+def source_tree() -> dict:
+    """Which ``hnet_seq`` ran: its directory, git commit and whether it has local changes."""
+    package = Path(hnet_seq.__file__).resolve().parent
+    info = {"hnet_seq": str(package), "commit": None, "dirty": None}
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(package), *args], capture_output=True, text=True, timeout=30)
+
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode == 0:
+            info["commit"] = head.stdout.strip()
+            info["dirty"] = bool(git("status", "--porcelain", "--", ".").stdout.strip())
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return info
+
+
+def run(args) -> dict:
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    cfg = load_config(args.config)
+    targets = ([float(t) for t in args.targets.split(",")] if args.targets
+               else list(cfg.target_compression) or [3.0] * (cfg.num_stages - 1))
+    model = HNetLM(cfg, device=device)
+    model.init_weights()
+    lengths = [args.seq_len] * args.batch
+    packing = Packing.from_lengths(lengths, device=device)
+    tokens = torch.randint(0, cfg.vocab_size, (sum(lengths),), device=device)
+    if targets and cfg.num_stages > 1 and args.tune_steps:
+        tune_router(model, tokens, packing, targets, steps=args.tune_steps)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    step = make_train_step(model, tokens, packing, opt)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    for _ in range(args.warmup):
+        step()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        out = step()
+    sync()
+    step_ms = (time.perf_counter() - t0) / args.steps * 1e3
+
+    with count_syncs(device) as sites:
+        step()
+    out_dir = Path(args.out) if args.out else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    prof = profile_steps(step, args.profile_steps, out_dir, device)
+
+    per_stage = routed_lengths(out.routing, lengths)
+    flops = training_flops(cfg, per_stage)
+    peak = peak_flops(torch.cuda.get_device_name()) if device.type == "cuda" else None
+    summary = dict(
+        command=command_line(), tree=source_tree(), torch=torch.__version__,
+        device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        config=Path(args.config).name, batch=args.batch, seq_len=args.seq_len,
+        kernels={op.name: op.backend_for(device) for op in kernels.ALL_OPS},
+        stage_tokens=[sum(s) for s in per_stage], compression=[round(r.compression_ratio(), 2) for r in out.routing],
+        step_ms=step_ms, tokens_per_s=sum(lengths) / step_ms * 1e3, tflops=flops / step_ms / 1e9,
+        mfu=flops / step_ms * 1e3 / peak if peak else None,
+        syncs_per_step=sum(sites.values()), sync_sites=sites.most_common(),
+        **prof,
+    )
+    if "gpu_busy_ms_per_step" in summary:
+        summary["gpu_idle_fraction"] = max(0.0, 1 - summary["gpu_busy_ms_per_step"] / step_ms)
+    if out_dir is not None:
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def print_summary(s: dict) -> None:
+    print(f"{s['config']} on {s['device']} ({s['tree']['hnet_seq']} @ {s['tree']['commit']}), "
+          f"{s['batch']} × {s['seq_len']} tokens, kernels {s['kernels']}")
+    print(f"stage tokens {s['stage_tokens']}, compression {s['compression']}")
+    print(f"step {s['step_ms']:.1f} ms, {s['tokens_per_s']:,.0f} tokens/s, {s['tflops']:.1f} TFLOP/s"
+          + (f", MFU {100 * s['mfu']:.1f}%" if s.get("mfu") else ""))
+    if "gpu_idle_fraction" in s:
+        print(f"GPU busy {s['gpu_busy_ms_per_step']:.1f} ms/step → idle {100 * s['gpu_idle_fraction']:.1f}%; "
+              f"{s['kernels_per_step']:.0f} kernels/step, median {s['median_kernel_us']:.1f} µs, "
+              f"{100 * s['short_kernel_share']:.0f}% under 10 µs")
+    kind = "syncs" if s["device"] != "cpu" else "would-be syncs (CPU run)"
+    print(f"{s['syncs_per_step']} {kind} per step:")
+    for site, n in s["sync_sites"][:25]:
+        print(f"  {n:5d}  {site}")
+    for key, title in (("top_device_ops", "self device time"), ("top_cpu_ops", "self CPU time")):
+        if key in s:
+            print(f"top ops by {title} (ms per step):")
+            for r in s[key]:
+                print(f"  {r['self_ms_per_step']:9.3f}  {r['calls_per_step']:7.1f}×  {r['op']}")
+
+
+# ------------------------------------------------------------------------ the docs section
+
+
+def _site_totals(summary: dict) -> Counter:
+    """Syncs per source line (the ``op:`` prefix dropped)."""
+    totals: Counter = Counter()
+    for site, n in summary["sync_sites"]:
+        totals[site.split(": ", 1)[-1]] += n
+    return totals
+
+
+def compare_section(before: dict, after: dict) -> str:
+    """Markdown: the same command on two trees, metric by metric, and where the syncs went."""
+    if (before["device"], before["config"], before["batch"], before["seq_len"]) != \
+            (after["device"], after["config"], after["batch"], after["seq_len"]):
+        raise SystemExit("--compare: the two summaries are not the same device/config/batch/length")
+
+    def fmt(value, spec):
+        return "–" if value is None else format(value, spec)
+
+    metrics = [("step time (ms)", "step_ms", ".1f"), ("tokens/s", "tokens_per_s", ",.0f"),
+               ("model TFLOP/s", "tflops", ".1f"), ("MFU", "mfu", ".1%"),
+               ("host↔device syncs per step", "syncs_per_step", "d"),
+               ("GPU busy per step (ms)", "gpu_busy_ms_per_step", ".1f"),
+               ("GPU idle fraction", "gpu_idle_fraction", ".1%"),
+               ("kernels per step", "kernels_per_step", ",.0f"),
+               ("median kernel (µs)", "median_kernel_us", ".1f")]
+    rows = ["| | before | after |", "|---|---:|---:|"]
+    rows += [f"| {label} | {fmt(before.get(k), spec)} | {fmt(after.get(k), spec)} |" for label, k, spec in metrics]
+    rows.append(f"| tokens per stage | {before['stage_tokens']} | {after['stage_tokens']} |")
+    b_sites, a_sites = _site_totals(before), _site_totals(after)
+    sites = ["| sync site | before | after |", "|---|---:|---:|"]
+    sites += [f"| `{site}` | {b_sites.get(site, 0)} | {a_sites.get(site, 0)} |"
+              for site, _ in (b_sites + a_sites).most_common(20)]
+    tree = lambda s: (s["tree"]["commit"] or s["tree"]["hnet_seq"])[:12] + (" (+local changes)" if s["tree"]["dirty"] else "")  # noqa: E731
+    return "\n".join([
+        f"Device: **{after['device']}**, torch {after['torch']}. `{after['config']}`, {after['batch']} × "
+        f"{after['seq_len']} bytes per step, forward + backward + AdamW, kernels {after['kernels']}.",
+        f"Before: `{tree(before)}`; after: `{tree(after)}`; the same command on both trees:",
+        f"`{after['command']}`", "",
+        *rows, "",
+        f"Speed-up of a training step: **{before['step_ms'] / after['step_ms']:.2f}×**. "
+        "Sync sites (source lines in the tree that ran; line numbers differ between trees):", "",
+        *sites])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(ROOT / "configs" / "hnet_2stage_L.json"))
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--seq-len", type=int, default=8192)
+    parser.add_argument("--targets", default="", help="router compression per stage, e.g. 3,3")
+    parser.add_argument("--tune-steps", type=int, default=60, help="ratio-loss steps for the router (0: none)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (no profiler)")
+    parser.add_argument("--profile-steps", type=int, default=2)
+    parser.add_argument("--out", help="directory for trace.json.gz and summary.json")
+    parser.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"),
+                        help="write the docs section from two summary.json files instead of profiling")
+    parser.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--section", default="profile")
+    args = parser.parse_args()
+    if args.compare:
+        before, after = (json.loads(Path(p).read_text()) for p in args.compare)
+        print(f"wrote {write_section(args.doc, args.section, compare_section(before, after))}")
+        return
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit("bench/profile_step.py: no CUDA device (use --device cpu)")
+    print_summary(run(args))
+
+
+if __name__ == "__main__":
+    main()
