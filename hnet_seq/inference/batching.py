@@ -221,7 +221,7 @@ class Runner:
             levels.add(pool_level)
         self.levels = levels
         self.batches = 0
-        self.positions = 0
+        self.positions = 0  # positions run, context included
 
     @contextlib.contextmanager
     def _capture(self) -> Iterator[dict]:
@@ -246,79 +246,158 @@ class Runner:
             for h in handles:
                 h.remove()
 
+    def stream(self, groups: Iterable[Sequence[WorkItem]]) -> Iterator[tuple[Sequence[WorkItem], list[TileResult]]]:
+        """``(group, results)`` for every group, in order, with the next group already launched.
+
+        The forward pass of group ``i+1`` and the copies of its results into pinned host memory
+        are queued before group ``i``'s results are handed over, so on CUDA the GPU computes
+        while the caller splits, reduces and writes what came back (nothing here waits for the
+        GPU except :meth:`_collect`).  Results do not depend on this overlap.
+        """
+        ahead = None
+        for group in groups:
+            if not group:
+                continue
+            launched = self._launch(group)
+            if ahead is not None:
+                yield ahead.items, self._collect(ahead)
+            ahead = launched
+        if ahead is not None:
+            yield ahead.items, self._collect(ahead)
+
     @torch.no_grad()
-    def run(self, items: Sequence[WorkItem]) -> list[TileResult]:
+    def _launch(self, items: Sequence[WorkItem]) -> "_InFlight":
+        """Queue the forward pass of one packed batch and the copies of everything it reports."""
         im, dev = self.im, self.im.device
-        lengths = [len(it) for it in items]
-        if not items:
-            return []
-        inputs = torch.cat([it.inputs for it in items]).to(dev, non_blocking=True)
+        n_items = len(items)
+        lengths = np.array([len(it) for it in items], np.int64)
+        cu = np.concatenate([[0], np.cumsum(lengths)])
+        # Level-0 tile-local positions and tile ids, built on the host (no device round trip).
+        seq0 = np.repeat(np.arange(n_items), lengths)
+        pos0 = np.arange(int(cu[-1])) - cu[seq0]
+        own = np.array([it.own_start for it in items], np.int64)
+        inputs = _to_device(torch.cat([it.inputs for it in items]), dev)
         if inputs.dtype in (torch.uint8, torch.int16, torch.int32):
             inputs = inputs.long()
-        packing = Packing.from_lengths(lengths, device=dev)
+        packing = Packing(_to_device(torch.from_numpy(cu.astype(np.int32)), dev), int(lengths.max()))
         with self._capture() as store, im.autocast():
             x = im.model.embeddings(inputs)
             hidden, routing = im.model.backbone(x, packing)
             logits = im.model.lm_head(hidden) if self.scores else None
+        host: dict[str, Any] = {
+            "mask": [_to_host(r.boundary_mask) for r in routing],
+            "prob": [_to_host(r.boundary_prob.float()) for r in routing]}
+        if self.chunk_vectors:
+            host["vec"] = {s: _to_host(store[s].float()) for s in range(1, len(routing) + 1)}
+        if self.pool_level is not None:
+            host["pool"] = self._pool(store[self.pool_level].float(), routing, seq0, pos0 >= own[seq0], n_items)
+        if self.scores:
+            targets = _to_device(torch.cat([it.targets for it in items]), dev)
+            # nll[t] is the loss of predicting t+1; position p's is nll[p-1] (rolled into place on the host)
+            host["nll"] = _to_host(im.adapter.loss(logits, torch.roll(targets, -1, 0)).float())
+        event = None
+        if dev.type == "cuda":
+            event = torch.cuda.Event()
+            event.record()
         self.batches += 1
-        self.positions += sum(lengths)
-        n_items = len(items)
-        own = torch.tensor([it.own_start for it in items], device=dev)
-        results = [TileResult(it.tag, len(it), it.own_start) for it in items]
+        self.positions += int(cu[-1])
+        return _InFlight(items, host, event, cu, seq0, pos0, own)
 
-        # Level-s packed positions (tile-local level-0 coordinates) and tile ids.
-        pos = [packing.positions()]
-        seq = [packing.seq_idx[0].long()]
-        for r in routing:
-            pos.append(pos[-1][r.boundary_mask])
-            seq.append(seq[-1][r.boundary_mask])
-        owned = [p >= own[q] for p, q in zip(pos, seq)]
+    def _pool(self, v: torch.Tensor, routing, seq0: np.ndarray, owned0: np.ndarray, n_items: int) -> tuple:
+        """Per tile on the device: sum and count of owned level-``pool_level`` vectors, and the last one.
 
-        def split(t: torch.Tensor, q: torch.Tensor) -> list[np.ndarray]:
-            counts = torch.bincount(q, minlength=n_items).tolist()
-            return [a.numpy() for a in torch.split(t.cpu(), counts)]
+        Rows of other tiles' context go to a spare row ``n_items`` (no data-dependent shapes, so
+        no host synchronisation); owned rows are added in the same order as a masked sum.
+        """
+        dev = v.device
+        seq = _to_device(torch.from_numpy(seq0), dev)
+        owned = _to_device(torch.from_numpy(owned0), dev)
+        for k in range(self.pool_level):  # the rows of level k+1 are the boundary rows of level k
+            mask = routing[k].boundary_mask
+            size = routing[k + 1].boundary_mask.shape[0] if k + 1 < len(routing) else v.shape[0]
+            row = torch.where(mask, torch.cumsum(mask, 0) - 1, size)  # non-boundaries → spare row
+            seq = torch.zeros(size + 1, device=dev, dtype=seq.dtype).index_put_((row,), seq)[:-1]
+            owned = torch.zeros(size + 1, device=dev, dtype=torch.bool).index_put_((row,), owned)[:-1]
+        ones = torch.ones_like(seq)
+        into = torch.where(owned, seq, n_items)
+        sums = torch.zeros(n_items + 1, v.shape[-1], device=dev).index_add_(0, into, v)[:n_items]
+        counts = torch.zeros(n_items + 1, device=dev, dtype=seq.dtype).index_add_(0, into, ones)[:n_items]
+        level_counts = torch.zeros(n_items, device=dev, dtype=seq.dtype).index_add_(0, seq, ones)
+        last = v[torch.cumsum(level_counts, 0) - 1]
+        return _to_host(sums), _to_host(counts), _to_host(last)
+
+    def _collect(self, job: "_InFlight") -> list[TileResult]:
+        """Wait for a launched batch and split what came back per tile (owned positions only)."""
+        if job.event is not None:
+            job.event.synchronize()
+        host = job.host
+        n_items = len(job.items)
+        results = [TileResult(it.tag, len(it), it.own_start) for it in job.items]
+        pos, seq = [job.pos0], [job.seq0]
+        masks = [m.numpy() for m in host["mask"]]
+        for m in masks:
+            pos.append(pos[-1][m])
+            seq.append(seq[-1][m])
+        owned = [p >= job.own[q] for p, q in zip(pos, seq)]
+
+        def split(a: np.ndarray, q: np.ndarray) -> list[np.ndarray]:
+            return np.split(a, np.cumsum(np.bincount(q, minlength=n_items))[:-1])
 
         for s in range(1, len(pos)):
-            keep = owned[s]
-            p_b = routing[s - 1].boundary_prob[routing[s - 1].boundary_mask][keep].float()
-            for res, a, b in zip(results, split(pos[s][keep], seq[s][keep]), split(p_b, seq[s][keep])):
+            keep, q = owned[s], seq[s][owned[s]]
+            prob = host["prob"][s - 1].numpy()
+            for res, a, b in zip(results, split(pos[s][keep], q), split(prob[masks[s - 1]][keep], q)):
                 res.bnd_pos.append(a)
                 res.bnd_prob.append(b)
             if self.chunk_vectors:
-                v = store[s][keep].float()
-                for res, a in zip(results, split(v, seq[s][keep])):
+                for res, a in zip(results, split(host["vec"][s].numpy()[keep], q)):
                     res.bnd_vec.append(a)
             if self.probs:
-                keep_c = owned[s - 1]
-                pc = routing[s - 1].boundary_prob[keep_c].float()
-                qc = seq[s - 1][keep_c]
-                for res, a, b in zip(results, split(pos[s - 1][keep_c], qc), split(pc, qc)):
+                keep_c, qc = owned[s - 1], seq[s - 1][owned[s - 1]]
+                for res, a, b in zip(results, split(pos[s - 1][keep_c], qc), split(prob[keep_c], qc)):
                     res.cand_pos.append(a)
                     res.cand_prob.append(b)
-
         if self.pool_level is not None:
-            s = self.pool_level
-            v = store[s].float()
-            keep = owned[s]
-            sums = torch.zeros(n_items, v.shape[-1], device=dev).index_add_(0, seq[s][keep], v[keep])
-            counts = torch.bincount(seq[s][keep], minlength=n_items)
-            level_counts = torch.bincount(seq[s], minlength=n_items)
-            last = v[torch.cumsum(level_counts, 0) - 1]
-            sums, counts, last = sums.cpu().numpy(), counts.cpu().tolist(), last.cpu().numpy()
+            sums, counts, last = (t.numpy() for t in host["pool"])
             for i, res in enumerate(results):
-                res.pool_sum, res.pool_count, res.pool_last = sums[i], counts[i], last[i]
-
+                res.pool_sum, res.pool_count, res.pool_last = sums[i], int(counts[i]), last[i]
         if self.scores:
-            targets = torch.cat([it.targets for it in items]).to(dev)
-            next_targets = torch.roll(targets, -1, 0)
-            nll = im.adapter.loss(logits, next_targets).float()  # nll[t] = predicting t+1
-            # position p is predicted by p-1: shift right, first position of each tile gets NaN
-            nll_at = torch.roll(nll, 1, 0)
-            nll_at[packing.starts_mask()] = float("nan")
-            keep = owned[0]
-            for res, a in zip(results, split(nll_at[keep], seq[0][keep])):
+            nll_at = np.roll(host["nll"].numpy(), 1)
+            starts = job.cu[:-1][np.diff(job.cu) > 0]
+            nll_at[starts] = np.nan  # the first position of a tile has nothing before it
+            for res, a in zip(results, split(nll_at[owned[0]], seq[0][owned[0]])):
                 res.nll = a
         return results
+
+
+@dataclass
+class _InFlight:
+    """A launched batch: its items, host-side result buffers (valid once ``event`` has completed)
+    and its packing on the host (``cu_seqlens``, tile id and tile-local position per position)."""
+
+    items: Sequence[WorkItem]
+    host: dict
+    event: Any
+    cu: np.ndarray
+    seq0: np.ndarray
+    pos0: np.ndarray
+    own: np.ndarray
+
+
+def _to_device(t: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    """Host tensor → ``dev``; on CUDA through pinned memory, without waiting for the copy."""
+    if dev.type != "cuda":
+        return t.to(dev)
+    return t.pin_memory().to(dev, non_blocking=True)
+
+
+def _to_host(t: torch.Tensor) -> torch.Tensor:
+    """Device tensor → a pinned host copy that is valid once the stream reaches this point."""
+    if t.device.type != "cuda":
+        return t
+    out = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    out.copy_(t, non_blocking=True)
+    return out
 
 
 def batches_by_budget(items: Iterable[WorkItem], budget: int) -> Iterator[list[WorkItem]]:

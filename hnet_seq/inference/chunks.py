@@ -104,8 +104,8 @@ def boundary_tracks(checkpoint: str | Path | InferenceModel, records, *, config=
                "starts": [[] for _ in range(im.num_stages)], "cand": [[] for _ in range(im.num_stages)]}
         jobs.append(job)
         items += [WorkItem(x[t.start:t.end], t.own_start - t.start, None, (job, t)) for t in tiles]
-    for group in batches_by_budget(items, batch_tokens or default_batch_tokens(im.device)):
-        for res, item in zip(runner.run(group), group):
+    for group, results in runner.stream(batches_by_budget(items, batch_tokens or default_batch_tokens(im.device))):
+        for res, item in zip(results, group):
             job, tile = item.tag
             for k in range(im.num_stages):
                 job["starts"][k].append(res.bnd_pos[k] + tile.start)

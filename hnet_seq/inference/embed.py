@@ -396,8 +396,8 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
                     yield from job.items()
 
             with progress_bar(progress and dist.is_main, "embed", unit=adapter.unit_name + "s") as bar:
-                for group in batches_by_budget(jobs(), budget):
-                    for res, item in zip(runner.run(group), group):
+                for group, results in runner.stream(batches_by_budget(jobs(), budget)):
+                    for res, item in zip(results, group):
                         job, strand, tile = item.tag
                         job.take(res, strand, tile)
                     bar.advance(sum(len(it) - it.own_start for it in group))

@@ -128,11 +128,14 @@ class TableWriter:
 
     ``schema`` fixes the columns (a ``vector`` column is a ``fixed_size_list<float32>``);
     ``metadata`` (a JSON-able dict) is stored in the parquet schema under ``b"hnet_seq"``
-    (TSV: as a ``#`` comment line).  Rows are buffered up to ``rows_per_batch``.
+    (TSV: as a ``#`` comment line).  Rows are buffered up to ``rows_per_batch``; full batches
+    are converted and written (zstd-compressed) by a background thread, in order, so that the
+    caller goes on computing meanwhile (``background=False``: in the calling thread).  At most
+    one batch waits for the thread, which bounds memory to about three batches.
     """
 
     def __init__(self, path: str | Path, schema: pa.Schema, metadata: dict | None = None,
-                 fmt: str | None = None, rows_per_batch: int = 8192):
+                 fmt: str | None = None, rows_per_batch: int = 8192, background: bool = True):
         self.path = Path(path)
         self.fmt = fmt or output_format(self.path, ("parquet", "tsv"))
         self.schema = schema.with_metadata({META_KEY: json.dumps(metadata or {}).encode()})
@@ -144,6 +147,7 @@ class TableWriter:
         self._tmp = temp_path_for(self.path)
         self._writer = None
         self._text = None
+        self._worker = _Worker() if background else None
         try:
             if self.fmt == "parquet":
                 import pyarrow.parquet as pq
@@ -210,22 +214,32 @@ class TableWriter:
         return pa.array(values, t)
 
     def flush(self) -> None:
+        """Hand the buffered rows to the writer thread (or write them now without one)."""
         if not self._buffered:
             return
-        arrays = [self._array(f, self._columns[f.name]) for f in self.schema]
+        columns, n = self._columns, self._buffered
+        self.rows += n
+        self._columns = {name: [] for name in self._columns}
+        self._buffered = 0
+        if self._worker is not None:
+            self._worker.submit(lambda: self._write(columns, n))
+        else:
+            self._write(columns, n)
+
+    def _write(self, columns: dict[str, list], n: int) -> None:
+        arrays = [self._array(f, columns[f.name]) for f in self.schema]
         if self._writer is not None:
             self._writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
         else:
             cols = [a.to_pylist() for a in arrays]
-            for i in range(self._buffered):
+            for i in range(n):
                 self._text.write("\t".join(_tsv_cell(c[i]) for c in cols) + "\n")
-        self.rows += self._buffered
-        self._columns = {name: [] for name in self._columns}
-        self._buffered = 0
 
     def close(self) -> Path:
         """Write what is buffered, close, and rename the temporary file onto the target."""
         self.flush()
+        if self._worker is not None:
+            self._worker.join()  # re-raises what the thread failed with
         if self._writer is not None:
             self._writer.close()
         if self._text is not None:
@@ -235,6 +249,8 @@ class TableWriter:
     def abort(self) -> None:
         """Drop everything written so far (no file appears)."""
         try:
+            if self._worker is not None:
+                self._worker.join(discard=True)
             if self._writer is not None:
                 self._writer.close()
             if self._text is not None:
@@ -242,6 +258,43 @@ class TableWriter:
         except Exception:
             pass
         Path(self._tmp).unlink(missing_ok=True)
+
+
+class _Worker:
+    """One thread running submitted functions in order; :meth:`submit` blocks while one waits."""
+
+    def __init__(self):
+        import queue
+        import threading
+
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="hnet-seq-writer", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (fn := self._queue.get()) is not None:
+            if self._error is None:  # after a failure, drain without running
+                try:
+                    fn()
+                except BaseException as e:  # handed to the caller by submit/join
+                    self._error = e
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, fn) -> None:
+        self._raise()
+        self._queue.put(fn)
+
+    def join(self, discard: bool = False) -> None:
+        """Finish what was submitted and stop; raise the thread's error unless ``discard``."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if not discard:
+            self._raise()
 
 
 def _tsv_cell(v) -> str:

@@ -127,8 +127,8 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
                     yield WorkItem(x[t.start:t.end], t.own_start - t.start, y[t.start:t.end], (entry, t))
 
         with progress_bar(progress, "score", unit=adapter.unit_name + "s") as bar:
-            for group in batches_by_budget(items(), budget):
-                for res, item in zip(runner.run(group), group):
+            for group, results in runner.stream(batches_by_budget(items(), budget)):
+                for res, item in zip(results, group):
                     entry, tile = item.tag
                     sc, cmap = entry[0], entry[2]
                     nll = res.nll

@@ -422,8 +422,8 @@ def score_variants(checkpoint: str | Path | InferenceModel, vcf: str | Path, ref
                 for k in todo:
                     x = torch.from_numpy(windows[k][0])
                     items.append(WorkItem(x, 0, x.long(), k))
-                for group in batches_by_budget(items, budget):
-                    for res in runner.run(group):
+                for _, results in runner.stream(batches_by_budget(items, budget)):
+                    for res in results:
                         windows[res.tag][2] = -res.nll
                 summary.windows += len(todo)
                 for a in alleles:
