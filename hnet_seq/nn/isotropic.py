@@ -51,10 +51,12 @@ class Block(nn.Module):
         return 1 if self.mlp is None else 2
 
     def _residual_update(self, residual: torch.Tensor, run_mixer) -> torch.Tensor:
+        # The fp32 residual plus a (possibly bf16) branch output promotes to fp32 inside the add
+        # kernel: exactly ``residual + out.float()``, without a separate cast kernel and copy.
         dtype = self.norm1.weight.dtype
-        residual = residual + run_mixer(self.norm1(residual.to(dtype))).float()
+        residual = residual + run_mixer(self.norm1(residual.to(dtype)))
         if self.mlp is not None:
-            residual = residual + self.mlp(self.norm2(residual.to(dtype))).float()
+            residual = residual + self.mlp(self.norm2(residual.to(dtype)))
         return residual
 
     def forward(self, residual: torch.Tensor, packing: Packing) -> torch.Tensor:
