@@ -97,8 +97,19 @@ class KernelOp:
 
     def __call__(self, x: torch.Tensor, *args, **kwargs):
         if self.backend_for(x.device) == "fast":
-            return self._fast_fn(x, *args, **kwargs)
+            return _opaque_to_compile(self._fast_fn, x, *args, **kwargs)
         return self.reference(x, *args, **kwargs)
+
+
+@torch.compiler.disable
+def _opaque_to_compile(fn: Callable, *args, **kwargs):
+    """Call ``fn`` outside ``torch.compile``'s graph.
+
+    Dynamo cannot trace the fast kernels' launchers (mamba-ssm's Triton autotuners fail inside
+    it), so a compiled model breaks its graph around each fast kernel and compiles what lies
+    between them: the routing, chunking and elementwise work.
+    """
+    return fn(*args, **kwargs)
 
 
 def describe(op: KernelOp, device: str) -> str:
