@@ -86,6 +86,25 @@ def make_train_step(model: HNetLM, tokens: torch.Tensor, packing: Packing, opt: 
     return step
 
 
+def time_steps(step, warmup: int, steps: int, device: torch.device):
+    """Run ``warmup`` then ``steps`` steps; (milliseconds per timed step, last output).
+
+    CUDA: synchronised around the timed steps, and the peak-memory counter is reset after the
+    warm-up so that ``torch.cuda.max_memory_allocated()`` then covers the timed steps only.
+    """
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        step()
+    sync()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        out = step()
+    sync()
+    return (time.perf_counter() - t0) / steps * 1e3, out
+
+
 def routed_lengths(routing, lengths: list[int]) -> list[list[int]]:
     """Sequence lengths at every stage of one step (stage 0: ``lengths``), for FLOP counting."""
     return [lengths] + [r.packing.select(r.boundary_mask).lengths.tolist() for r in routing]
@@ -280,16 +299,7 @@ def run(args) -> dict:
         tune_router(model, tokens, packing, targets, steps=args.tune_steps)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     step = make_train_step(model, tokens, packing, opt)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
-    for _ in range(args.warmup):
-        step()
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        out = step()
-    sync()
-    step_ms = (time.perf_counter() - t0) / args.steps * 1e3
+    step_ms, out = time_steps(step, args.warmup, args.steps, device)
 
     with count_syncs(device) as sites:
         step()
@@ -374,10 +384,14 @@ def compare_section(before: dict, after: dict) -> str:
     sites = ["| sync site | before | after |", "|---|---:|---:|"]
     sites += [f"| `{site}` | {b_sites.get(site, 0)} | {a_sites.get(site, 0)} |"
               for site, _ in (b_sites + a_sites).most_common(20)]
-    tree = lambda s: (s["tree"]["commit"] or s["tree"]["hnet_seq"])[:12] + (" (+local changes)" if s["tree"]["dirty"] else "")  # noqa: E731
+    def tree(s):  # the commit when the tree was a git checkout, else its directory
+        t = s["tree"]
+        return t["hnet_seq"] if t["commit"] is None else t["commit"][:12] + (" (+local changes)" if t["dirty"] else "")
+
+    backends = ", ".join(f"{op} {backend}" for op, backend in after["kernels"].items())
     return "\n".join([
         f"Device: **{after['device']}**, torch {after['torch']}. `{after['config']}`, {after['batch']} × "
-        f"{after['seq_len']} bytes per step, forward + backward + AdamW, kernels {after['kernels']}.",
+        f"{after['seq_len']} bytes per step, forward + backward + AdamW; kernels: {backends}.",
         f"Before: `{tree(before)}`; after: `{tree(after)}`; the same command on both trees:",
         f"`{after['command']}`", "",
         *rows, "",

@@ -8,14 +8,15 @@ inner stages see the token counts they would in training.  Isotropic "0-stage" b
 the same code (Transformer, Mamba-2) get the layer count whose forward FLOPs per byte best
 match the H-Net's at that compression.  A step is forward + backward + AdamW, bf16 autocast,
 fast kernels.  FLOPs are counted by :mod:`hnet_seq.flops` at the measured per-stage lengths;
-MFU = FLOPs / time / dense bf16 peak.  Results go to the ``train_throughput`` section of
+MFU = FLOPs / time / dense bf16 peak.  Two overhead figures come from one extra step each
+(see ``bench/profile_step.py``): host↔device syncs per step, and the GPU idle fraction
+``1 − GPU busy time / step time``.  Results go to the ``train_throughput`` section of
 ``docs/benchmarks.md``.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -27,6 +28,7 @@ from hnet_seq.flops import forward_flops, peak_flops, training_flops
 sys.path.insert(0, str(Path(__file__).parent))
 from _report import write_section  # noqa: E402
 from _router import tune_router  # noqa: E402
+from profile_step import count_syncs, make_train_step, profile_steps, routed_lengths, time_steps  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,34 +85,23 @@ def measure(name: str, cfg: HNetConfig, args) -> dict:
     if cfg.target_compression:
         tune_router(model, tokens, packing, cfg.target_compression)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-    step_fn = torch.compile(model) if args.compile else model
+    step = make_train_step(model, tokens, packing, opt, torch.compile(model) if args.compile else None)
 
-    def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            out = step_fn(tokens, packing)
-            loss = torch.nn.functional.cross_entropy(out.logits[:-1].float(), tokens[1:])
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return out
-
-    for _ in range(args.warmup):
+    ms, out = time_steps(step, args.warmup, args.steps, torch.device("cuda"))
+    seconds = ms / 1e3
+    peak_gib = torch.cuda.max_memory_allocated() / 2**30
+    with count_syncs(torch.device("cuda")) as syncs:
         step()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        out = step()
-    torch.cuda.synchronize()
-    seconds = (time.perf_counter() - t0) / args.steps
-    per_stage = [lengths] + [r.packing.select(r.boundary_mask).lengths.tolist() for r in out.routing]
+    busy_ms = profile_steps(step, 1, None, torch.device("cuda"))["gpu_busy_ms_per_step"]
+    per_stage = routed_lengths(out.routing, lengths)
     flops = training_flops(cfg, per_stage)
     peak = peak_flops(torch.cuda.get_device_name())
     row = dict(model=name, layout=str(cfg.arch_layout).replace("'", ""), params=sum(p.numel() for p in model.parameters()),
                compression=[round(r.compression_ratio(), 2) for r in out.routing],
                tokens_per_s=sum(lengths) / seconds, tflops=flops / seconds / 1e12,
                mfu=(flops / seconds / peak) if peak else float("nan"),
-               gflop_per_byte=flops / 3 / sum(lengths) / 1e9, peak_gib=torch.cuda.max_memory_allocated() / 2**30)
+               gflop_per_byte=flops / 3 / sum(lengths) / 1e9, peak_gib=peak_gib,
+               syncs=sum(syncs.values()), gpu_idle=max(0.0, 1 - busy_ms / 1e3 / seconds))
     print(row, flush=True)
     del model, opt
     torch.cuda.empty_cache()
@@ -137,18 +128,21 @@ def main() -> None:
         for kind, label in (("T", "transformer"), ("m", "mamba2")):
             base = measure(f"{label} (matched to {name})", matched_baseline(kind, cfg, args.seq_len), args)
             rows.append(base | {"vs": f"{hnet['tflops'] / base['tflops']:.2f}"})
-    lines = ["| model | layout | params | compression | GFLOP/byte | tokens/s | TFLOP/s | MFU | peak GiB | H-Net FLOP-throughput ÷ this |",
-             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | layout | params | compression | GFLOP/byte | tokens/s | TFLOP/s | MFU | syncs/step | GPU idle | peak GiB | H-Net FLOP-throughput ÷ this |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['model']} | `{r['layout']}` | {r['params'] / 1e6:.0f} M | {r['compression']} | {r['gflop_per_byte']:.3f} | "
-                     f"{r['tokens_per_s']:,.0f} | {r['tflops']:.1f} | {100 * r['mfu']:.1f}% | {r['peak_gib']:.1f} | {r['vs']} |")
+                     f"{r['tokens_per_s']:,.0f} | {r['tflops']:.1f} | {100 * r['mfu']:.1f}% | {r['syncs']} | {100 * r['gpu_idle']:.0f}% | "
+                     f"{r['peak_gib']:.1f} | {r['vs']} |")
     write_section(args.out, args.section, "\n".join([
         f"Device: **{torch.cuda.get_device_name()}**. {args.batch} × {args.seq_len} bytes per step, bf16 autocast, "
         f"AdamW, fast kernels{', torch.compile' if args.compile else ''}.",
         f"Reproduce: `python bench/train_throughput.py --sizes {args.sizes} --seq-len {args.seq_len} --batch {args.batch}"
         f"{' --compile' if args.compile else ''}`", "",
         *lines, "",
-        "The last column is the H-Net's FLOP throughput (FLOPs/s) relative to the baseline's; the goal is ≥ 0.9."]))
+        "The last column is the H-Net's FLOP throughput (FLOPs/s) relative to the baseline's; the goal is ≥ 0.9. "
+        "syncs/step: host↔device synchronisations in one training step (CUDA's sync debug mode); GPU idle: "
+        "1 − (GPU busy time in a profiled step) / (step time), the share of the step the GPU waits for the host."]))
 
 
 if __name__ == "__main__":
