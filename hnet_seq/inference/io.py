@@ -236,14 +236,21 @@ class TableWriter:
                 self._text.write("\t".join(_tsv_cell(c[i]) for c in cols) + "\n")
 
     def close(self) -> Path:
-        """Write what is buffered, close, and rename the temporary file onto the target."""
-        self.flush()
-        if self._worker is not None:
-            self._worker.join()  # re-raises what the thread failed with
-        if self._writer is not None:
-            self._writer.close()
-        if self._text is not None:
-            self._text.close()
+        """Write what is buffered, close, and rename the temporary file onto the target.
+
+        On failure (here, or earlier in the writer thread) nothing is published.
+        """
+        try:
+            self.flush()
+            if self._worker is not None:
+                self._worker.join()  # re-raises what the thread failed with
+            if self._writer is not None:
+                self._writer.close()
+            if self._text is not None:
+                self._text.close()
+        except BaseException:
+            self.abort()
+            raise
         return publish(self._tmp, self.path)
 
     def abort(self) -> None:
@@ -325,8 +332,13 @@ class Outputs:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            for w in self.writers:
-                w.close()
+            for i, w in enumerate(self.writers):
+                try:
+                    w.close()
+                except BaseException:  # a late write failure: the writers not yet closed leave nothing
+                    for later in self.writers[i + 1:]:
+                        later.abort()
+                    raise
         else:
             for w in self.writers:
                 w.abort()
