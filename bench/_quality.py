@@ -1,0 +1,368 @@
+"""Shared pieces of the model-quality experiments (``bench/quality_dna.py``, ``bench/quality_udhr.py``).
+
+An experiment is a set of run configs in ``configs/quality/`` (one H-Net, isotropic baselines)
+that share every section but ``model`` and ``objective``; this module
+
+* loads them with the run scale (``--tokens``, ``--evals``, ``--smoke``) as ``--set`` overrides,
+  and checks that the recipe is shared and that each baseline's depth is the FLOP match;
+* trains each through :func:`hnet_seq.train.train` (the code behind ``hnet-seq train``), in this
+  process so that kernels autotuned for one model serve the next; a finished run is kept, an
+  interrupted one resumed from its last checkpoint;
+* turns the runs' eval records into curves (held-out bits per unit against units seen and
+  training FLOPs spent) and reads the data-efficiency factor off them;
+* keeps results as JSON, so that ``--report-only`` rebuilds plots and ``docs/results.md``
+  from a copied-back ``results.json`` without the run directories.
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import re
+import shutil
+import time
+from pathlib import Path
+
+from _report import REPO_ROOT, command_line
+
+CONFIGS = REPO_ROOT / "configs" / "quality"
+DOCS = REPO_ROOT / "docs"
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+SHARED_SECTIONS = ("modality", "data", "optim", "schedule", "train", "logging", "checkpoint")
+COLOURS = {"hnet": "C3", "mamba2": "C0", "transformer": "C2"}
+SMOKE_DATA = {"seq_len": 128, "tokens_per_batch": 1024, "eval_tokens": 2048, "num_workers": 0}
+SMOKE_TOKENS = 16 * 1024  # training positions per model in a smoke run
+
+
+# ---- configs -----------------------------------------------------------------------------------
+
+
+def smoke_model(model: dict) -> dict:
+    """The same hierarchy with one layer per stack and tiny widths (CPU, seconds)."""
+    stages = len(model["d_model"])
+    layout = json.loads(re.sub(r"([mMtT])\d+", r"\g<1>1", json.dumps(model["arch_layout"])))
+    return {**model, "arch_layout": layout, "d_model": [32 + 16 * s for s in range(stages)],
+            "d_intermediate": [0 if d == 0 else 64 + 32 * s for s, d in enumerate(model["d_intermediate"])],
+            "ssm_cfg": {"chunk_size": 32, "d_conv": 4, "d_state": 8, "expand": 2, "headdim": 16},
+            "attn_cfg": {"num_heads": [2] * stages, "rotary_emb_dim": [8] * stages, "window_size": [-1] * stages}}
+
+
+def load_configs(prefix: str, names: list[str], *, tokens: int | None, evals: int, smoke: bool, device: str,
+                 extra: list[str] = ()) -> dict:
+    """``configs/quality/{prefix}-{name}.yaml`` for each name, scaled to this run.
+
+    ``tokens``: training positions per model (``train.steps = tokens // tokens_per_batch``, warmup
+    scaled with it); ``evals``: held-out evaluations after step 0 (checkpoints at the same steps,
+    so a killed run resumes from its last evaluation).  ``smoke``: tiny models, short windows.
+    """
+    import yaml
+
+    from hnet_seq.train import load_run_config
+
+    out = {}
+    for name in names:
+        path = CONFIGS / f"{prefix}-{name}.yaml"
+        raw = yaml.safe_load(path.read_text())
+        sets = [f"train.device={device}", *extra]
+        if smoke:
+            sets += [f"model={json.dumps(smoke_model(raw['model']))}"]
+            sets += [f"data.{k}={v}" for k, v in SMOKE_DATA.items()]
+        budget = SMOKE_DATA["tokens_per_batch"] if smoke else raw["data"]["tokens_per_batch"]
+        steps = max(1, tokens // budget) if tokens else raw["train"]["steps"]
+        warmup = round(raw["schedule"]["warmup_steps"] * steps / raw["train"]["steps"])
+        every = max(1, math.ceil(steps / evals))
+        sets += [f"train.steps={steps}", f"schedule.warmup_steps={warmup}", f"logging.eval_every={every}",
+                 f"checkpoint.every={every}"]
+        out[name] = load_run_config(path, sets)
+    first = next(iter(out.values())).to_dict()
+    for name, cfg in out.items():
+        for section in SHARED_SECTIONS:
+            if cfg.to_dict()[section] != first[section]:
+                raise SystemExit(f"configs/quality/{prefix}-{name}.yaml: section '{section}' differs from "
+                                 f"{prefix}-{names[0]}.yaml; the models of one experiment share their recipe")
+    return out
+
+
+def flops_per_unit(model_cfg, seq_len: int, ratios: list[float]) -> float:
+    """Training FLOPs per input position of one ``seq_len`` window at the given compression per stage."""
+    from hnet_seq.flops import training_flops
+
+    lengths = [[seq_len]]
+    for r in ratios:
+        lengths.append([max(1, round(lengths[-1][0] / r))])
+    return training_flops(model_cfg, lengths) / seq_len
+
+
+def flop_match(cfgs: dict, hnet: str = "hnet") -> dict:
+    """Per model: parameters, training FLOPs per unit at the H-Net's target, and for each baseline
+    the depth that would match best (a mismatch with its config is reported, not hidden)."""
+    import dataclasses
+
+    import torch
+
+    from hnet_seq import HNetLM
+
+    seq_len = cfgs[hnet].data.seq_len
+    target = flops_per_unit(cfgs[hnet].model_config, seq_len, cfgs[hnet].target_compression())
+    rows = {}
+    for name, cfg in cfgs.items():
+        mc = cfg.model_config
+        with torch.device("meta"):
+            params = sum(p.numel() for p in HNetLM(mc).parameters())
+        row = {"layout": json.dumps(mc.arch_layout), "d_model": list(mc.d_model), "params": params,
+               "flops_per_unit": flops_per_unit(mc, seq_len, cfg.target_compression())}
+        if name != hnet:
+            kind = mc.arch_layout[0][0]
+            depth = min(range(1, 100), key=lambda n: abs(flops_per_unit(
+                dataclasses.replace(mc, arch_layout=[f"{kind}{n}"]), seq_len, []) - target))
+            row["best_layout"] = json.dumps([f"{kind}{depth}"])
+            if row["best_layout"] != row["layout"]:
+                print(f"note: {name} is {row['layout']}; {row['best_layout']} matches the H-Net's FLOPs best")
+        rows[name] = row
+    return rows
+
+
+# ---- training ------------------------------------------------------------------------------------
+
+
+def train_model(cfg, run_dir: Path, data_paths: list[str]) -> None:
+    """Train ``cfg`` into ``run_dir``: skip a finished run, resume an interrupted one."""
+    from hnet_seq.train import train
+    from hnet_seq.train.checkpointing import latest_checkpoint
+    from hnet_seq.train.metrics import read_metrics
+
+    evals = [r for r in read_metrics(run_dir) if r["kind"] == "eval"]
+    if evals and evals[-1]["step"] == cfg.train.steps:
+        print(f"{run_dir}: finished earlier, kept")
+        return
+    resume = latest_checkpoint(run_dir) is not None if run_dir.exists() else False
+    if run_dir.exists() and not resume:
+        shutil.rmtree(run_dir)  # started but died before its first checkpoint
+    print(f"{run_dir}: {'resuming' if resume else 'training'} {cfg.model_config.arch_layout}, "
+          f"{cfg.train.steps} steps", flush=True)
+    train(cfg, run_dir, resume=resume, data_paths=data_paths, quiet=True)
+    _free_cuda()
+
+
+def _free_cuda() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def run_summary(run_dir: Path) -> dict:
+    """The eval curve and timing of a finished run, from its ``metrics.jsonl``."""
+    from hnet_seq.train.metrics import read_metrics
+
+    rows = read_metrics(run_dir)
+    train_rows = [r for r in rows if r["kind"] == "train"]
+    curve = [{"step": r["step"], "units_seen": r["units_seen"], "flops_seen": r["flops_seen"],
+              "bits_per_unit": r["bits_per_unit"], "compression": r["compression"]}
+             for r in rows if r["kind"] == "eval"]
+    rates = sorted(r["tokens_per_s"] for r in train_rows[1:]) or [float("nan")]
+    return {"curve": curve, "steps": train_rows[-1]["step"], "units_seen": train_rows[-1]["units_seen"],
+            "flops_seen": train_rows[-1]["flops_seen"], "wall_s": train_rows[-1]["elapsed_s"],
+            "tokens_per_s": rates[len(rates) // 2]}
+
+
+def load_inference_model(run_dir: Path, device: str):
+    from hnet_seq.inference import load
+
+    return load(run_dir / "checkpoints" / "latest", device=device)
+
+
+# ---- curves ------------------------------------------------------------------------------------
+
+
+def reach(curve: list[dict], x_key: str, level: float) -> float | None:
+    """Where the curve's best-so-far held-out bits first reach ``level`` (interpolated linearly in
+    log x between evaluations), or None if it never does."""
+    best, prev = math.inf, None
+    for row in curve:
+        x, y = row[x_key], row["bits_per_unit"]
+        if x <= 0:
+            best, prev = min(best, y), None
+            continue
+        y = min(best, y)
+        if y <= level:
+            if prev is None or prev[1] <= level:
+                return x
+            t = (prev[1] - level) / (prev[1] - y)
+            return math.exp(math.log(prev[0]) + t * (math.log(x) - math.log(prev[0])))
+        best, prev = y, (x, y)
+    return None
+
+
+def efficiency(hnet: list[dict], base: list[dict], x_key: str) -> dict:
+    """Data (``units_seen``) or compute (``flops_seen``) efficiency of the H-Net over a baseline.
+
+    ``to_hnet_final``: x the baseline needs to reach the H-Net's final bits ÷ x the H-Net spent
+    (None: the baseline never got there, so the factor is > its final x ÷ the H-Net's).
+    ``at_base_final``: x the baseline spent ÷ x the H-Net needed to reach the baseline's final
+    bits (None: the H-Net never got there, the factor is < 1).
+    """
+    h_final, b_final = hnet[-1], base[-1]
+    x_b = reach(base, x_key, h_final["bits_per_unit"])
+    x_h = reach(hnet, x_key, b_final["bits_per_unit"])
+    return {"to_hnet_final": x_b / h_final[x_key] if x_b else None,
+            "lower_bound": b_final[x_key] / h_final[x_key],
+            "at_base_final": b_final[x_key] / x_h if x_h else None}
+
+
+def factor_text(eff: dict) -> tuple[str, str]:
+    """The two readings of :func:`efficiency` as table cells."""
+    a = f"{eff['to_hnet_final']:.2f}×" if eff["to_hnet_final"] else f"> {eff['lower_bound']:.2f}× (not reached)"
+    b = f"{eff['at_base_final']:.2f}×" if eff["at_base_final"] else "< 1× (H-Net never reached it)"
+    return a, b
+
+
+def plot_curves(results: dict, path: Path, unit: str, title: str) -> Path:
+    """Held-out bits per unit against training FLOPs and against units seen, one line per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, model in results["models"].items():
+        curve = [r for r in model["curve"] if r["units_seen"] > 0]
+        for ax, key in zip(axes, ("flops_seen", "units_seen")):
+            ax.plot([r[key] for r in curve], [r["bits_per_unit"] for r in curve], "o-", ms=3,
+                    color=COLOURS.get(name), label=f"{name} {model['layout']}")
+    axes[0].set(xscale="log", xlabel="training FLOPs spent (measured)", ylabel=f"held-out bits per {unit}")
+    axes[1].set(xscale="log", xlabel=f"training {unit}s seen", ylabel=f"held-out bits per {unit}")
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# ---- results and report ------------------------------------------------------------------------
+
+
+def device_text(device: str) -> str:
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}"
+    return f"CPU ({platform.processor() or platform.machine()}), torch {torch.__version__}"
+
+
+def start_results(path: Path, experiment: str, args) -> dict:
+    """The results of earlier calls in this ``--out-dir`` (``--models`` may split an experiment over
+    several calls), else a new header: what ran where, and with which commands."""
+    results = json.loads(path.read_text()) if path.exists() else {}
+    if results.get("smoke") != bool(args.smoke):
+        results = {"experiment": experiment, "smoke": bool(args.smoke), "models": {}, "commands": [],
+                   "wall_s": 0.0, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    results["device"] = device_text(args.device)
+    if command_line() not in results["commands"]:
+        results["commands"].append(command_line())
+    results["_wall_before"] = results["wall_s"]
+    return results
+
+
+def save_results(results: dict, path: Path, t0: float) -> Path:
+    """Write ``results`` (atomically), with this call's time since ``t0`` added to ``wall_s``."""
+    results["wall_s"] = results["_wall_before"] + time.perf_counter() - t0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def docs_dir(results: dict, out_dir: Path) -> Path:
+    """Where the report goes: ``docs/`` (``results.md``, ``img/``), or ``OUT/docs`` for a smoke run
+    (``out_dir`` is the experiment's folder, ``OUT/dna`` or ``OUT/udhr``),
+    so that a harness test never overwrites measured results."""
+    if not results["smoke"]:
+        return DOCS
+    docs = out_dir.parent / "docs"
+    (docs / "img").mkdir(parents=True, exist_ok=True)
+    if not (docs / "results.md").exists():
+        (docs / "results.md").write_text("# Model quality: smoke run (tests the harness, not the models)\n")
+    return docs
+
+
+def load_results(path: Path) -> dict:
+    if not path.exists():
+        raise SystemExit(f"{path}: no results (run the experiment, or copy its results.json into --out-dir)")
+    return json.loads(path.read_text())
+
+
+def provenance(results: dict) -> list[str]:
+    """Markdown lines: device, wall time, configs and the command that reproduces a section."""
+    total = results["wall_s"]
+    lines = [f"Device: **{results['device']}**; whole experiment {total / 60:.1f} min wall "
+             f"(training, evaluation, analysis), run {results['started']}."]
+    if results["smoke"]:
+        lines.append("**Smoke run** (tiny models, a few steps, CPU): the numbers test the harness, "
+                     "they say nothing about the models.")
+    lines.append("Reproduce: " + "; then ".join(f"`{c}`" for c in results["commands"]))
+    return lines
+
+
+def model_table(results: dict, unit: str) -> list[str]:
+    """One row per model: shape, size, FLOPs, data, time, final held-out bits and compression."""
+    lines = [f"| model | config | layout, d_model | params | train GFLOP/{unit} (at target) | measured train "
+             f"PFLOP | {unit}s seen | steps | train wall s | {unit}s/s | held-out bits/{unit} (eval sample) | "
+             f"final compression |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, m in results["models"].items():
+        comp = "/".join(f"{c:.2f}" for c in m["curve"][-1]["compression"]) or "–"
+        lines.append(f"| {name} | `{m['config']}` | `{m['layout']}`, {m['d_model']} | {m['params'] / 1e6:.2f} M | "
+                     f"{m['flops_per_unit'] / 1e9:.3f} | {m['flops_seen'] / 1e15:.2f} | {m['units_seen'] / 1e6:.1f} M | "
+                     f"{m['steps']} | {m['wall_s']:.0f} | {m['tokens_per_s'] / 1e3:.0f} k | "
+                     f"{m['curve'][-1]['bits_per_unit']:.4f} | {comp} |")
+    return lines
+
+
+def efficiency_table(results: dict, unit: str) -> list[str]:
+    """Data and compute efficiency of the H-Net over each baseline (both readings)."""
+    models = results["models"]
+    lines = ["| baseline | data: baseline tokens to reach H-Net's final ÷ H-Net tokens | data: at the baseline's "
+             "final bits | compute: baseline FLOPs to reach H-Net's final ÷ H-Net FLOPs | compute: at the "
+             "baseline's final bits |", "|---|---:|---:|---:|---:|"]
+    for name, m in models.items():
+        if name == "hnet":
+            continue
+        d = factor_text(efficiency(models["hnet"]["curve"], m["curve"], "units_seen"))
+        c = factor_text(efficiency(models["hnet"]["curve"], m["curve"], "flops_seen"))
+        lines.append(f"| {name} | {d[0]} | {d[1]} | {c[0]} | {c[1]} |")
+    return lines
+
+
+# ---- boundary statistics -------------------------------------------------------------------------
+
+
+def boundary_mask(track, length: int):
+    """``(length,) bool``, True where the first chunking stage starts a chunk (position 0, forced,
+    is left out of every count by the callers)."""
+    import numpy as np
+
+    mask = np.zeros(length, bool)
+    mask[track.stages[0].starts] = True
+    return mask
+
+
+def tally(boundary, where) -> list[int]:
+    """``[chunk starts, positions]`` over the positions where ``where`` is True."""
+    return [int(boundary[where].sum()), int(where.sum())]
+
+
+def rate(counts: list[int]) -> tuple[float, float]:
+    """Boundary rate and its binomial standard error from ``[starts, positions]``."""
+    k, n = counts
+    if n == 0:
+        return float("nan"), float("nan")
+    p = k / n
+    return p, math.sqrt(max(p * (1 - p), 1e-12) / n)

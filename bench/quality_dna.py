@@ -1,0 +1,281 @@
+"""Issue 7, DNA: a 1-stage H-Net against FLOP-matched isotropic Mamba-2 and Transformer baselines.
+
+    python bench/quality_dna.py --device cuda --out-dir runs/quality        # one H100, see docs/results.md
+    python bench/quality_dna.py --report-only --out-dir runs/quality        # plots + docs from results.json
+    python bench/quality_dna.py --smoke --out-dir /tmp/quality-smoke        # CPU, tiny models, < 1 min
+
+Training: three Klebsiella pneumoniae genomes (HS11286, Kp1084, MGH78578); held out, never
+trained on: the fourth strain, NTUH-K2044.  The models are ``configs/quality/dna-{hnet,mamba2,
+transformer}.yaml``: the same data, optimiser, schedule and number of bases seen; the baselines'
+depth matches the H-Net's training FLOPs per base at its target compression.  Each is trained with
+:func:`hnet_seq.train.train`, evaluated during training on a fixed sample of the held-out genome
+(16 batches spread over it, ``data.eval_sample: spread``), and at the end on the whole held-out
+genome with :func:`hnet_seq.inference.score` (1024-base tiles, 256 bases of left context).
+
+What the H-Net's chunks learn: its boundaries on the whole held-out genome against features found
+by plain scans of the sequence -- tandem repeats (a run of ``s[i] == s[i - p]`` for a period
+``p`` of 1-24 covering at least 3 copies and 16 bases) and open reading frames (six-frame scan,
+first ATG after a stop to the next in-frame stop, at least 300 bases): boundary rate inside and
+outside each, by codon phase inside ORFs, and around ORF start codons.
+
+Writes ``OUT/dna/results.json`` (everything the report needs), ``docs/img/quality_dna*.png``
+and the ``dna`` and ``dna_chunks`` sections of ``docs/results.md`` (a smoke run: ``OUT/docs/``).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _quality as q  # noqa: E402
+from _report import write_section  # noqa: E402
+
+TRAIN_GENOMES = ["klebsiella_Klebs_HS11286.fna.gz", "klebsiella_Klebs_Kp1084.fna.gz", "klebsiella_MGH78578.fna.gz"]
+HELDOUT_GENOME = "klebsiella_NTUH-K2044.fna.gz"
+MODELS = ["hnet", "mamba2", "transformer"]
+MIN_ORF = 300  # bases, start and stop codons included
+PROFILE = (-60, 91)  # offsets around ORF start codons
+
+
+# ---- features of the sequence ------------------------------------------------------------------
+
+
+def tandem_repeats(tokens: np.ndarray, periods=range(1, 25), min_len: int = 16) -> np.ndarray:
+    """``(L,) bool``: inside a tandem repeat of period ``p`` (≥ 3 copies and ≥ ``min_len`` bases)."""
+    cover = np.zeros(len(tokens) + 1, np.int64)
+    for p in periods:
+        same = np.concatenate([[False], (tokens[p:] == tokens[:-p]) & (tokens[p:] < 4), [False]])
+        edges = np.flatnonzero(np.diff(same.astype(np.int8)))
+        a, b = edges[::2], edges[1::2]  # runs of matches at positions [a + p, b + p): copies over [a, b + p)
+        long = b - a >= max(min_len - p, 2 * p)
+        np.add.at(cover, a[long], 1)
+        np.add.at(cover, b[long] + p, -1)
+    return np.cumsum(cover)[:-1] > 0
+
+
+def orfs_one_strand(tokens: np.ndarray) -> list[tuple[int, int]]:
+    """ORFs ``[start, end)`` read left to right: first ATG after an in-frame stop to the next stop."""
+    codes = np.full(len(tokens), -1)
+    t = tokens.astype(np.int64)
+    ok = (t[:-2] < 4) & (t[1:-1] < 4) & (t[2:] < 4)
+    codes[:-2][ok] = (16 * t[:-2] + 4 * t[1:-1] + t[2:])[ok]
+    stop_codes, atg = [3 * 16 + 0 * 4 + 0, 3 * 16 + 0 * 4 + 2, 3 * 16 + 2 * 4 + 0], 0 * 16 + 3 * 4 + 2
+    out = []
+    for frame in range(3):
+        c = codes[frame::3]
+        stops = np.flatnonzero(np.isin(c, stop_codes))  # codon indices
+        starts = np.flatnonzero(c == atg)
+        if not len(stops) or not len(starts):
+            continue
+        first = np.searchsorted(starts, np.concatenate([[0], stops[:-1] + 1]))  # first ATG after each stop
+        atg_at = starts[np.minimum(first, len(starts) - 1)]
+        ok = (first < len(starts)) & (atg_at < stops) & (3 * (stops - atg_at + 1) >= MIN_ORF)
+        out += [(frame + 3 * a, frame + 3 * b + 3) for a, b in zip(atg_at[ok].tolist(), stops[ok].tolist())]
+    return out
+
+
+def orf_features(tokens: np.ndarray) -> dict:
+    """Coding mask, codon phase per strand (−1 outside ORFs) and start-codon positions per strand.
+
+    A minus-strand ORF is found on the reverse complement; in forward coordinates its start codon
+    is at its right end, and its phase counts from there leftwards.
+    """
+    from hnet_seq.modalities.dna import reverse_complement
+
+    n = len(tokens)
+    coding = np.zeros(n, bool)
+    phase = {"+": np.full(n, -1, np.int8), "-": np.full(n, -1, np.int8)}
+    starts = {"+": [], "-": []}
+    for a, b in orfs_one_strand(tokens):
+        coding[a:b] = True
+        phase["+"][a:b] = np.arange(b - a) % 3
+        starts["+"].append(a)
+    for a, b in orfs_one_strand(reverse_complement(tokens)):
+        lo, hi = n - b, n - a  # forward coordinates; the start codon's first base is hi - 1
+        coding[lo:hi] = True
+        phase["-"][lo:hi] = (np.arange(hi - lo)[::-1]) % 3
+        starts["-"].append(hi - 1)
+    return {"coding": coding, "phase": phase, "starts": {k: np.array(v, np.int64) for k, v in starts.items()}}
+
+
+# ---- experiment ----------------------------------------------------------------------------------
+
+
+def heldout_records(adapter, path: Path, max_bases: int | None):
+    """The held-out genome's records (each cut to its first ``max_bases`` for smoke runs)."""
+    from hnet_seq.modalities.base import Record
+
+    for r in adapter.read_records([path]):
+        n = len(r.data) if max_bases is None else min(len(r.data), max_bases)
+        yield Record(r.id, r.data[:n], {**r.meta, "mask": r.meta["mask"][:n], "end": n})
+
+
+def chunk_analysis(im, records: list, window: int) -> dict:
+    """Boundary counts of the H-Net on ``records`` against tandem repeats and ORFs (summed over records)."""
+    from hnet_seq.inference import boundary_tracks
+
+    counts: dict[str, list[int]] = {}
+    lo, hi = PROFILE
+    profile = {"+": np.zeros((2, hi - lo), np.int64), "-": np.zeros((2, hi - lo), np.int64)}
+
+    def add(key, bnd, where):
+        c = q.tally(bnd, where)
+        counts[key] = [a + b for a, b in zip(counts.get(key, [0, 0]), c)]
+
+    for track, rec in zip(boundary_tracks(im, records, window=window), records):
+        n = len(rec.data)
+        bnd = q.boundary_mask(track, n)
+        valid = np.arange(n) > 0  # position 0 is a forced boundary
+        valid &= rec.data < 4
+        repeats, orf = tandem_repeats(rec.data), orf_features(rec.data)
+        add("all", bnd, valid)
+        add("tandem repeat", bnd, valid & repeats)
+        add("outside tandem repeats", bnd, valid & ~repeats)
+        add("in an ORF ≥ 300 b", bnd, valid & orf["coding"])
+        add("outside ORFs", bnd, valid & ~orf["coding"])
+        for strand in "+-":
+            for ph in range(3):
+                add(f"{strand} ORF, codon position {ph + 1}", bnd, valid & (orf["phase"][strand] == ph))
+            direction = 1 if strand == "+" else -1  # offsets along the ORF's own reading direction
+            for s in orf["starts"][strand]:
+                pos = s + direction * np.arange(lo, hi)
+                ok = (pos > 0) & (pos < n)
+                profile[strand][0, ok] += bnd[pos[ok]]
+                profile[strand][1, ok] += 1
+        counts["ORF starts (+ / −)"] = [len(orf["starts"]["+"]), len(orf["starts"]["-"])]
+    return {"counts": counts, "profile": {k: v.tolist() for k, v in profile.items()}, "offsets": [lo, hi],
+            "bases": int(sum(len(r.data) for r in records))}
+
+
+def run(args, out: Path) -> dict:
+    from hnet_seq.inference import score
+
+    t0 = time.perf_counter()
+    data = args.data_dir
+    cfgs = q.load_configs("dna", MODELS, tokens=args.tokens, evals=args.evals, smoke=args.smoke,
+                          device=args.device, extra=[f"data.heldout_paths=[{data / HELDOUT_GENOME}]"])
+    match = q.flop_match(cfgs)
+    results = q.start_results(out / "results.json", "dna", args)
+    results |= {"train_genomes": TRAIN_GENOMES, "heldout_genome": HELDOUT_GENOME}
+    max_bases = 8000 if args.smoke else None
+    for name in args.models:
+        cfg, run_dir = cfgs[name], out / name
+        q.train_model(cfg, run_dir, [str(data / g) for g in TRAIN_GENOMES])
+        im = q.load_inference_model(run_dir, args.device)
+        records = list(heldout_records(im.adapter, data / HELDOUT_GENOME, max_bases))
+        whole = score(im, records=records, window=cfg.data.seq_len, progress=False)
+        results["models"][name] = {"config": f"configs/quality/dna-{name}.yaml", **match[name],
+                                   **q.run_summary(run_dir), "heldout_whole_bits": whole.bits_per_unit,
+                                   "heldout_whole_bases": int(sum(s.units_scored for s in whole.scores))}
+        if name == "hnet":
+            results["chunks"] = chunk_analysis(im, records, cfg.data.seq_len)
+        del im
+        q.save_results(results, out / "results.json", t0)
+    return results
+
+
+# ---- report ------------------------------------------------------------------------------------
+
+
+def plot_chunks(chunks: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in chunks["counts"] if not k.startswith("ORF starts")]
+    rates = [q.rate(chunks["counts"][k]) for k in keys]
+    fig, (ax_b, ax_p) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [1.1, 1]})
+    ax_b.barh(range(len(keys)), [r[0] for r in rates], xerr=[2 * r[1] for r in rates], color="C3", alpha=0.7)
+    ax_b.set_yticks(range(len(keys)), keys, fontsize=7)
+    ax_b.invert_yaxis()
+    ax_b.axvline(rates[0][0], color="grey", ls="--", lw=1)
+    ax_b.set(xlabel="chunk starts per base (± 2 s.e.)", title="boundary rate by sequence feature")
+    lo, hi = chunks["offsets"]
+    x = np.arange(lo, hi)
+    for strand, colour in (("+", "C3"), ("-", "C0")):
+        k, n = np.array(chunks["profile"][strand])
+        ax_p.plot(x, k / np.maximum(n, 1), color=colour, lw=1, label=f"{strand} strand ORFs")
+    ax_p.axhline(rates[0][0], color="grey", ls="--", lw=1, label="genome-wide")
+    ax_p.axvspan(0, 3, color="gold", alpha=0.3, label="start codon")
+    ax_p.set(xlabel="offset from the ORF's start codon (bases, along the ORF)", ylabel="chunk starts per base",
+             title="boundaries around ORF starts")
+    ax_p.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def report(results: dict, out: Path) -> None:
+    docs = q.docs_dir(results, out)
+    curves = q.plot_curves(results, docs / "img" / "quality_dna.png", "base",
+                           f"held out: {results['heldout_genome']} (fixed sample spread over the genome)")
+    models = results["models"]
+    whole = ["| model | held-out bits/base, whole NTUH-K2044 genome | bases scored |", "|---|---:|---:|"]
+    whole += [f"| {n} | {m['heldout_whole_bits']:.4f} | {m['heldout_whole_bases']:,} |" for n, m in models.items()]
+    lines = ["## DNA: H-Net against isotropic baselines on a held-out Klebsiella strain", "",
+             *q.provenance(results), "",
+             f"Trained on {', '.join(results['train_genomes'])}; held out (never trained on): "
+             f"{results['heldout_genome']}. Curves: held-out bits per base on a fixed sample of 16 × 32 kb spread "
+             "over the held-out genome, every few steps; the last table scores the whole genome at the end "
+             "(1024-base tiles with 256 bases of left context).", "",
+             *q.model_table(results, "base"), "", *whole, ""]
+    if "hnet" in models and len(models) > 1:
+        lines += ["Data and compute efficiency of the H-Net (interpolated on the curves' best-so-far held-out "
+                  "bits; the paper reports ≈3.6× data efficiency on HG38 at far larger scale). The first reading "
+                  "compares the baseline's curve with the H-Net's *final* point, the second the H-Net's curve "
+                  "with the baseline's final point; the WSD schedule's final decay favours whichever final "
+                  "point is used, so the first reading leans towards the H-Net and the second against it.", "",
+                  *q.efficiency_table(results, "base"), ""]
+    lines.append(f"![DNA curves](img/{curves.name})")
+    write_section(docs / "results.md", "dna", "\n".join(lines))
+    if "chunks" in results:
+        write_section(docs / "results.md", "dna_chunks", "\n".join(chunk_lines(results, docs)))
+    print("\n".join(lines))
+
+
+def chunk_lines(results: dict, docs: Path) -> list[str]:
+    chunks = results["chunks"]
+    img = plot_chunks(chunks, docs / "img" / "quality_dna_chunks.png")
+    rows = ["| positions | chunk starts | bases | chunk starts per base (± s.e.) | ÷ genome-wide |", "|---|---:|---:|---:|---:|"]
+    overall = q.rate(chunks["counts"]["all"])[0]
+    for key, (k, n) in chunks["counts"].items():
+        if key.startswith("ORF starts"):
+            continue
+        p, se = q.rate([k, n])
+        rows.append(f"| {key} | {k:,} | {n:,} | {p:.4f} ± {se:.4f} | {p / overall:.2f} |")
+    plus, minus = chunks["counts"]["ORF starts (+ / −)"]
+    return ["## What DNA chunks learn", "", *q.provenance(results), "",
+            f"The H-Net's first-stage chunk starts on the held-out genome ({chunks['bases']:,} bases) against "
+            "features found by scans of the sequence alone: tandem repeats (period 1–24, ≥ 3 copies and ≥ 16 "
+            f"bases) and open reading frames of ≥ {MIN_ORF} bases (six-frame scan, first ATG after an in-frame "
+            f"stop; {plus:,} on the + strand, {minus:,} on the − strand). Codon positions count from the ORF's "
+            "start codon along its own strand.", "", *rows, "", f"![DNA chunks](img/{img.name})"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out-dir", type=Path, required=True, help="run directories and results.json go to OUT/dna")
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
+    parser.add_argument("--tokens", type=int, help="training bases per model (default: the configs' 16.0 M)")
+    parser.add_argument("--evals", type=int, default=8, help="held-out evaluations during training (plus step 0)")
+    parser.add_argument("--data-dir", type=Path, default=q.SHARED_DATA / "dna")
+    parser.add_argument("--smoke", action="store_true", help="tiny models, a few steps, CPU: tests the harness")
+    parser.add_argument("--report-only", action="store_true", help="rebuild plots and docs from OUT/dna/results.json")
+    args = parser.parse_args()
+    args.models = args.models.split(",")
+    out = args.out_dir / "dna"
+    if args.smoke:
+        args.device, args.tokens, args.evals = "cpu", args.tokens or q.SMOKE_TOKENS, min(args.evals, 4)
+    results = q.load_results(out / "results.json") if args.report_only else run(args, out)
+    report(results, out)
+
+
+if __name__ == "__main__":
+    main()
