@@ -1,9 +1,10 @@
 """Inference throughput: ``embed`` (bp/s) and ``score-variants`` (variants/s at 8 kb windows).
 
     python bench/inference.py                       # GPU: ~100M-param 1-stage DNA H-Net, writes docs
+    python bench/inference.py --batch-tokens 65536 262144   # + pooled embed / SNV rows at a larger batch
     python bench/inference.py --size tiny --device cpu --no-write      # CPU smoke run (1-2 min on 2 cores)
     python bench/inference.py --rss-fasta ../shared/data/dna/klebsiella_*.fna.gz   # + peak RSS (tiny model)
-    python bench/inference.py --device cpu --rss-only --rss-size micro --rss-fasta F.fna.gz --rss-max-bp 1000000
+    python bench/inference.py --device cpu --rss-only --rss-size micro --rss-fasta F.fna.gz --write
 
 The model is the paper-style 1-stage DNA H-Net at ~100M parameters (``m4 [T12] m4``, widths
 512/768, DNA vocabulary), randomly initialised; its router is first brought to a compression of
@@ -16,9 +17,14 @@ real reference (REF from the reference), each ALT in its own centred window of `
 bases, so a variant costs two windows (four with ``--rc-average``); the "3 ALTs per site" rows
 score every other base at each site, which shares the REF window.  ``--rss-fasta`` also embeds
 those FASTA files with ``--chunks`` through the CLI in a child process and reports its peak RSS
-(``--rss-max-bp`` keeps the first N bases of every record when the CPU is too slow for all of them).
+(``--rss-max-bp`` keeps the first N bases of every record when the CPU is too slow for all of them),
+with ``--rss-window`` (default 8192, the CLI's).  "forward only" rows run the same packed
+tiles/windows through the inference runner with nothing written: the ceiling that reading,
+tiling and writing leave room for.
 
 Results go to the ``inference`` section of ``docs/benchmarks.md`` (on CUDA, or with ``--write``).
+A run without ``--rss-fasta`` keeps the peak-RSS paragraphs already there (they come from a CPU
+run), and ``--rss-only --write`` replaces only those.
 """
 from __future__ import annotations
 
@@ -118,6 +124,26 @@ def bench_embed(im, records, *, window: int, chunks: bool, rc: bool, batch_token
     bp = sum(len(r) for r in records)
     return dict(bp=bp, seconds=dt, bp_per_s=bp / dt, chunk_rows=s.chunk_rows, out_mb=size / 1e6,
                 gpu_gib=torch.cuda.max_memory_allocated() / 2**30 if im.device.type == "cuda" else float("nan"))
+
+
+def bench_forward(im, records, *, window: int, batch_tokens: int | None) -> dict:
+    """Forward passes alone over the tiles of ``records`` (pooled capture, nothing written)."""
+    from hnet_seq.inference.batching import (Runner, WorkItem, batches_by_budget, default_batch_tokens,
+                                             default_overlap, plan_tiles)
+
+    overlap = default_overlap(window)
+    items = [WorkItem(torch.from_numpy(r.data[t.start:t.end]), t.own_start - t.start)
+             for r in records for t in plan_tiles(len(r), window, overlap)]
+    runner = Runner(im, pool_level=0)
+    sync = torch.cuda.synchronize if im.device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    for _ in runner.stream(batches_by_budget(items, batch_tokens or default_batch_tokens(im.device))):
+        pass
+    sync()
+    dt = time.perf_counter() - t0
+    bp = sum(len(r) for r in records)
+    return dict(bp=bp, positions=runner.positions, seconds=dt, bp_per_s=bp / dt, positions_per_s=runner.positions / dt)
 
 
 def write_reference_and_vcf(fasta: Path, d: Path, n: int, window: int, seed: int,
@@ -223,11 +249,14 @@ def main() -> None:
                     "CUDA, 0.01 on CPU: a 768-wide vector per chunk is ~0.8 GB of parquet per Mbp)")
     ap.add_argument("--variants", type=int, default=None, help="variant sites (default 1000 on CUDA, 6 on CPU)")
     ap.add_argument("--window", type=int, default=None, help="window (default 8192; 512 for the CPU smoke run)")
-    ap.add_argument("--batch-tokens", type=int, default=None)
+    ap.add_argument("--batch-tokens", type=int, nargs="+", default=[None], help="positions per packed batch "
+                    "(default: the commands' default); further values also measure pooled embedding and SNV "
+                    "scoring at those batch sizes")
     ap.add_argument("--tune-steps", type=int, default=None)
     ap.add_argument("--rss-fasta", type=Path, nargs="*", default=[], help="also measure peak RSS embedding these")
     ap.add_argument("--rss-max-bp", type=int, default=None, help="subsample: first N bases of every record")
     ap.add_argument("--rss-size", choices=["100m", "tiny", "micro"], default="tiny", help="model for the RSS run")
+    ap.add_argument("--rss-window", type=int, default=8192, help="--window of the RSS run (the CLI default)")
     ap.add_argument("--rss-only", action="store_true", help="only the peak-RSS run (no throughput)")
     ap.add_argument("--from-json", type=Path, default=None, help="write docs from figures saved by --json")
     ap.add_argument("--write", action="store_true", help="write docs/benchmarks.md even on CPU")
@@ -260,19 +289,40 @@ def main() -> None:
             measure_throughput(im, args, results, window=window, embed_bp=embed_bp, chunks_bp=chunks_bp, n_var=n_var)
     if args.rss_fasta:
         rss_im = build_model(args.rss_size, device, tune)[0]
-        r = measure_rss(rss_im, args.rss_fasta, window=window, device=args.device, max_bp=args.rss_max_bp)
-        r.update(model=args.rss_size, params=sum(p.numel() for p in rss_im.model.parameters()),
+        r = measure_rss(rss_im, args.rss_fasta, window=args.rss_window, device=args.device, max_bp=args.rss_max_bp)
+        r.update(model=args.rss_size, window=args.rss_window, params=sum(p.numel() for p in rss_im.model.parameters()),
                  device=torch.cuda.get_device_name() if cuda else "cpu")
         results["rss"].append(r)
         print("rss", json.dumps(r), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
-    if args.no_write or not (cuda or args.write) or "model" not in results:
+    if args.no_write or not (cuda or args.write):
         return
     from _report import BENCHMARKS_MD, write_section
 
-    path = write_section(BENCHMARKS_MD, "inference", render(results))
+    old = _section(BENCHMARKS_MD, "inference")
+    if "model" in results:  # throughput measured: the whole section, RSS paragraphs kept if none were measured
+        rss = render_rss(results["rss"]) if results["rss"] else _rss_paragraphs(old)
+        text = render(results) + ("\n\n" + rss if rss else "")
+    elif results["rss"]:  # RSS only: replace the RSS paragraphs, keep the throughput part
+        text = old.split(RSS_MARK)[0].rstrip() + "\n\n" + render_rss(results["rss"])
+    else:
+        return
+    path = write_section(BENCHMARKS_MD, "inference", text)
     print(f"wrote {path}")
+
+
+RSS_MARK = "#### Peak memory"
+
+
+def _section(path: Path, marker: str) -> str:
+    text = path.read_text() if path.exists() else ""
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+    return text.split(begin, 1)[1].split(end, 1)[0].strip() if begin in text and end in text else ""
+
+
+def _rss_paragraphs(section: str) -> str:
+    return RSS_MARK + section.split(RSS_MARK, 1)[1].rstrip() if RSS_MARK in section else ""
 
 
 def _command_line() -> str:
@@ -282,28 +332,37 @@ def _command_line() -> str:
 
 
 def measure_throughput(im, args, results: dict, *, window: int, embed_bp: int, chunks_bp: int, n_var: int) -> None:
+    """The full tables at the first ``--batch-tokens``; pooled embedding and SNV rows at the others."""
+    from hnet_seq.inference.batching import default_batch_tokens
+
     records = dna_records(args.fasta, embed_bp)
     chunk_records = dna_records(args.fasta, min(chunks_bp, embed_bp))
     warm = dna_records(args.fasta, min(embed_bp, 4 * window))
-    bench_embed(im, warm, window=window, chunks=True, rc=True, batch_tokens=args.batch_tokens)
-    for chunks, rc in ((False, False), (True, False), (False, True), (True, True)):
-        r = bench_embed(im, chunk_records if chunks else records, window=window, chunks=chunks, rc=rc,
-                        batch_tokens=args.batch_tokens)
-        r.update(chunks=chunks, rc=rc)
-        results["embed"].append(r)
-        print("embed", json.dumps(r), flush=True)
     fasta = args.fasta[0]
-    bench_variants(im, fasta, n=2, window=window, rc=True, alts_per_site=1, batch_tokens=args.batch_tokens)
-    for rc, alts in ((False, 1), (True, 1), (False, 3), (True, 3)):
-        r = bench_variants(im, fasta, n=n_var if alts == 1 else max(n_var // 3, 2), window=window, rc=rc,
-                           alts_per_site=alts, batch_tokens=args.batch_tokens)
-        r.update(rc=rc, alts_per_site=alts)
-        results["variants"].append(r)
-        print("variants", json.dumps(r), flush=True)
+    for k, bt in enumerate(args.batch_tokens):
+        tokens = bt or default_batch_tokens(im.device)
+        bench_embed(im, warm, window=window, chunks=True, rc=True, batch_tokens=bt)
+        r = bench_forward(im, records, window=window, batch_tokens=bt)
+        r.update(batch_tokens=tokens)
+        results.setdefault("forward", []).append(r)
+        print("forward", json.dumps(r), flush=True)
+        for chunks, rc in ((False, False), (True, False), (False, True), (True, True))[:4 if k == 0 else 1]:
+            r = bench_embed(im, chunk_records if chunks else records, window=window, chunks=chunks, rc=rc,
+                            batch_tokens=bt)
+            r.update(chunks=chunks, rc=rc, batch_tokens=tokens)
+            results["embed"].append(r)
+            print("embed", json.dumps(r), flush=True)
+        bench_variants(im, fasta, n=2, window=window, rc=True, alts_per_site=1, batch_tokens=bt)
+        for rc, alts in ((False, 1), (True, 1), (False, 3), (True, 3))[:4 if k == 0 else 2]:
+            r = bench_variants(im, fasta, n=n_var if alts == 1 else max(n_var // 3, 2), window=window, rc=rc,
+                               alts_per_site=alts, batch_tokens=bt)
+            r.update(rc=rc, alts_per_site=alts, batch_tokens=max(tokens, window + 64))
+            results["variants"].append(r)
+            print("variants", json.dumps(r), flush=True)
 
 
 def render(results: dict) -> str:
-    """The markdown section of docs/benchmarks.md."""
+    """The throughput part of the markdown section of docs/benchmarks.md."""
     from _report import markdown_table  # noqa: I001
 
     from hnet_seq.flops import forward_flops, peak_flops
@@ -311,60 +370,86 @@ def render(results: dict) -> str:
     m = results["model"]
     cfg = config_from_dict(m["config"])
     window = m["window"]
+    overlap = min(1024, window // 4)
     comp = m["compression"][0]
+    bt = lambda r: f"{r['batch_tokens']:,}" if r.get("batch_tokens") else "default"  # noqa: E731
     md = [f"### Inference throughput ({m['device']}, {m['precision']})", "",
           f"Model: 1-stage DNA H-Net `{cfg.arch_layout}`, d_model {cfg.d_model}, {m['params'] / 1e6:.1f}M "
           f"parameters, random weights with the router tuned to {comp} bases per chunk (ratio loss only). "
-          f"Window {window} bp; long records are tiled ({window} bp tiles, {min(1024, window // 4)} bp of left "
+          f"Window {window} bp; long records are tiled ({window} bp tiles, {overlap} bp of left "
           "context each). End-to-end API timings: reading, tiling, packing, forward, reductions, parquet "
-          f"writing. Command: `{m.get('command', 'python bench/inference.py')}`.", "",
-          markdown_table(["embed", "bases", "seconds", "bp/s", "chunk rows", "output MB", "peak GPU GiB"],
-                         [[("chunks" if r["chunks"] else "pooled") + (" + rc-average" if r["rc"] else ""),
-                           f"{r['bp']:,}", f"{r['seconds']:.2f}", f"{r['bp_per_s']:,.0f}", f"{r['chunk_rows']:,}",
-                           f"{r['out_mb']:.0f}", f"{r['gpu_gib']:.1f}"] for r in results["embed"]]), "",
-          markdown_table(["score-variants (SNVs)", "variants", "windows run", "seconds", "variants/s", "window bp/s"],
-                         [[("1 ALT per site" if r["alts_per_site"] == 1 else "3 ALTs per site (REF shared)")
-                           + (", rc-average" if r["rc"] else ""), r["variants"], r["windows"], f"{r['seconds']:.2f}",
-                           f"{r['variants_per_s']:,.1f}", f"{r['window_bp_per_s']:,.0f}"]
-                          for r in results["variants"]])]
+          "writing; \"forward only\" runs the same tiles through the inference runner and writes nothing. "
+          f"Command: `{m.get('command', 'python bench/inference.py')}`.", ""]
+    embed_rows = [["forward only (pooled capture)", bt(r), f"{r['bp']:,}", f"{r['seconds']:.2f}", f"{r['bp_per_s']:,.0f}",
+                   "", "", ""] for r in results.get("forward", [])]
+    embed_rows += [[("chunks" if r["chunks"] else "pooled") + (" + rc-average" if r["rc"] else ""), bt(r),
+                    f"{r['bp']:,}", f"{r['seconds']:.2f}", f"{r['bp_per_s']:,.0f}", f"{r['chunk_rows']:,}",
+                    f"{r['out_mb']:.0f}", f"{r['gpu_gib']:.1f}"] for r in results["embed"]]
+    md += [markdown_table(["embed", "batch tokens", "bases", "seconds", "bp/s", "chunk rows", "output MB",
+                           "peak GPU GiB"], embed_rows), "",
+           markdown_table(["score-variants (SNVs)", "batch tokens", "variants", "windows run", "seconds",
+                           "variants/s", "window bp/s"],
+                          [[("1 ALT per site" if r["alts_per_site"] == 1 else "3 ALTs per site (REF shared)")
+                            + (", rc-average" if r["rc"] else ""), bt(r), r["variants"], r["windows"],
+                            f"{r['seconds']:.2f}", f"{r['variants_per_s']:,.1f}", f"{r['window_bp_per_s']:,.0f}"]
+                           for r in results["variants"]])]
     per_token = forward_flops(cfg, [[window], [max(1, round(window / comp))]]) / window
-    fwd = max(r["window_bp_per_s"] for r in results["variants"])
     peak = peak_flops(m["device"])
-    need = 200 * 4 * window * per_token
-    md += ["", f"Forward cost at this compression: {per_token / 1e6:.0f} MFLOP per base. Packed 8 kb windows run at "
-               f"{fwd / 1e6:.2f} M bases/s = {fwd * per_token / 1e12:.0f} TFLOP/s"
-           + (f" ({fwd * per_token / peak:.0%} of the {peak / 1e12:.0f} TFLOP/s dense bf16 peak)" if peak else "")
-           + f". One SNV with --rc-average costs 4 windows of {window} bp (REF and ALT on both strands): "
-             f"200 variants/s would need {200 * 4 * window / 1e6:.1f} M bases/s, {need / 1e12:.0f} TFLOP/s of "
-             "forward passes."]
+
+    def tflops(positions_per_s: float) -> str:
+        f = positions_per_s * per_token
+        return f"{f / 1e12:.0f} TFLOP/s" + (f" ({f / peak:.0%} of the {peak / 1e12:.0f} TFLOP/s dense bf16 peak)"
+                                             if peak else "")
+
+    pos_per_bp = window / (window - overlap)
+    fwd = max(results.get("forward", []), key=lambda r: r["positions_per_s"], default=None)
+    best_var = max(r["window_bp_per_s"] for r in results["variants"])
+    md += ["", f"**FLOP bound.** Forward cost at this compression: {per_token / 1e6:.0f} MFLOP per position "
+               "(`hnet_seq.flops.forward_flops`)."
+           + (f" Forward passes alone run {fwd['positions_per_s'] / 1e6:.2f} M positions/s = "
+              f"{tflops(fwd['positions_per_s'])}." if fwd else "")
+           + f" Packed variant windows run at {best_var / 1e6:.2f} M bases/s = {tflops(best_var)}.",
+           "",
+           f"* 1 M bp/s embedding: tiles give every base {pos_per_bp:.2f} positions of work ({overlap} bp of "
+           f"context per {window - overlap} reported), so the target is {pos_per_bp:.2f} M positions/s = "
+           f"{tflops(pos_per_bp * 1e6)}.",
+           f"* 200 variants/s at {window} bp with --rc-average: 4 windows per SNV (REF and ALT, both strands) = "
+           f"{200 * 4 * window / 1e6:.1f} M positions/s = {tflops(200 * 4 * window)}. Reusing the REF window's "
+           "state left of the variant for the ALT window (exact: the model is causal) would leave 3 windows' "
+           f"work, {tflops(200 * 3 * window)}; one strand without --rc-average is half of either."]
     pooled = next((r for r in results["embed"] if not r["chunks"] and not r["rc"]), None)
-    pooled_rc = next((r for r in results["embed"] if not r["chunks"] and r["rc"]), None)
     chunked = next((r for r in results["embed"] if r["chunks"] and not r["rc"]), None)
-    snv_rc = next((r for r in results["variants"] if r["rc"] and r["alts_per_site"] == 1), None)
-    if pooled and pooled_rc and chunked and snv_rc:
+    snv_rc = max((r for r in results["variants"] if r["rc"] and r["alts_per_site"] == 1),
+                 key=lambda r: r["variants_per_s"], default=None)
+    if pooled and chunked and snv_rc:
+        best_pooled = max((r for r in results["embed"] if not r["chunks"] and not r["rc"]),
+                          key=lambda r: r["bp_per_s"])
         md += ["", f"**Against the targets** (>= 1 M bp/s embedding, >= 200 variants/s at 8 kb with RC averaging, "
-                   f"one H100, ~100M parameters): pooled embedding {pooled['bp_per_s'] / 1e6:.2f} M bp/s; SNV "
-                   f"scoring with --rc-average {snv_rc['variants_per_s']:.0f} variants/s. What limits them:",
+                   f"one H100, ~100M parameters): pooled embedding {best_pooled['bp_per_s'] / 1e6:.2f} M bp/s "
+                   f"(batch tokens {bt(best_pooled)}); SNV scoring with --rc-average "
+                   f"{snv_rc['variants_per_s']:.0f} variants/s (batch tokens {bt(snv_rc)}). What limits them:",
                "",
-               f"* Embedding: tiles carry {min(1024, window // 4)} bp of left context each "
-               f"({min(1024, window // 4) / (window - min(1024, window // 4)):.0%} extra positions), and the loop is "
-               "synchronous (the host packs the next batch and copies results while the GPU waits). Embedding "
-               f"both strands reaches {2 * pooled_rc['bp_per_s'] / 1e6:.2f} M strand-bp/s, against "
-               f"{pooled['bp_per_s'] / 1e6:.2f} M for one, so larger batches (`--batch-tokens`) and overlapping "
-               "host work with the GPU are the next steps, then kernel efficiency (the forward runs at the MFU above).",
+               "* Embedding: end to end against forward only is what reading, tiling, reductions and writing "
+               "still cost; the runner queues batch i+1 before handing over batch i's results and a writer "
+               "thread compresses parquet, so what remains is mostly the model's own host synchronisations "
+               "(data-dependent chunk counts) inside every forward pass, which larger batches amortise.",
                f"* `--chunks`: {chunked['out_mb'] / (chunked['bp'] / 1e6):.0f} MB of parquet per Mbp (one "
-               f"{cfg.d_model[1]}-float vector per chunk): device-to-host copies and zstd parquet writing bound it "
-               f"at {chunked['bp_per_s'] / 1e3:.0f} k bp/s.",
-               "* Variants: every ALT costs a full REF and ALT window per strand, so the target asks for about "
-               f"{need / 1e12:.0f} TFLOP/s at this model size, which recomputation cannot reach. The causal model "
-               "makes the two windows identical up to the variant: handing the prefix state over (instead of "
-               "recomputing it) would cut the work per strand from 2 to 1.5 windows, and REF windows shared by "
-               "nearby or multi-allelic sites are already scored once (the 3-ALT rows)."]
-    for r in results["rss"]:
+               f"{cfg.d_model[1]}-float vector per chunk): copying and compressing the vectors bounds it at "
+               f"{chunked['bp_per_s'] / 1e3:.0f} k bp/s.",
+               "* Variants: the forward passes themselves (see the FLOP bound): the target needs a fraction of "
+               "peak that recomputing both windows cannot reach at this model size and window; REF windows "
+               "shared by multi-allelic or repeated sites are scored once (the 3-ALT rows)."]
+    return "\n".join(md)
+
+
+def render_rss(rows: list[dict]) -> str:
+    """The peak-memory paragraphs (kept across GPU re-runs that measure no RSS)."""
+    md = [RSS_MARK]
+    for r in rows:
         md += ["", f"Peak RSS embedding {r['bp']:,} bp with `--chunks` ({r['model']} model, "
-                   f"{r['params'] / 1e6:.2f}M parameters, on {r['device']}; CLI in a child process): "
-                   f"**{r['peak_rss_gib']:.2f} GiB**; {r['chunk_rows']:,} chunk rows, {r['chunks_gb']:.2f} GB parquet, "
-                   f"{r['seconds']:.0f} s."]
+                   f"{r['params'] / 1e6:.2f}M parameters, `--window {r.get('window', 8192)}`, on {r['device']}; "
+                   f"CLI in a child process): **{r['peak_rss_gib']:.2f} GiB**; {r['chunk_rows']:,} chunk rows, "
+                   f"{r['chunks_gb']:.2f} GB parquet, {r['seconds']:.0f} s."]
     return "\n".join(md)
 
 
