@@ -275,8 +275,10 @@ def source_tree() -> dict:
         return subprocess.run(["git", "-C", str(package), *args], capture_output=True, text=True, timeout=30)
 
     try:
-        head = git("rev-parse", "HEAD")
-        if head.returncode == 0:
+        top = git("rev-parse", "--show-toplevel")
+        # A copy of the package inside another checkout (e.g. an ignored runs/ folder) is not that commit.
+        if top.returncode == 0 and Path(top.stdout.strip()).resolve() == package.parent:
+            head = git("rev-parse", "HEAD")
             info["commit"] = head.stdout.strip()
             info["dirty"] = bool(git("status", "--porcelain", "--", ".").stdout.strip())
     except (OSError, subprocess.TimeoutExpired):
