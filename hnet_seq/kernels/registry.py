@@ -97,7 +97,9 @@ class KernelOp:
 
     def __call__(self, x: torch.Tensor, *args, **kwargs):
         if self.backend_for(x.device) == "fast":
-            return _opaque_to_compile(self._fast_fn, x, *args, **kwargs)
+            if torch.compiler.is_compiling():
+                return _opaque_to_compile(self._fast_fn, x, *args, **kwargs)
+            return self._fast_fn(x, *args, **kwargs)
         return self.reference(x, *args, **kwargs)
 
 

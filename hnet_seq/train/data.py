@@ -64,11 +64,13 @@ class Batch:
 
 def to_device(batch: dict, input_key: str, device: torch.device) -> Batch:
     non_blocking = device.type == "cuda"
-    cu = batch["cu_seqlens"].to(device, non_blocking=non_blocking)
-    return Batch(batch[input_key].to(device, non_blocking=non_blocking),
+    inputs = batch[input_key]
+    # The total comes from the host copy: Packing would otherwise read it back from the device.
+    return Batch(inputs.to(device, non_blocking=non_blocking),
                  batch["targets"].to(device, non_blocking=non_blocking),
                  batch["loss_weights"].to(device, non_blocking=non_blocking),
-                 Packing(cu, int(batch["max_seqlen"])))
+                 Packing(batch["cu_seqlens"].to(device, non_blocking=non_blocking), int(batch["max_seqlen"]),
+                         inputs.shape[0]))
 
 
 class _ShardStream:

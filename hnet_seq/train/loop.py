@@ -116,10 +116,7 @@ def _autocast(device: torch.device, precision: str):
 
 def _stage_lengths(routing, packing) -> list[list[int]]:
     """Sequence lengths at every stage of one batch (for FLOP counting)."""
-    out = [packing.lengths.tolist()]
-    for r in routing:
-        out.append(r.packing.select(r.boundary_mask).lengths.tolist())
-    return out
+    return [packing.lengths.tolist()] + [r.inner_packing.lengths.tolist() for r in routing]
 
 
 def _build_model(cfg, modality: str, options: dict, device: torch.device):
