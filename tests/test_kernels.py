@@ -408,7 +408,7 @@ ROWS = [[100, 1, 150, 49], [7, 293]]  # b=2, l=300, mixed lengths, a length-1 se
 
 @pytest.mark.gpu
 @needs_cuda
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "bf16"])
 @pytest.mark.parametrize("variant", ["mamba2", "dechunk"])
 @pytest.mark.parametrize("final_state", [False, True])
 def test_ssd_fast_matches_reference(dtype, variant, final_state):
@@ -443,7 +443,7 @@ def test_ssd_fast_matches_reference(dtype, variant, final_state):
 
 @pytest.mark.gpu
 @needs_cuda
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "bf16"])
 @pytest.mark.parametrize("k,bias,resets,act", [(4, True, True, "silu"), (2, False, True, None),
                                               (4, True, False, "silu"), (3, True, False, None)])
 def test_conv1d_fast_matches_reference(dtype, k, bias, resets, act):
@@ -464,7 +464,7 @@ def test_conv1d_fast_matches_reference(dtype, k, bias, resets, act):
 
 @pytest.mark.gpu
 @needs_cuda
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "bf16"])
 @pytest.mark.parametrize("window,scale", [(-1, None), (16, None), (0, 0.3), (1023, None)])
 def test_attention_fast_matches_reference(dtype, window, scale):
     attention_fast = _fast_or_skip("attention")
@@ -483,7 +483,7 @@ def test_attention_fast_matches_reference(dtype, window, scale):
 
 @pytest.mark.gpu
 @needs_cuda
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "bf16"])
 @pytest.mark.parametrize("gated,norm_before_gate,group_size", [
     (False, False, None), (True, False, None), (True, True, 32), (True, False, 48)])
 def test_rmsnorm_fast_matches_reference(dtype, gated, norm_before_gate, group_size):
