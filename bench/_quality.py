@@ -3,8 +3,11 @@
 An experiment is a set of run configs in ``configs/quality/`` (one H-Net, isotropic baselines)
 that share every section but ``model`` and ``objective``; this module
 
-* loads them with the run scale (``--tokens``, ``--evals``, ``--smoke``) as ``--set`` overrides,
-  and checks that the recipe is shared and that each baseline's depth is the FLOP match;
+* loads them at a scale -- ``gpu``: the configs as written (one H100); ``cpu``: with
+  ``configs/quality/cpu/{experiment}.yaml`` on top, which holds only what a 2-core CPU needs
+  changed (smaller models, windows and batches) -- and the run length (``--tokens``, ``--evals``,
+  ``--smoke``), all as ``--set`` overrides, and checks that the recipe is shared and that each
+  baseline's depth is the FLOP match;
 * trains each through :func:`hnet_seq.train.train` (the code behind ``hnet-seq train``), in this
   process so that kernels autotuned for one model serve the next; a finished run is kept, an
   interrupted one resumed from its last checkpoint;
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import re
 import shutil
@@ -32,6 +36,7 @@ SHARED_SECTIONS = ("modality", "data", "optim", "schedule", "train", "logging", 
 COLOURS = {"hnet": "C3", "mamba2": "C0", "transformer": "C2"}
 SMOKE_DATA = {"seq_len": 128, "tokens_per_batch": 1024, "eval_tokens": 2048, "num_workers": 0}
 SMOKE_TOKENS = 16 * 1024  # training positions per model in a smoke run
+SCALES = ("gpu", "cpu")  # gpu: configs/quality/*.yaml as written; cpu: + configs/quality/cpu/*.yaml
 
 
 # ---- configs -----------------------------------------------------------------------------------
@@ -47,9 +52,31 @@ def smoke_model(model: dict) -> dict:
             "attn_cfg": {"num_heads": [2] * stages, "rotary_emb_dim": [8] * stages, "window_size": [-1] * stages}}
 
 
-def load_configs(prefix: str, names: list[str], *, tokens: int | None, evals: int, smoke: bool, device: str,
-                 extra: list[str] = ()) -> dict:
-    """``configs/quality/{prefix}-{name}.yaml`` for each name, scaled to this run.
+def scale_file(prefix: str, scale: str) -> dict:
+    """``configs/quality/{scale}/{prefix}.yaml`` (``overrides``, ``models``, ``bench``), ``{}`` for gpu."""
+    import yaml
+
+    return {} if scale == "gpu" else yaml.safe_load((CONFIGS / scale / f"{prefix}.yaml").read_text())
+
+
+def scale_suffix(scale: str) -> str:
+    """Appended to output names (docs sections, images, run folders) so that scales never mix."""
+    return "" if scale == "gpu" else f"_{scale}"
+
+
+def scale_sets(scaled: dict, name: str) -> list[str]:
+    """The scale file's changes to model ``name`` as ``--set`` overrides: the model section whole,
+    every other value by its dotted key (JSON is YAML, so lists and mappings pass unchanged)."""
+    if not scaled:
+        return []
+    sets = [f"model={json.dumps(scaled['models'][name])}"]
+    return sets + [f"{section}.{key}={json.dumps(value)}" for section, values in scaled["overrides"].items()
+                   for key, value in values.items()]
+
+
+def load_configs(prefix: str, names: list[str], *, scale: str, tokens: int | None, evals: int, smoke: bool,
+                 device: str, extra: list[str] = ()) -> dict:
+    """``configs/quality/{prefix}-{name}.yaml`` for each name, at ``scale`` and scaled to this run.
 
     ``tokens``: training positions per model (``train.steps = tokens // tokens_per_batch``, warmup
     scaled with it); ``evals``: held-out evaluations after step 0 (checkpoints at the same steps,
@@ -58,12 +85,16 @@ def load_configs(prefix: str, names: list[str], *, tokens: int | None, evals: in
     import yaml
 
     from hnet_seq.train import load_run_config
+    from hnet_seq.train.config import apply_override, parse_override
 
+    scaled = scale_file(prefix, scale)
     out = {}
     for name in names:
         path = CONFIGS / f"{prefix}-{name}.yaml"
         raw = yaml.safe_load(path.read_text())
-        sets = [f"train.device={device}", *extra]
+        sets = [*scale_sets(scaled, name), f"train.device={device}", *extra]
+        for text in sets:  # the step counts below read the scaled values
+            apply_override(raw, *parse_override(text))
         if smoke:
             sets += [f"model={json.dumps(smoke_model(raw['model']))}"]
             sets += [f"data.{k}={v}" for k, v in SMOKE_DATA.items()]
@@ -169,6 +200,15 @@ def run_summary(run_dir: Path) -> dict:
             "tokens_per_s": rates[len(rates) // 2]}
 
 
+def use_training_threads(cfgs: dict) -> None:
+    """Score and analyse with the CPU threads the runs trained with (``train.threads``, shared)."""
+    import torch
+
+    threads = next(iter(cfgs.values())).train.threads
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def load_inference_model(run_dir: Path, device: str):
     from hnet_seq.inference import load
 
@@ -246,6 +286,24 @@ def plot_curves(results: dict, path: Path, unit: str, title: str) -> Path:
     return path
 
 
+# ---- command line ---------------------------------------------------------------------------------
+
+
+def add_scale_arguments(parser) -> None:
+    """``--scale`` and ``--device`` (its default follows the scale)."""
+    parser.add_argument("--scale", choices=SCALES, default="gpu",
+                        help="gpu: configs/quality/*.yaml as written; cpu: + configs/quality/cpu/*.yaml")
+    parser.add_argument("--device", choices=["cuda", "cpu"], help="default: cuda at gpu scale, cpu at cpu scale")
+
+
+def experiment_dir(args, experiment: str) -> Path:
+    """``OUT/dna``, ``OUT/dna_cpu``, ...: one folder per experiment and scale, so that a run of one
+    scale never resumes from or reports the runs of another."""
+    if args.device is None:
+        args.device = "cpu" if args.scale == "cpu" else "cuda"
+    return args.out_dir / f"{experiment}{scale_suffix(args.scale)}"
+
+
 # ---- results and report ------------------------------------------------------------------------
 
 
@@ -254,16 +312,27 @@ def device_text(device: str) -> str:
 
     if device == "cuda" and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}"
-    return f"CPU ({platform.processor() or platform.machine()}), torch {torch.__version__}"
+    return f"{os.cpu_count()}-core CPU, {cpu_model()}, torch {torch.__version__}"
+
+
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (Linux), else what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def start_results(path: Path, experiment: str, args) -> dict:
     """The results of earlier calls in this ``--out-dir`` (``--models`` may split an experiment over
     several calls), else a new header: what ran where, and with which commands."""
     results = json.loads(path.read_text()) if path.exists() else {}
-    if results.get("smoke") != bool(args.smoke):
-        results = {"experiment": experiment, "smoke": bool(args.smoke), "models": {}, "commands": [],
-                   "wall_s": 0.0, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if results.get("smoke") != bool(args.smoke) or results.get("scale") != args.scale:
+        results = {"experiment": experiment, "smoke": bool(args.smoke), "scale": args.scale, "models": {},
+                   "commands": [], "wall_s": 0.0, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     results["device"] = device_text(args.device)
     if command_line() not in results["commands"]:
         results["commands"].append(command_line())
@@ -308,6 +377,10 @@ def provenance(results: dict) -> list[str]:
     if results["smoke"]:
         lines.append("**Smoke run** (tiny models, a few steps, CPU): the numbers test the harness, "
                      "they say nothing about the models.")
+    elif results["scale"] == "cpu":
+        lines.append(f"**CPU scale** (`configs/quality/cpu/{results['experiment']}.yaml` on top of the GPU configs): "
+                     "smaller models, windows and batches and far fewer training positions than the GPU configs "
+                     "(see the table); a small-scale check of the comparison, not the paper's regime.")
     lines.append("Reproduce: " + "; then ".join(f"`{c}`" for c in results["commands"]))
     return lines
 

@@ -1,7 +1,8 @@
 """Issue 7, DNA: a 1-stage H-Net against FLOP-matched isotropic Mamba-2 and Transformer baselines.
 
-    python bench/quality_dna.py --device cuda --out-dir runs/quality        # one H100, see docs/results.md
+    python bench/quality_dna.py --out-dir runs/quality                      # one H100, see docs/results.md
     python bench/quality_dna.py --report-only --out-dir runs/quality        # plots + docs from results.json
+    nice python bench/quality_dna.py --scale cpu --out-dir runs/quality     # 2-core CPU, about 25 min
     python bench/quality_dna.py --smoke --out-dir /tmp/quality-smoke        # CPU, tiny models, < 1 min
 
 Training: three Klebsiella pneumoniae genomes (HS11286, Kp1084, MGH78578); held out, never
@@ -10,7 +11,11 @@ transformer}.yaml``: the same data, optimiser, schedule and number of bases seen
 depth matches the H-Net's training FLOPs per base at its target compression.  Each is trained with
 :func:`hnet_seq.train.train`, evaluated during training on a fixed sample of the held-out genome
 (16 batches spread over it, ``data.eval_sample: spread``), and at the end on the whole held-out
-genome with :func:`hnet_seq.inference.score` (1024-base tiles, 256 bases of left context).
+genome with :func:`hnet_seq.inference.score` (tiles of the training window, 1024 bases, with a
+quarter of it as left context).
+At ``--scale cpu`` (``configs/quality/cpu/dna.yaml``: dna-tiny-sized models, 512-base windows)
+the final scoring and the chunk analysis read a fixed prefix of every held-out record instead
+(``bench.heldout_bases``), and the evaluations during training a smaller spread sample.
 
 What the H-Net's chunks learn: its boundaries on the whole held-out genome against features found
 by plain scans of the sequence -- tandem repeats (a run of ``s[i] == s[i - p]`` for a period
@@ -19,7 +24,8 @@ first ATG after a stop to the next in-frame stop, at least 300 bases): boundary 
 outside each, by codon phase inside ORFs, and around ORF start codons.
 
 Writes ``OUT/dna/results.json`` (everything the report needs), ``docs/img/quality_dna*.png``
-and the ``dna`` and ``dna_chunks`` sections of ``docs/results.md`` (a smoke run: ``OUT/docs/``).
+and the ``dna`` and ``dna_chunks`` sections of ``docs/results.md`` (a smoke run: ``OUT/docs/``);
+at ``--scale cpu`` the folder, images and sections carry a ``_cpu`` suffix.
 """
 from __future__ import annotations
 
@@ -156,12 +162,15 @@ def run(args, out: Path) -> dict:
 
     t0 = time.perf_counter()
     data = args.data_dir
-    cfgs = q.load_configs("dna", MODELS, tokens=args.tokens, evals=args.evals, smoke=args.smoke,
+    cfgs = q.load_configs("dna", MODELS, scale=args.scale, tokens=args.tokens, evals=args.evals, smoke=args.smoke,
                           device=args.device, extra=[f"data.heldout_paths=[{data / HELDOUT_GENOME}]"])
     match = q.flop_match(cfgs)
+    q.use_training_threads(cfgs)
     results = q.start_results(out / "results.json", "dna", args)
-    results |= {"train_genomes": TRAIN_GENOMES, "heldout_genome": HELDOUT_GENOME}
-    max_bases = 8000 if args.smoke else None
+    max_bases = 8000 if args.smoke else q.scale_file("dna", args.scale).get("bench", {}).get("heldout_bases")
+    data_cfg = cfgs[MODELS[0]].data
+    results |= {"train_genomes": TRAIN_GENOMES, "heldout_genome": HELDOUT_GENOME, "heldout_bases": max_bases,
+                "eval_sample": [data_cfg.eval_tokens // data_cfg.tokens_per_batch, data_cfg.tokens_per_batch]}
     for name in args.models:
         cfg, run_dir = cfgs[name], out / name
         q.train_model(cfg, run_dir, [str(data / g) for g in TRAIN_GENOMES])
@@ -212,18 +221,21 @@ def plot_chunks(chunks: dict, path: Path) -> Path:
 
 
 def report(results: dict, out: Path) -> None:
-    docs = q.docs_dir(results, out)
-    curves = q.plot_curves(results, docs / "img" / "quality_dna.png", "base",
+    docs, suffix = q.docs_dir(results, out), q.scale_suffix(results["scale"])
+    curves = q.plot_curves(results, docs / "img" / f"quality_dna{suffix}.png", "base",
                            f"held out: {results['heldout_genome']} (fixed sample spread over the genome)")
-    models = results["models"]
-    whole = ["| model | held-out bits/base, whole NTUH-K2044 genome | bases scored |", "|---|---:|---:|"]
+    models, prefix = results["models"], results.get("heldout_bases")
+    scored = f"first {prefix:,} bases of every record of {results['heldout_genome']}" if prefix else \
+        f"whole {results['heldout_genome']} genome"
+    batches, batch = results["eval_sample"]
+    whole = [f"| model | held-out bits/base, {scored} | bases scored |", "|---|---:|---:|"]
     whole += [f"| {n} | {m['heldout_whole_bits']:.4f} | {m['heldout_whole_bases']:,} |" for n, m in models.items()]
     lines = ["## DNA: H-Net against isotropic baselines on a held-out Klebsiella strain", "",
              *q.provenance(results), "",
              f"Trained on {', '.join(results['train_genomes'])}; held out (never trained on): "
-             f"{results['heldout_genome']}. Curves: held-out bits per base on a fixed sample of 16 × 32 kb spread "
-             "over the held-out genome, every few steps; the last table scores the whole genome at the end "
-             "(1024-base tiles with 256 bases of left context).", "",
+             f"{results['heldout_genome']}. Curves: held-out bits per base on a fixed sample of {batches} × "
+             f"{batch // 1024} kb spread over the held-out genome, every few steps; the last table scores the "
+             f"{scored} at the end (tiles of the training window with a quarter of it as left context).", "",
              *q.model_table(results, "base"), "", *whole, ""]
     if "hnet" in models and len(models) > 1:
         lines += ["Data and compute efficiency of the H-Net (interpolated on the curves' best-so-far held-out "
@@ -233,15 +245,15 @@ def report(results: dict, out: Path) -> None:
                   "point is used, so the first reading leans towards the H-Net and the second against it.", "",
                   *q.efficiency_table(results, "base"), ""]
     lines.append(f"![DNA curves](img/{curves.name})")
-    write_section(docs / "results.md", "dna", "\n".join(lines))
+    write_section(docs / "results.md", f"dna{suffix}", "\n".join(lines))
     if "chunks" in results:
-        write_section(docs / "results.md", "dna_chunks", "\n".join(chunk_lines(results, docs)))
+        write_section(docs / "results.md", f"dna_chunks{suffix}", "\n".join(chunk_lines(results, docs, suffix)))
     print("\n".join(lines))
 
 
-def chunk_lines(results: dict, docs: Path) -> list[str]:
+def chunk_lines(results: dict, docs: Path, suffix: str) -> list[str]:
     chunks = results["chunks"]
-    img = plot_chunks(chunks, docs / "img" / "quality_dna_chunks.png")
+    img = plot_chunks(chunks, docs / "img" / f"quality_dna_chunks{suffix}.png")
     rows = ["| positions | chunk starts | bases | chunk starts per base (± s.e.) | ÷ genome-wide |", "|---|---:|---:|---:|---:|"]
     overall = q.rate(chunks["counts"]["all"])[0]
     for key, (k, n) in chunks["counts"].items():
@@ -251,7 +263,7 @@ def chunk_lines(results: dict, docs: Path) -> list[str]:
         rows.append(f"| {key} | {k:,} | {n:,} | {p:.4f} ± {se:.4f} | {p / overall:.2f} |")
     plus, minus = chunks["counts"]["ORF starts (+ / −)"]
     return ["## What DNA chunks learn", "", *q.provenance(results), "",
-            f"The H-Net's first-stage chunk starts on the held-out genome ({chunks['bases']:,} bases) against "
+            f"The H-Net's first-stage chunk starts on the held-out genome ({chunks['bases']:,} bases scored) against "
             "features found by scans of the sequence alone: tandem repeats (period 1–24, ≥ 3 copies and ≥ 16 "
             f"bases) and open reading frames of ≥ {MIN_ORF} bases (six-frame scan, first ATG after an in-frame "
             f"stop; {plus:,} on the + strand, {minus:,} on the − strand). Codon positions count from the ORF's "
@@ -261,16 +273,17 @@ def chunk_lines(results: dict, docs: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out-dir", type=Path, required=True, help="run directories and results.json go to OUT/dna")
-    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    q.add_scale_arguments(parser)
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
-    parser.add_argument("--tokens", type=int, help="training bases per model (default: the configs' 16.0 M)")
+    parser.add_argument("--tokens", type=int, help="training bases per model (default: the scale's "
+                        "train.steps × data.tokens_per_batch)")
     parser.add_argument("--evals", type=int, default=8, help="held-out evaluations during training (plus step 0)")
     parser.add_argument("--data-dir", type=Path, default=q.SHARED_DATA / "dna")
     parser.add_argument("--smoke", action="store_true", help="tiny models, a few steps, CPU: tests the harness")
     parser.add_argument("--report-only", action="store_true", help="rebuild plots and docs from OUT/dna/results.json")
     args = parser.parse_args()
     args.models = args.models.split(",")
-    out = args.out_dir / "dna"
+    out = q.experiment_dir(args, "dna")
     if args.smoke:
         args.device, args.tokens, args.evals = "cpu", args.tokens or q.SMOKE_TOKENS, min(args.evals, 4)
     results = q.load_results(out / "results.json") if args.report_only else run(args, out)

@@ -1,7 +1,8 @@
 """Issue 7, text: a byte-level 1-stage H-Net against a FLOP-matched isotropic byte model on 388 languages.
 
-    python bench/quality_udhr.py --device cuda --out-dir runs/quality       # one H100, see docs/results.md
+    python bench/quality_udhr.py --out-dir runs/quality                     # one H100, see docs/results.md
     python bench/quality_udhr.py --report-only --out-dir runs/quality       # plots + docs from results.json
+    nice python bench/quality_udhr.py --scale cpu --out-dir runs/quality    # 2-core CPU, about 25 min
     python bench/quality_udhr.py --smoke --out-dir /tmp/quality-smoke       # CPU, tiny models, < 1 min
 
 Data: the Universal Declaration of Human Rights in 388 languages (``../shared/data/text/udhr2``,
@@ -19,9 +20,14 @@ held-out spans give its compression per language (bytes and characters per chunk
 boundary rate at characters after a space or punctuation, at spaces and punctuation themselves,
 at other characters, and inside multi-byte UTF-8 characters.
 
+At ``--scale cpu`` the models, windows and batches are those of ``configs/quality/cpu/udhr.yaml``
+(dna-tiny-sized), and the evaluations during training read a spread sample of the held-out spans;
+the final per-language scoring still reads every held-out span whole.
+
 Writes ``OUT/udhr/results.json``, ``docs/img/quality_udhr*.png``, the per-language table
 ``docs/results_udhr_languages.csv`` and the ``udhr`` and ``text_chunks`` sections of
-``docs/results.md`` (a smoke run: ``OUT/docs/``).
+``docs/results.md`` (a smoke run: ``OUT/docs/``); at ``--scale cpu`` the folder, images, table
+and sections carry a ``_cpu`` suffix.
 """
 from __future__ import annotations
 
@@ -125,8 +131,10 @@ def run(args, out: Path) -> dict:
     from hnet_seq.inference import score
 
     t0 = time.perf_counter()
-    cfgs = q.load_configs("udhr", MODELS, tokens=args.tokens, evals=args.evals, smoke=args.smoke, device=args.device)
+    cfgs = q.load_configs("udhr", MODELS, scale=args.scale, tokens=args.tokens, evals=args.evals, smoke=args.smoke,
+                          device=args.device)
     match = q.flop_match(cfgs)
+    q.use_training_threads(cfgs)
     results = q.start_results(out / "results.json", "udhr", args)
     max_bytes = 512 if args.smoke else None
     for name in args.models:
@@ -222,13 +230,13 @@ def write_csv(results: dict, path: Path) -> Path:
 
 
 def report(results: dict, out: Path) -> None:
-    docs = q.docs_dir(results, out)
+    docs, suffix = q.docs_dir(results, out), q.scale_suffix(results["scale"])
     langs, models = results["languages"], list(results["models"])
     groups = by_script(langs)
-    curves = q.plot_curves(results, docs / "img" / "quality_udhr_curves.png", "byte",
+    curves = q.plot_curves(results, docs / "img" / f"quality_udhr_curves{suffix}.png", "byte",
                            "held out: the last 10% of each of 388 UDHR languages")
-    fig = plot(results, docs / "img" / "quality_udhr.png")
-    table = write_csv(results, docs / "results_udhr_languages.csv")
+    fig = plot(results, docs / "img" / f"quality_udhr{suffix}.png")
+    table = write_csv(results, docs / f"results_udhr_languages{suffix}.csv")
     head = ["script", "languages", "held-out bytes", *[f"bits/byte {m} (mean over languages)" for m in models]]
     if "hnet" in models and len(models) > 1:
         head.append("languages where H-Net < " + ", ".join(m for m in models if m != "hnet"))
@@ -252,7 +260,8 @@ def report(results: dict, out: Path) -> None:
              *q.provenance(results), "",
              f"Held out: the last 10% of every language (a contiguous span, never trained on); {len(langs)} languages "
              f"have ≥ {MIN_SPAN} held-out bytes. Curves: held-out bits per byte over all held-out spans together "
-             "during training; the per-script table scores each language's span on its own at the end.", "",
+             "during training (a fixed sample of them where `data.eval_tokens` is smaller than the set); the "
+             "per-script table scores each language's whole span on its own at the end.", "",
              *q.model_table(results, "byte"), ""]
     if "hnet" in models and len(models) > 1:
         lines += ["Data and compute efficiency of the H-Net, read as for DNA (cosine schedule):", "",
@@ -260,8 +269,8 @@ def report(results: dict, out: Path) -> None:
     lines += [markdown_table(head, rows), "",
               f"Per language: [`docs/{table.name}`]({table.name}).", "",
               f"![UDHR curves](img/{curves.name})", "", f"![UDHR by script](img/{fig.name})"]
-    write_section(docs / "results.md", "udhr", "\n".join(lines))
-    write_section(docs / "results.md", "text_chunks", "\n".join(chunk_lines(results, groups)))
+    write_section(docs / "results.md", f"udhr{suffix}", "\n".join(lines))
+    write_section(docs / "results.md", f"text_chunks{suffix}", "\n".join(chunk_lines(results, groups)))
     print("\n".join(lines))
 
 
@@ -288,16 +297,17 @@ def chunk_lines(results: dict, groups: dict) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out-dir", type=Path, required=True, help="run directories and results.json go to OUT/udhr")
-    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    q.add_scale_arguments(parser)
     parser.add_argument("--models", default=DEFAULT_MODELS, help=f"comma-separated subset of {','.join(MODELS)}")
-    parser.add_argument("--tokens", type=int, help="training bytes per model (default: the configs' 10.0 M)")
+    parser.add_argument("--tokens", type=int, help="training bytes per model (default: the scale's "
+                        "train.steps × data.tokens_per_batch)")
     parser.add_argument("--evals", type=int, default=8, help="held-out evaluations during training (plus step 0)")
     parser.add_argument("--data-dir", type=Path, default=q.SHARED_DATA / "text" / "udhr2")
     parser.add_argument("--smoke", action="store_true", help="tiny models, a few steps, CPU: tests the harness")
     parser.add_argument("--report-only", action="store_true", help="rebuild plots and docs from OUT/udhr/results.json")
     args = parser.parse_args()
     args.models = args.models.split(",")
-    out = args.out_dir / "udhr"
+    out = q.experiment_dir(args, "udhr")
     if args.smoke:
         args.device, args.tokens, args.evals = "cpu", args.tokens or q.SMOKE_TOKENS, min(args.evals, 4)
     results = q.load_results(out / "results.json") if args.report_only else run(args, out)
