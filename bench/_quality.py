@@ -64,6 +64,12 @@ def scale_suffix(scale: str) -> str:
     return "" if scale == "gpu" else f"_{scale}"
 
 
+def config_label(prefix: str, name: str, scale: str) -> str:
+    """The config file(s) that define model ``name`` at ``scale``, as named in the reports."""
+    label = f"configs/quality/{prefix}-{name}.yaml"
+    return label if scale == "gpu" else f"{label} + configs/quality/{scale}/{prefix}.yaml"
+
+
 def scale_sets(scaled: dict, name: str) -> list[str]:
     """The scale file's changes to model ``name`` as ``--set`` overrides: the model section whole,
     every other value by its dotted key (JSON is YAML, so lists and mappings pass unchanged)."""
@@ -387,14 +393,15 @@ def provenance(results: dict) -> list[str]:
 
 def model_table(results: dict, unit: str) -> list[str]:
     """One row per model: shape, size, FLOPs, data, time, final held-out bits and compression."""
-    lines = [f"| model | config | layout, d_model | params | train GFLOP/{unit} (at target) | measured train "
-             f"PFLOP | {unit}s seen | steps | train wall s | {unit}s/s | held-out bits/{unit} (eval sample) | "
+    lines = [f"| model | config | layout, d_model | params | train MFLOP/{unit} (at target) | measured train "
+             f"FLOP | {unit}s seen | steps | train wall s | {unit}s/s | held-out bits/{unit} (eval sample) | "
              f"final compression |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, m in results["models"].items():
         comp = "/".join(f"{c:.2f}" for c in m["curve"][-1]["compression"]) or "–"
-        lines.append(f"| {name} | `{m['config']}` | `{m['layout']}`, {m['d_model']} | {m['params'] / 1e6:.2f} M | "
-                     f"{m['flops_per_unit'] / 1e9:.3f} | {m['flops_seen'] / 1e15:.2f} | {m['units_seen'] / 1e6:.1f} M | "
-                     f"{m['steps']} | {m['wall_s']:.0f} | {m['tokens_per_s'] / 1e3:.0f} k | "
+        config = config_label(results["experiment"], name, results["scale"]).replace(" + ", "` + `")
+        lines.append(f"| {name} | `{config}` | `{m['layout']}`, {m['d_model']} | {m['params'] / 1e6:.2f} M | "
+                     f"{m['flops_per_unit'] / 1e6:.3g} | {m['flops_seen']:.3g} | {m['units_seen'] / 1e6:.2f} M | "
+                     f"{m['steps']} | {m['wall_s']:.0f} | {m['tokens_per_s'] / 1e3:.1f} k | "
                      f"{m['curve'][-1]['bits_per_unit']:.4f} | {comp} |")
     return lines
 

@@ -177,8 +177,7 @@ def run(args, out: Path) -> dict:
         im = q.load_inference_model(run_dir, args.device)
         records = list(heldout_records(im.adapter, data / HELDOUT_GENOME, max_bases))
         whole = score(im, records=records, window=cfg.data.seq_len, progress=False)
-        results["models"][name] = {"config": f"configs/quality/dna-{name}.yaml", **match[name],
-                                   **q.run_summary(run_dir), "heldout_whole_bits": whole.bits_per_unit,
+        results["models"][name] = {**match[name], **q.run_summary(run_dir), "heldout_whole_bits": whole.bits_per_unit,
                                    "heldout_whole_bases": int(sum(s.units_scored for s in whole.scores))}
         if name == "hnet":
             results["chunks"] = chunk_analysis(im, records, cfg.data.seq_len)

@@ -150,8 +150,7 @@ def run(args, out: Path) -> dict:
         if name == "hnet":
             for lang, row in language_chunks(im, spans, cfg.data.seq_len).items():
                 results["languages"][lang]["hnet_chunks"] = row
-        results["models"][name] = {"config": f"configs/quality/udhr-{name}.yaml", **match[name],
-                                   **q.run_summary(run_dir)}
+        results["models"][name] = {**match[name], **q.run_summary(run_dir)}
         del im
         q.save_results(results, out / "results.json", t0)
     return results
