@@ -290,7 +290,9 @@ def main() -> None:
     if args.rss_fasta:
         rss_im = build_model(args.rss_size, device, tune)[0]
         r = measure_rss(rss_im, args.rss_fasta, window=args.rss_window, device=args.device, max_bp=args.rss_max_bp)
-        r.update(model=args.rss_size, window=args.rss_window, params=sum(p.numel() for p in rss_im.model.parameters()),
+        names = ", ".join(p.name for p in args.rss_fasta)
+        r.update(input=f"first {args.rss_max_bp:,} bp of every record of {names}" if args.rss_max_bp else names,
+                 model=args.rss_size, window=args.rss_window, params=sum(p.numel() for p in rss_im.model.parameters()),
                  device=torch.cuda.get_device_name() if cuda else "cpu")
         results["rss"].append(r)
         print("rss", json.dumps(r), flush=True)
@@ -446,7 +448,7 @@ def render_rss(rows: list[dict]) -> str:
     """The peak-memory paragraphs (kept across GPU re-runs that measure no RSS)."""
     md = [RSS_MARK]
     for r in rows:
-        md += ["", f"Peak RSS embedding {r['bp']:,} bp with `--chunks` ({r['model']} model, "
+        md += ["", f"Peak RSS embedding {r['bp']:,} bp ({r.get('input', 'DNA')}) with `--chunks` ({r['model']} model, "
                    f"{r['params'] / 1e6:.2f}M parameters, `--window {r.get('window', 8192)}`, on {r['device']}; "
                    f"CLI in a child process): **{r['peak_rss_gib']:.2f} GiB**; {r['chunk_rows']:,} chunk rows, "
                    f"{r['chunks_gb']:.2f} GB parquet, {r['seconds']:.0f} s."]
