@@ -128,9 +128,8 @@ def chunk_analysis(im, records: list, window: int) -> dict:
     lo, hi = PROFILE
     profile = {"+": np.zeros((2, hi - lo), np.int64), "-": np.zeros((2, hi - lo), np.int64)}
 
-    def add(key, bnd, where):
-        c = q.tally(bnd, where)
-        counts[key] = [a + b for a, b in zip(counts.get(key, [0, 0]), c)]
+    def add(key, pair):  # summed over records
+        counts[key] = [a + b for a, b in zip(counts.get(key, [0, 0]), pair)]
 
     for track, rec in zip(boundary_tracks(im, records, window=window), records):
         n = len(rec.data)
@@ -138,21 +137,21 @@ def chunk_analysis(im, records: list, window: int) -> dict:
         valid = np.arange(n) > 0  # position 0 is a forced boundary
         valid &= rec.data < 4
         repeats, orf = tandem_repeats(rec.data), orf_features(rec.data)
-        add("all", bnd, valid)
-        add("tandem repeat", bnd, valid & repeats)
-        add("outside tandem repeats", bnd, valid & ~repeats)
-        add("in an ORF ≥ 300 b", bnd, valid & orf["coding"])
-        add("outside ORFs", bnd, valid & ~orf["coding"])
+        add("all", q.tally(bnd, valid))
+        add("tandem repeat", q.tally(bnd, valid & repeats))
+        add("outside tandem repeats", q.tally(bnd, valid & ~repeats))
+        add("in an ORF ≥ 300 b", q.tally(bnd, valid & orf["coding"]))
+        add("outside ORFs", q.tally(bnd, valid & ~orf["coding"]))
         for strand in "+-":
             for ph in range(3):
-                add(f"{strand} ORF, codon position {ph + 1}", bnd, valid & (orf["phase"][strand] == ph))
+                add(f"{strand} ORF, codon position {ph + 1}", q.tally(bnd, valid & (orf["phase"][strand] == ph)))
             direction = 1 if strand == "+" else -1  # offsets along the ORF's own reading direction
             for s in orf["starts"][strand]:
                 pos = s + direction * np.arange(lo, hi)
                 ok = (pos > 0) & (pos < n)
                 profile[strand][0, ok] += bnd[pos[ok]]
                 profile[strand][1, ok] += 1
-        counts["ORF starts (+ / −)"] = [len(orf["starts"]["+"]), len(orf["starts"]["-"])]
+        add("ORF starts (+ / −)", [len(orf["starts"]["+"]), len(orf["starts"]["-"])])
     return {"counts": counts, "profile": {k: v.tolist() for k, v in profile.items()}, "offsets": [lo, hi],
             "bases": int(sum(len(r.data) for r in records))}
 
