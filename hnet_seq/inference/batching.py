@@ -279,7 +279,8 @@ class Runner:
         inputs = _to_device(torch.cat([it.inputs for it in items]), dev)
         if inputs.dtype in (torch.uint8, torch.int16, torch.int32):
             inputs = inputs.long()
-        packing = Packing(_to_device(torch.from_numpy(cu.astype(np.int32)), dev), int(lengths.max()))
+        packing = Packing(_to_device(torch.from_numpy(cu.astype(np.int32)), dev), int(lengths.max()),
+                          int(cu[-1]))  # total from the host: no read back from the device
         with self._capture() as store, im.autocast():
             x = im.model.embeddings(inputs)
             hidden, routing = im.model.backbone(x, packing)
