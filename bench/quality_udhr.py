@@ -261,7 +261,7 @@ def report(results: dict, out: Path) -> None:
              f"have ≥ {MIN_SPAN} held-out bytes. Curves: held-out bits per byte over all held-out spans together "
              "during training (a fixed sample of them where `data.eval_tokens` is smaller than the set); the "
              "per-script table scores each language's whole span on its own at the end.", "",
-             *q.model_table(results, "byte"), ""]
+             *q.model_table(results, "byte"), "", pooled_line(results), ""]
     if "hnet" in models and len(models) > 1:
         lines += ["Data and compute efficiency of the H-Net, read as for DNA (cosine schedule):", "",
                   *q.efficiency_table(results, "byte"), ""]
@@ -271,6 +271,19 @@ def report(results: dict, out: Path) -> None:
     write_section(docs / "results.md", f"udhr{suffix}", "\n".join(lines))
     write_section(docs / "results.md", f"text_chunks{suffix}", "\n".join(chunk_lines(results, groups)))
     print("\n".join(lines))
+
+
+def pooled_line(results: dict) -> str:
+    """Bits per byte over every held-out byte (each language's span scored on its own, then pooled):
+    the end-of-run counterpart of the curves' sample, weighted by bytes, not by language."""
+    langs = results["languages"]
+    cells = []
+    for m in results["models"]:
+        scored = [row for row in langs.values() if f"bits_{m}" in row]
+        total = sum(row["bytes"] for row in scored)
+        cells.append(f"{m} **{sum(row[f'bits_{m}'] * row['bytes'] for row in scored) / total:.4f}**")
+    return (f"All held-out spans pooled ({sum(r['bytes'] for r in langs.values()):,} bytes, each language scored "
+            f"on its own): bits per byte {', '.join(cells)}.")
 
 
 def chunk_lines(results: dict, groups: dict) -> list[str]:
