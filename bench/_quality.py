@@ -18,6 +18,7 @@ that share every section but ``model`` and ``objective``; this module
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -295,11 +296,30 @@ def plot_curves(results: dict, path: Path, unit: str, title: str) -> Path:
 # ---- command line ---------------------------------------------------------------------------------
 
 
-def add_scale_arguments(parser) -> None:
-    """``--scale`` and ``--device`` (its default follows the scale)."""
+def cli(doc: str, experiment: str, unit: str, models: list[str], default_models: str, data_dir: Path,
+        run, report) -> None:
+    """The command line shared by the experiment scripts: parse, then train (``run``) or reuse
+    ``results.json``, then ``report``.  ``unit`` names the training positions ("bases", "bytes")."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out-dir", type=Path, required=True,
+                        help=f"run directories and results.json go to OUT/{experiment}")
     parser.add_argument("--scale", choices=SCALES, default="gpu",
                         help="gpu: configs/quality/*.yaml as written; cpu: + configs/quality/cpu/*.yaml")
     parser.add_argument("--device", choices=["cuda", "cpu"], help="default: cuda at gpu scale, cpu at cpu scale")
+    parser.add_argument("--models", default=default_models, help=f"comma-separated subset of {','.join(models)}")
+    parser.add_argument("--tokens", type=int, help=f"training {unit} per model (default: the scale's "
+                        "train.steps × data.tokens_per_batch)")
+    parser.add_argument("--evals", type=int, default=8, help="held-out evaluations during training (plus step 0)")
+    parser.add_argument("--data-dir", type=Path, default=data_dir)
+    parser.add_argument("--smoke", action="store_true", help="tiny models, a few steps, CPU: tests the harness")
+    parser.add_argument("--report-only", action="store_true",
+                        help=f"rebuild plots and docs from OUT/{experiment}/results.json")
+    args = parser.parse_args()
+    args.models = args.models.split(",")
+    out = experiment_dir(args, experiment)
+    if args.smoke:
+        args.device, args.tokens, args.evals = "cpu", args.tokens or SMOKE_TOKENS, min(args.evals, 4)
+    report(load_results(out / "results.json") if args.report_only else run(args, out), out)
 
 
 def experiment_dir(args, experiment: str) -> Path:

@@ -29,7 +29,6 @@ at ``--scale cpu`` the folder, images and sections carry a ``_cpu`` suffix.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -269,23 +268,7 @@ def chunk_lines(results: dict, docs: Path, suffix: str) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out-dir", type=Path, required=True, help="run directories and results.json go to OUT/dna")
-    q.add_scale_arguments(parser)
-    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
-    parser.add_argument("--tokens", type=int, help="training bases per model (default: the scale's "
-                        "train.steps × data.tokens_per_batch)")
-    parser.add_argument("--evals", type=int, default=8, help="held-out evaluations during training (plus step 0)")
-    parser.add_argument("--data-dir", type=Path, default=q.SHARED_DATA / "dna")
-    parser.add_argument("--smoke", action="store_true", help="tiny models, a few steps, CPU: tests the harness")
-    parser.add_argument("--report-only", action="store_true", help="rebuild plots and docs from OUT/dna/results.json")
-    args = parser.parse_args()
-    args.models = args.models.split(",")
-    out = q.experiment_dir(args, "dna")
-    if args.smoke:
-        args.device, args.tokens, args.evals = "cpu", args.tokens or q.SMOKE_TOKENS, min(args.evals, 4)
-    results = q.load_results(out / "results.json") if args.report_only else run(args, out)
-    report(results, out)
+    q.cli(__doc__, "dna", "bases", MODELS, ",".join(MODELS), q.SHARED_DATA / "dna", run, report)
 
 
 if __name__ == "__main__":
