@@ -12,7 +12,7 @@ from hnet_seq.cli.main import command
 def chunks(
     inputs: list[Path] = typer.Argument(None, help="FASTA or text files (every record is shown); or use "
                                         "--sequence/--text, or --region with --reference.", show_default=False),
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory, or an official .pt "
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory (a training run directory means its latest checkpoint), or an official .pt "
                                     "(then --config)."),
     config: Path = typer.Option(None, "--config", help="JSON config of an official .pt checkpoint."),
     modality: str = typer.Option(None, "--modality", help="Override the checkpoint's modality."),

@@ -12,7 +12,7 @@ from hnet_seq.cli.main import command
 def embed(
     inputs: list[Path] = typer.Argument(None, help="FASTA, text/JSONL or audio files (directories are walked), "
                                         "or .tar shards. Omit with --bed.", show_default=False),
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory, or an official .pt "
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory (a training run directory means its latest checkpoint), or an official .pt "
                                     "(then --config)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output .parquet (streamed) or .npz (one row per sequence)."),
     config: Path = typer.Option(None, "--config", help="JSON config of an official .pt checkpoint."),

@@ -10,7 +10,7 @@ from hnet_seq.cli.main import command
 
 @command("generate")
 def generate(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory, or an official .pt "
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory (a training run directory means its latest checkpoint), or an official .pt "
                                     "(then --config)."),
     config: Path = typer.Option(None, "--config", help="JSON config of an official .pt (e.g. "
                                 "configs/hnet_2stage_L.json)."),

@@ -15,7 +15,7 @@ def info(
     config: Path = typer.Option(None, "--config", "-c", help="Model config: an official goombalab JSON "
                                 "(e.g. configs/hnet_2stage_XL.json), our JSON/YAML, or a run's config."),
     checkpoint: Path = typer.Option(None, "--checkpoint", help="A checkpoint directory written by "
-                                    "'hnet-seq train' (its config.json is used)."),
+                                    "'hnet-seq train', or its run directory (latest checkpoint); its config.json is used."),
     device: str = typer.Option("cuda" if __import__("torch").cuda.is_available() else "cpu",
                                help="Device whose kernel backends to report."),
 ) -> None:
@@ -27,13 +27,14 @@ def info(
 
       hnet-seq info --checkpoint runs/dna-tiny/checkpoints/latest
     """
+    from hnet_seq.checkpoint import resolve_checkpoint
     from hnet_seq.config import load_config
     from hnet_seq.errors import UserError
     from hnet_seq.summary import kernel_backends, summarize
 
     if (config is None) == (checkpoint is None):
         raise UserError("give exactly one of --config or --checkpoint")
-    path = config if config is not None else checkpoint / "config.json"
+    path = config if config is not None else resolve_checkpoint(checkpoint) / "config.json"
     cfg = load_config(path)
     stages, backbone, total = summarize(cfg)
     console = Console()

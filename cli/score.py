@@ -12,7 +12,7 @@ from hnet_seq.cli.main import command
 def score(
     inputs: list[Path] = typer.Argument(None, help="FASTA, text/JSONL or audio files, or .tar shards "
                                         "(omit with --bed).", show_default=False),
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory, or an official .pt "
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory (a training run directory means its latest checkpoint), or an official .pt "
                                     "(then --config)."),
     out: Path = typer.Option(None, "--out", "-o", help="Table .tsv or .parquet (default: TSV on stdout)."),
     per_position: Path = typer.Option(None, "--per-position", help="Also write per-position log-probabilities "

@@ -70,13 +70,27 @@ def save_checkpoint(directory: str | Path, model: HNetLM, modality: str, options
         atomic_write(directory / TRAIN_STATE, lambda tmp: torch.save(train_state, tmp))
 
 
+def resolve_checkpoint(path: str | Path) -> Path:
+    """``path`` itself, or, for a run directory of ``hnet-seq train``, its latest checkpoint."""
+    path = Path(path)
+    if path.is_dir() and not (path / WEIGHTS).exists() and (path / "checkpoints").is_dir():
+        from .train.checkpointing import latest_checkpoint  # train imports this module
+
+        latest = latest_checkpoint(path)
+        if latest is None:
+            raise UserError(f"{path}: run directory without a complete checkpoint yet")
+        return latest
+    return path
+
+
 def load_model(checkpoint: str | Path, config: str | Path | None = None, device="cpu",
                modality: str | None = None):
     """Load ``(model, adapter)`` from our checkpoint directory or an official ``.pt`` + JSON config.
 
-    Official checkpoints are byte-level language models; ``modality`` defaults to ``bytes``.
+    A run directory stands for its latest checkpoint.  Official checkpoints are byte-level
+    language models; ``modality`` defaults to ``bytes``.
     """
-    checkpoint = Path(checkpoint)
+    checkpoint = resolve_checkpoint(checkpoint)
     if not checkpoint.exists():
         raise UserError(f"{checkpoint}: no such checkpoint")
     if checkpoint.is_dir():
@@ -113,4 +127,4 @@ def load_model(checkpoint: str | Path, config: str | Path | None = None, device=
 
 
 def config_from_checkpoint(checkpoint: str | Path) -> HNetConfig:
-    return config_from_dict(json.loads((Path(checkpoint) / CONFIG).read_text()))
+    return config_from_dict(json.loads((resolve_checkpoint(checkpoint) / CONFIG).read_text()))

@@ -286,6 +286,13 @@ def test_checkpoint_files_info_and_plot(tmp_path):
     info = invoke("info", "--checkpoint", str(latest))
     assert info.exit_code == 0, info.output
     assert "1-stage H-Net" in info.output
+    from_run_dir = invoke("info", "--checkpoint", str(run))  # the run directory means its latest
+    assert from_run_dir.exit_code == 0, from_run_dir.output
+    assert "step_00000004" in from_run_dir.output and "1-stage H-Net" in from_run_dir.output
+    empty = tmp_path / "empty_run"
+    (empty / "checkpoints").mkdir(parents=True)
+    refused = invoke("info", "--checkpoint", str(empty))
+    assert refused.exit_code == 2 and "without a complete checkpoint" in refused.output
     plot = invoke("plot", str(run))
     assert plot.exit_code == 0, plot.output
     for name in ("loss", "heldout", "compression", "throughput"):
