@@ -48,6 +48,7 @@ from torch.overrides import TorchFunctionMode
 import hnet_seq
 from hnet_seq import HNetLM, Packing, kernels, load_config
 from hnet_seq.flops import peak_flops, training_flops
+from hnet_seq.nn.routing import stage_lengths
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _report import command_line, write_section  # noqa: E402
@@ -103,11 +104,6 @@ def time_steps(step, warmup: int, steps: int, device: torch.device):
         out = step()
     sync()
     return (time.perf_counter() - t0) / steps * 1e3, out
-
-
-def routed_lengths(routing, lengths: list[int]) -> list[list[int]]:
-    """Sequence lengths at every stage of one step (stage 0: ``lengths``), for FLOP counting."""
-    return [lengths] + [r.packing.select(r.boundary_mask).lengths.tolist() for r in routing]
 
 
 # ------------------------------------------------------------------------ counting syncs
@@ -310,7 +306,7 @@ def run(args) -> dict:
         out_dir.mkdir(parents=True, exist_ok=True)
     prof = profile_steps(step, args.profile_steps, out_dir, device)
 
-    per_stage = routed_lengths(out.routing, lengths)
+    per_stage = stage_lengths(packing, out.routing)
     flops = training_flops(cfg, per_stage)
     peak = peak_flops(torch.cuda.get_device_name()) if device.type == "cuda" else None
     summary = dict(

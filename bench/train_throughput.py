@@ -24,11 +24,12 @@ import torch
 from hnet_seq import HNetLM, Packing, load_config
 from hnet_seq.config import HNetConfig, config_from_dict
 from hnet_seq.flops import forward_flops, peak_flops, training_flops
+from hnet_seq.nn.routing import stage_lengths
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _report import write_section  # noqa: E402
 from _router import tune_router  # noqa: E402
-from profile_step import count_syncs, make_train_step, profile_steps, routed_lengths, time_steps  # noqa: E402
+from profile_step import count_syncs, make_train_step, profile_steps, time_steps  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,7 +54,7 @@ def hnet_configs(sizes: list[str]) -> dict[str, HNetConfig]:
     return out
 
 
-def stage_lengths(cfg: HNetConfig, lengths: list[int], ratios: list[float]) -> list[list[int]]:
+def target_stage_lengths(lengths: list[int], ratios: list[float]) -> list[list[int]]:
     out = [lengths]
     for r in ratios:
         out.append([max(1, round(n / r)) for n in out[-1]])
@@ -62,7 +63,7 @@ def stage_lengths(cfg: HNetConfig, lengths: list[int], ratios: list[float]) -> l
 
 def matched_baseline(kind: str, hnet: HNetConfig, seq_len: int) -> HNetConfig:
     """An isotropic stack at the H-Net's outer width with the closest forward FLOPs per byte."""
-    target = forward_flops(hnet, stage_lengths(hnet, [seq_len], hnet.target_compression))
+    target = forward_flops(hnet, target_stage_lengths([seq_len], hnet.target_compression))
     d = hnet.d_model[0]
     heads = hnet.attn_cfg.num_heads[0]
 
@@ -93,7 +94,7 @@ def measure(name: str, cfg: HNetConfig, args) -> dict:
     with count_syncs(torch.device("cuda")) as syncs:
         step()
     busy_ms = profile_steps(step, 1, None, torch.device("cuda"))["gpu_busy_ms_per_step"]
-    per_stage = routed_lengths(out.routing, lengths)
+    per_stage = stage_lengths(packing, out.routing)
     flops = training_flops(cfg, per_stage)
     peak = peak_flops(torch.cuda.get_device_name())
     row = dict(model=name, layout=str(cfg.arch_layout).replace("'", ""), params=sum(p.numel() for p in model.parameters()),

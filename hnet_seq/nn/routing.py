@@ -61,7 +61,13 @@ class RoutingOutput:
 
     def compression_ratio(self) -> float:
         """Input positions per chunk at this stage."""
-        return self.boundary_mask.numel() / max(int(self.boundary_mask.sum()), 1)
+        return self.boundary_mask.numel() / max(self.inner_packing.total, 1)
+
+
+def stage_lengths(packing: Packing, routing: list[RoutingOutput]) -> list[list[int]]:
+    """Sequence lengths at every stage of one forward pass (stage 0: ``packing``'s), outermost
+    first: what :mod:`hnet_seq.flops` counts FLOPs from."""
+    return [p.lengths.tolist() for p in (packing, *(r.inner_packing for r in routing))]
 
 
 @dataclass

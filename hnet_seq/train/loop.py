@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from ..model import HNetLM
+from ..nn.routing import stage_lengths
 from ..errors import UserError
 from ..flops import training_flops
 from . import checkpointing as ckpt
@@ -112,11 +113,6 @@ def _autocast(device: torch.device, precision: str):
     if precision == "bf16":
         return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext
-
-
-def _stage_lengths(routing, packing) -> list[list[int]]:
-    """Sequence lengths at every stage of one batch (for FLOP counting)."""
-    return [packing.lengths.tolist()] + [r.inner_packing.lengths.tolist() for r in routing]
 
 
 def _build_model(cfg, modality: str, options: dict, device: torch.device):
@@ -377,7 +373,7 @@ class _Trainer:
             self.step += 1
             if cfg.train.inject_nan_at_step == self.step:
                 nll = nll * float("nan")
-            flops = training_flops(self.model_cfg, _stage_lengths(out.routing, b.packing), head_out)
+            flops = training_flops(self.model_cfg, stage_lengths(b.packing, out.routing), head_out)
             obj = self.objective(nll, b.weights, out.routing, self.reduce, info.world_size,
                                  extra=[b.positions, flops])
             positions, flops = obj.extra
