@@ -5,13 +5,12 @@ from pathlib import Path
 
 import typer
 
-from hnet_seq.cli.main import command
+from hnet_seq.cli.main import CHECKPOINT_HELP, command
 
 
 @command("generate")
 def generate(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory (a training run directory means its latest checkpoint), or an official .pt "
-                                    "(then --config)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help=CHECKPOINT_HELP),
     config: Path = typer.Option(None, "--config", help="JSON config of an official .pt (e.g. "
                                 "configs/hnet_2stage_L.json)."),
     prompt: str = typer.Option(None, "--prompt", "-p", help="DNA bases, or text for a byte model "

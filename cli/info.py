@@ -15,7 +15,8 @@ def info(
     config: Path = typer.Option(None, "--config", "-c", help="Model config: an official goombalab JSON "
                                 "(e.g. configs/hnet_2stage_XL.json), our JSON/YAML, or a run's config."),
     checkpoint: Path = typer.Option(None, "--checkpoint", help="A checkpoint directory written by "
-                                    "'hnet-seq train', or its run directory (latest checkpoint); its config.json is used."),
+                                    "'hnet-seq train', or its run directory (its latest checkpoint); "
+                                    "its config.json is used."),
     device: str = typer.Option("cuda" if __import__("torch").cuda.is_available() else "cpu",
                                help="Device whose kernel backends to report."),
 ) -> None:

@@ -12,6 +12,10 @@ import typer
 
 from hnet_seq.errors import UserError
 
+# The --checkpoint help of every command that loads a model.
+CHECKPOINT_HELP = ("Checkpoint directory, or a training run directory (its latest checkpoint), or an "
+                   "official .pt (then --config).")
+
 app = typer.Typer(
     name="hnet-seq",
     help="H-Net (dynamic chunking) models for DNA, UTF-8 bytes and audio.\n\n"

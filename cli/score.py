@@ -5,15 +5,14 @@ from pathlib import Path
 
 import typer
 
-from hnet_seq.cli.main import command
+from hnet_seq.cli.main import CHECKPOINT_HELP, command
 
 
 @command("score")
 def score(
     inputs: list[Path] = typer.Argument(None, help="FASTA, text/JSONL or audio files, or .tar shards "
                                         "(omit with --bed).", show_default=False),
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory (a training run directory means its latest checkpoint), or an official .pt "
-                                    "(then --config)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help=CHECKPOINT_HELP),
     out: Path = typer.Option(None, "--out", "-o", help="Table .tsv or .parquet (default: TSV on stdout)."),
     per_position: Path = typer.Option(None, "--per-position", help="Also write per-position log-probabilities "
                                       "(nats) to this .parquet: seq_id, chrom, position, logprob."),

@@ -12,7 +12,8 @@ from hnet_seq.cli.main import command
 def score_variants(
     vcf: Path = typer.Option(..., "--vcf", help="Variants: .vcf, .vcf.gz or .bcf (read with pysam)."),
     reference: Path = typer.Option(..., "--reference", help="Reference FASTA (plain or bgzip; indexed on first use)."),
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="DNA checkpoint directory (a training run directory means its latest checkpoint)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="DNA checkpoint directory, or a training run "
+                                    "directory (its latest checkpoint)."),
     out: Path = typer.Option(None, "--out", "-o", help="Table .tsv or .parquet, one row per ALT allele "
                              "(default: TSV on stdout)."),
     vcf_out: Path = typer.Option(None, "--vcf-out", help="Annotated copy of the input (.vcf, .vcf.gz or .bcf): "

@@ -35,10 +35,10 @@ from pathlib import Path
 
 import torch
 
-from ..model import HNetLM
-from ..nn.routing import stage_lengths
 from ..errors import UserError
 from ..flops import training_flops
+from ..model import HNetLM
+from ..nn.routing import stage_lengths
 from . import checkpointing as ckpt
 from .config import RunConfig, save_run_config
 from .data import TrainData, check_paths, to_device
