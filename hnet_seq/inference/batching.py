@@ -313,12 +313,9 @@ class Runner:
         dev = v.device
         seq = _to_device(torch.from_numpy(seq0), dev)
         owned = _to_device(torch.from_numpy(owned0), dev)
-        for k in range(self.pool_level):  # the rows of level k+1 are the boundary rows of level k
-            mask = routing[k].boundary_mask
-            size = routing[k + 1].boundary_mask.shape[0] if k + 1 < len(routing) else v.shape[0]
-            row = torch.where(mask, torch.cumsum(mask, 0) - 1, size)  # non-boundaries → spare row
-            seq = torch.zeros(size + 1, device=dev, dtype=seq.dtype).index_put_((row,), seq)[:-1]
-            owned = torch.zeros(size + 1, device=dev, dtype=torch.bool).index_put_((row,), owned)[:-1]
+        for k in range(self.pool_level):  # the rows of level k+1 are the chunk starts of level k
+            starts = routing[k].chunk_starts  # already built (and cached) by the forward's chunking
+            seq, owned = seq.index_select(0, starts), owned.index_select(0, starts)
         ones = torch.ones_like(seq)
         into = torch.where(owned, seq, n_items)
         sums = torch.zeros(n_items + 1, v.shape[-1], device=dev).index_add_(0, into, v)[:n_items]
@@ -510,13 +507,7 @@ def barrier() -> None:
 
 def broadcast_ok(ok: bool) -> bool:
     """True only when every rank reports ``ok`` (so that all ranks fail together)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return ok
-    t = torch.tensor([0 if ok else 1], device="cuda" if dist.get_backend() == "nccl" else "cpu")
-    dist.all_reduce(t)
-    return int(t.item()) == 0
+    return all_sum([0 if ok else 1])[0] == 0
 
 
 def all_sum(values: list[float]) -> list[float]:
