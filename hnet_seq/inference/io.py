@@ -123,6 +123,29 @@ def output_format(path: str | Path, allowed: Sequence[str], flag: str = "--out")
     raise UserError(f"{flag} {path}: unsupported extension (use {', '.join('.' + a for a in allowed)})")
 
 
+def _float_vectors(t: pa.DataType, segments: list) -> pa.Array:
+    """A vector column (fixed-size or variable-length float32 lists) built from flat numpy
+    buffers; segments are 2-D arrays (one row per row) or sequences of vectors (or None)."""
+    rows = []  # 2-D float32 blocks, or None for a missing vector
+    for seg in segments:
+        if isinstance(seg, np.ndarray) and seg.ndim == 2:
+            rows.append(seg.astype(np.float32, copy=False))
+        else:
+            rows.extend(np.asarray(v, np.float32)[None] if v is not None else None for v in seg)
+    if pa.types.is_fixed_size_list(t):
+        return pa.FixedSizeListArray.from_arrays(_flat_float32(rows), t.list_size)
+    if any(r is None for r in rows):
+        return pa.array([None if r is None else r.reshape(-1).tolist() for r in rows], t)
+    lengths = np.array([r.shape[1] for r in rows for _ in range(r.shape[0])], np.int32)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), _flat_float32(rows))
+
+
+def _flat_float32(rows: list[np.ndarray]) -> pa.Array:
+    """The 2-D blocks ``rows`` end to end, as one flat float32 Arrow array."""
+    return pa.array(np.concatenate([r.reshape(-1) for r in rows]) if rows else np.zeros(0, np.float32), pa.float32())
+
+
 class TableWriter:
     """Stream rows (dicts of columns) to parquet or TSV; the file appears only on :meth:`close`.
 
@@ -186,25 +209,12 @@ class TableWriter:
         if self._buffered >= self.rows_per_batch:
             self.flush()
 
-    def _array(self, field: pa.Field, segments: list) -> pa.Array:
+    @staticmethod
+    def _array(field: pa.Field, segments: list) -> pa.Array:
+        """One column's buffered segments (sequences or numpy arrays) as an Arrow array."""
         t = field.type
-        if pa.types.is_list(t) or pa.types.is_fixed_size_list(t):
-            if pa.types.is_fixed_size_list(t) or pa.types.is_floating(t.value_type):
-                rows = []
-                for seg in segments:
-                    if isinstance(seg, np.ndarray) and seg.ndim == 2:
-                        rows.append(seg.astype(np.float32, copy=False))
-                    else:
-                        rows.extend(np.asarray(v, np.float32)[None] if v is not None else None for v in seg)
-                if pa.types.is_fixed_size_list(t):
-                    flat = np.concatenate([r.reshape(-1) for r in rows]) if rows else np.zeros(0, np.float32)
-                    return pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), t.list_size)
-                if any(r is None for r in rows):
-                    return pa.array([None if r is None else r.reshape(-1).tolist() for r in rows], t)
-                lengths = np.array([r.shape[1] for r in rows for _ in range(r.shape[0])], np.int32)
-                offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-                flat = np.concatenate([r.reshape(-1) for r in rows]) if rows else np.zeros(0, np.float32)
-                return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(flat, pa.float32()))
+        if pa.types.is_fixed_size_list(t) or (pa.types.is_list(t) and pa.types.is_floating(t.value_type)):
+            return _float_vectors(t, segments)
         if all(isinstance(seg, np.ndarray) and seg.ndim == 1 for seg in segments):
             return pa.array(np.concatenate(segments), t)
         values = []
