@@ -123,12 +123,9 @@ def load_configs(prefix: str, names: list[str], *, scale: str, tokens: int | Non
 
 def flops_per_unit(model_cfg, seq_len: int, ratios: list[float]) -> float:
     """Training FLOPs per input position of one ``seq_len`` window at the given compression per stage."""
-    from hnet_seq.flops import training_flops
+    from hnet_seq.flops import lengths_at_compression, training_flops
 
-    lengths = [[seq_len]]
-    for r in ratios:
-        lengths.append([max(1, round(lengths[-1][0] / r))])
-    return training_flops(model_cfg, lengths) / seq_len
+    return training_flops(model_cfg, lengths_at_compression([seq_len], ratios)) / seq_len
 
 
 def flop_match(cfgs: dict, hnet: str = "hnet") -> dict:

@@ -23,7 +23,7 @@ import torch
 
 from hnet_seq import HNetLM, Packing, load_config
 from hnet_seq.config import HNetConfig, config_from_dict
-from hnet_seq.flops import forward_flops, peak_flops, training_flops
+from hnet_seq.flops import forward_flops, lengths_at_compression, peak_flops, training_flops
 from hnet_seq.nn.routing import stage_lengths
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -54,16 +54,9 @@ def hnet_configs(sizes: list[str]) -> dict[str, HNetConfig]:
     return out
 
 
-def target_stage_lengths(lengths: list[int], ratios: list[float]) -> list[list[int]]:
-    out = [lengths]
-    for r in ratios:
-        out.append([max(1, round(n / r)) for n in out[-1]])
-    return out
-
-
 def matched_baseline(kind: str, hnet: HNetConfig, seq_len: int) -> HNetConfig:
     """An isotropic stack at the H-Net's outer width with the closest forward FLOPs per byte."""
-    target = forward_flops(hnet, target_stage_lengths([seq_len], hnet.target_compression))
+    target = forward_flops(hnet, lengths_at_compression([seq_len], hnet.target_compression))
     d = hnet.d_model[0]
     heads = hnet.attn_cfg.num_heads[0]
 

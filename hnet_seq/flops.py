@@ -60,6 +60,15 @@ def stack_flops_per_token(layout: str, cfg: HNetConfig, stage: int, lengths: Seq
     return sum(layer_flops_per_token(kind, cfg, stage, keys) for kind in parse_layout(layout))
 
 
+def lengths_at_compression(lengths: Sequence[int], ratios: Sequence[float]) -> list[list[int]]:
+    """Per-stage sequence lengths if every chunking stage met its compression ratio exactly:
+    ``lengths`` at stage 0, then each stage's divided by its ratio (at least 1 position)."""
+    out = [list(lengths)]
+    for r in ratios:
+        out.append([max(1, round(n / r)) for n in out[-1]])
+    return out
+
+
 def forward_flops(cfg: HNetConfig, stage_lengths: Sequence[Sequence[int]], head_dim_out: int | None = None) -> float:
     """Forward FLOPs of a packed batch; ``stage_lengths[s]`` are the sequence lengths at stage ``s``."""
     total = 0.0

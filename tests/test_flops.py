@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from hnet_seq import load_config
-from hnet_seq.flops import forward_flops, mean_keys_per_query, training_flops
+from hnet_seq.flops import forward_flops, lengths_at_compression, mean_keys_per_query, training_flops
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -29,3 +29,9 @@ def test_inner_stage_flops_scale_with_its_length():
     # the main network (T22 at d=1536) dominates: doubling its tokens nearly doubles the cost
     assert 1.6 < long / short < 2.0
     assert training_flops(cfg, [outer, [1365]]) == pytest.approx(3 * forward_flops(cfg, [outer, [1365]]))
+
+
+def test_lengths_at_compression_divides_stage_by_stage():
+    assert lengths_at_compression([1000, 7], [3, 3]) == [[1000, 7], [333, 2], [111, 1]]
+    assert lengths_at_compression([5], [6.0]) == [[5], [1]]  # never below one position
+    assert lengths_at_compression([64], []) == [[64]]
