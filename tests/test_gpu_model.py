@@ -68,10 +68,12 @@ def test_fast_equals_reference_for_2stage_model_fp32(tiny_2stage):
 def test_fast_equals_reference_for_2stage_model_bf16(tiny_2stage):
     """bf16 autocast, forward and backward.
 
-    Two bf16 computations that sum in different orders differ by bf16 round-off, which a single
-    small gradient entry can amplify; so each tensor (logits, every gradient) is held to a
-    norm-wise relative error of 1e-2 against the bf16 reference, and, element-wise, the fast
-    path may not stray from the fp32 reference more than twice as far as the bf16 reference does.
+    Two bf16 computations that sum in different orders differ by bf16 round-off.  Each tensor
+    (logits, every gradient) is held, norm-wise, to 1e-2 of the bf16 reference, or to half of
+    the bf16 reference's own distance from fp32 where that is larger: the per-head Mamba-2
+    parameters (dt_bias, A_log, D) get sums over every position, and on the H100 both bf16
+    paths put them 4-9% from fp32 while differing from each other by 1-2%.  Element-wise, the
+    fast path may not stray from fp32 more than twice as far as the bf16 reference does.
     """
     exact, _ = run(*tiny_2stage, "reference", autocast=False)
     ref, ref_masks = run(*tiny_2stage, "reference", autocast=True)
@@ -81,12 +83,15 @@ def test_fast_equals_reference_for_2stage_model_bf16(tiny_2stage):
                   max_grad_norm_err=worst(norm_err, fast, ref),
                   logits_rel_err=rel_err(fast["logits"], ref["logits"]),
                   max_grad_rel_err=worst(rel_err, fast, ref))
+    over = {n: f"{norm_err(fast[n], ref[n]):.1e} > {1e-2:g} and > {norm_err(ref[n], exact[n]):.1e} / 2"
+            for n in ref if ref[n].abs().max() > 0
+            and norm_err(fast[n], ref[n]) > max(1e-2, norm_err(ref[n], exact[n]) / 2)}
     ratios = {n: rel_err(fast[n], exact[n]) / max(rel_err(ref[n], exact[n]), 1e-3)
               for n in exact if exact[n].abs().max() > 0}
     errors["worst_fast_over_ref_error_vs_fp32"] = max(ratios.values())
     _record(autocast=True, **errors)
     assert flips == 0
-    assert errors["max_grad_norm_err"] <= 1e-2, errors
+    assert not over, (over, errors)
     assert errors["worst_fast_over_ref_error_vs_fp32"] <= 2.0, errors
 
 

@@ -23,16 +23,19 @@ KERNELS_DIR = Path(kernels.__file__).resolve().parent
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+def rel_err(a: torch.Tensor, b: torch.Tensor, scale: float | None = None) -> float:
+    """``max|a - b| / scale``, the scale being ``max|b|`` unless given."""
     a, b = a.detach().float(), b.detach().float()
-    scale = b.abs().max().item()
+    scale = b.abs().max().item() if scale is None else scale
     diff = (a - b).abs().max().item()
     return diff / scale if scale > 0 else diff
 
 
-def assert_close_all(got: dict, want: dict, tol: float) -> None:
-    """Every tensor of ``got`` within ``tol`` relative error of ``want``; reports all of them."""
-    errs = {name: rel_err(got[name], want[name]) for name in want}
+def assert_close_all(got: dict, want: dict, tol: float, scales: dict | None = None) -> None:
+    """Every tensor of ``got`` within ``tol`` relative error of ``want``; reports all of them.
+    ``scales`` replaces ``max|want|`` as the denominator for the names it lists."""
+    scales = scales or {}
+    errs = {name: rel_err(got[name], want[name], scales.get(name)) for name in want}
     bad = {name: f"{e:.2e}" for name, e in errs.items() if not e <= tol}
     assert not bad, f"relative error over {tol:g}: {bad} (all: { {n: f'{e:.1e}' for n, e in errs.items()} })"
 
@@ -438,7 +441,17 @@ def test_ssd_fast_matches_reference(dtype, variant, final_state):
     if final_state:
         assert out_f[1].dtype == torch.float32
     cot = tuple(torch.randn_like(o) for o in (out_r if final_state else (out_r,)))
-    assert_close_all(grads(out_f, leaves, cot), grads(out_r, leaves, cot), GPU_TOL["ssd", dtype])
+    want = grads(out_r, leaves, cot)
+    scales = {}
+    if variant == "mamba2":
+        # dt_bias and D get sums over all 600 positions of terms of both signs, so the sum can be
+        # far smaller than its terms, and round-off in the terms is relative to the terms: the
+        # error of a sum is bounded by (relative error) x (sum of |terms|), which is the scale
+        # here.  (bf16 inputs: mamba-ssm keeps chunk states in bf16, and its ddt_bias reached
+        # 1.7e-2 of max|ddt_bias| on the H100 while 3e-3 of the terms' magnitude.)
+        scales["ddt_bias"] = want["ddt"].float().abs().sum((0, 1)).max().item()
+        scales["dD"] = (x.float() * cot[0].float()).abs().sum((0, 1, 3)).max().item()
+    assert_close_all(grads(out_f, leaves, cot), want, GPU_TOL["ssd", dtype], scales)
 
 
 @pytest.mark.gpu
