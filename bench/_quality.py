@@ -311,12 +311,42 @@ def cli(doc: str, experiment: str, unit: str, models: list[str], default_models:
     parser.add_argument("--smoke", action="store_true", help="tiny models, a few steps, CPU: tests the harness")
     parser.add_argument("--report-only", action="store_true",
                         help=f"rebuild plots and docs from OUT/{experiment}/results.json")
+    parser.add_argument("--merge-from", type=Path, nargs="+", metavar="OUT",
+                        help="merge the results of runs made concurrently with separate --out-dir and "
+                             "--models (one process per model), write OUT/.../results.json, then report")
     args = parser.parse_args()
     args.models = args.models.split(",")
     out = experiment_dir(args, experiment)
     if args.smoke:
         args.device, args.tokens, args.evals = "cpu", args.tokens or SMOKE_TOKENS, min(args.evals, 4)
-    report(load_results(out / "results.json") if args.report_only else run(args, out), out)
+    if args.merge_from:
+        parts = [load_results(experiment_dir(argparse.Namespace(**{**vars(args), "out_dir": d}), experiment)
+                              / "results.json") for d in args.merge_from]
+        results = merge_results(parts)
+        results["commands"].append(command_line())
+        save_results(results | {"_wall_before": results["wall_s"]}, out / "results.json", time.perf_counter())
+    else:
+        results = load_results(out / "results.json") if args.report_only else run(args, out)
+    report(results, out)
+
+
+def merge_results(parts: list[dict]) -> dict:
+    """One ``results.json`` from runs of disjoint model sets that ran at the same time: nested
+    dicts merge (models, per-language rows), commands are concatenated, the wall time is the
+    longest run's and the start the earliest."""
+    def merge(a, b):
+        if isinstance(a, dict) and isinstance(b, dict):
+            return {k: merge(a[k], b[k]) if k in a and k in b else a.get(k, b.get(k)) for k in {**a, **b}}
+        return a
+
+    merged = parts[0]
+    for part in parts[1:]:
+        if (part["experiment"], part["scale"], part["smoke"]) != (merged["experiment"], merged["scale"], merged["smoke"]):
+            raise SystemExit("--merge-from: the runs are of different experiments or scales")
+        merged = merge(merged, part) | {"commands": merged["commands"] + part["commands"],
+                                        "wall_s": max(merged["wall_s"], part["wall_s"]),
+                                        "started": min(merged["started"], part["started"])}
+    return merged
 
 
 def experiment_dir(args, experiment: str) -> Path:

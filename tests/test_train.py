@@ -363,3 +363,24 @@ def test_eval_sample_spread_takes_batches_over_the_whole_heldout_set(tmp_path):
     assert [b["spans"][0][0] for b in two.eval_batches] == [starts[0], starts[-1]]
     with pytest.raises(ConfigError, match="data.eval_sample"):
         load_run_config(str(path), ["data.eval_sample=random"])
+
+
+def test_quality_results_of_concurrent_runs_merge(monkeypatch):
+    """``bench/_quality.py --merge-from``: runs of disjoint models made at the same time join into
+    one results.json (models and per-language rows merged, the longest wall time, the first start)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+    from _quality import merge_results
+
+    def part(model, bits, wall, started, scale="gpu"):
+        return {"experiment": "udhr", "scale": scale, "smoke": False, "commands": [f"run {model}"],
+                "wall_s": wall, "started": started, "device": "H100", "models": {model: {"params": 1}},
+                "languages": {"eng": {"script": "LATIN", f"bits_{model}": bits}}}
+
+    merged = merge_results([part("hnet", 2.0, 300.0, "2026-11-23 14:23:25"),
+                            part("mamba2", 1.9, 250.0, "2026-11-23 14:23:24")])
+    assert list(merged["models"]) == ["hnet", "mamba2"]
+    assert merged["languages"]["eng"] == {"script": "LATIN", "bits_hnet": 2.0, "bits_mamba2": 1.9}
+    assert merged["commands"] == ["run hnet", "run mamba2"]
+    assert (merged["wall_s"], merged["started"]) == (300.0, "2026-11-23 14:23:24")
+    with pytest.raises(SystemExit, match="different experiments or scales"):
+        merge_results([part("hnet", 2.0, 1.0, "x"), part("mamba2", 1.9, 1.0, "x", scale="cpu")])
