@@ -2,6 +2,8 @@
 
     python bench/quality_udhr.py --out-dir runs/quality                     # one H100, see docs/results.md
     python bench/quality_udhr.py --report-only --out-dir runs/quality       # plots + docs from results.json
+    for m in hnet mamba2 transformer; do python bench/quality_udhr.py --models $m --out-dir runs/q/$m & done; wait
+    python bench/quality_udhr.py --out-dir runs/quality --merge-from runs/q/hnet runs/q/mamba2 runs/q/transformer
     nice python bench/quality_udhr.py --scale cpu --out-dir runs/quality    # 2-core CPU, about 25 min
     python bench/quality_udhr.py --smoke --out-dir /tmp/quality-smoke       # CPU, tiny models, < 1 min
 
