@@ -324,7 +324,7 @@ def cli(doc: str, experiment: str, unit: str, models: list[str], default_models:
                               / "results.json") for d in args.merge_from]
         results = merge_results(parts)
         results["commands"].append(command_line())
-        save_results(results | {"_wall_before": results["wall_s"]}, out / "results.json", time.perf_counter())
+        write_results(results, out / "results.json")
     else:
         results = load_results(out / "results.json") if args.report_only else run(args, out)
     report(results, out)
@@ -396,6 +396,10 @@ def start_results(path: Path, experiment: str, args) -> dict:
 def save_results(results: dict, path: Path, t0: float) -> Path:
     """Write ``results`` (atomically), with this call's time since ``t0`` added to ``wall_s``."""
     results["wall_s"] = results["_wall_before"] + time.perf_counter() - t0
+    return write_results(results, path)
+
+
+def write_results(results: dict, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(results, indent=1) + "\n")
