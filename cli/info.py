@@ -17,8 +17,8 @@ def info(
     checkpoint: Path = typer.Option(None, "--checkpoint", help="A checkpoint directory written by "
                                     "'hnet-seq train', or its run directory (its latest checkpoint); "
                                     "its config.json is used."),
-    device: str = typer.Option("cuda" if __import__("torch").cuda.is_available() else "cpu",
-                               help="Device whose kernel backends to report."),
+    device: str = typer.Option(None, help="Device whose kernel backends to report (default: cuda if "
+                               "available, else cpu)."),
 ) -> None:
     """Print the hierarchy, parameters per stage and kernel backends, without allocating weights.
 
@@ -35,6 +35,10 @@ def info(
 
     if (config is None) == (checkpoint is None):
         raise UserError("give exactly one of --config or --checkpoint")
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     path = config if config is not None else resolve_checkpoint(checkpoint) / "config.json"
     cfg = load_config(path)
     stages, backbone, total = summarize(cfg)

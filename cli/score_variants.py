@@ -20,8 +20,8 @@ def score_variants(
                                  "INFO HNET_SCORE, HNET_SITE_LLR, HNET_FLAGS; every record kept, in order."),
     config: Path = typer.Option(None, "--config", help="Config override (rarely needed)."),
     window: int = typer.Option(8192, "--window", help="Genomic span scored around each variant (bp)."),
-    rc_average: bool = typer.Option(False, "--rc-average", help="Score both strands and average."),
-    strict: bool = typer.Option(False, "--strict", help="A REF that does not match the reference is fatal "
+    rc_average: bool = typer.Option(False, "--rc-average/--no-rc-average", help="Score both strands and average."),
+    strict: bool = typer.Option(False, "--strict/--no-strict", help="A REF that does not match the reference is fatal "
                                 "(default: reported and skipped)."),
     windows_fasta: Path = typer.Option(None, "--windows-fasta", help="Write every scored allele's ref and alt "
                                        "windows as FASTA (to check or rescore them with 'hnet-seq score')."),
