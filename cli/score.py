@@ -41,12 +41,17 @@ def score(
       hnet-seq score udhr/*.txt --checkpoint hnet_2stage_L.pt --config configs/hnet_2stage_L.json -o bpb.tsv
 
       hnet-seq score region.fa --checkpoint CK --per-position lp.parquet
+
+      torchrun --nproc-per-node 4 -m hnet_seq.cli score chr20.fa --checkpoint CK -o chr20.tsv
     """
+    from hnet_seq.inference.batching import dist_info
     from hnet_seq.inference.score import score as run
 
     s = run(checkpoint, inputs or [], out, config=config, modality=modality, bed=bed, reference=reference,
             per_position=per_position, window=window, overlap=overlap, batch_tokens=batch_tokens, device=device,
             precision=precision, progress=not quiet, keep_scores=out is None)
+    if not dist_info().is_main:  # rank 0 merged the ranks' results and reports them
+        return
     if out is None:
         typer.echo("seq_id\tlength\tunits_scored\tlog_likelihood\tbits_per_unit")
         for sc in s.scores:

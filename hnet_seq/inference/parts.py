@@ -1,9 +1,11 @@
 """Multi-process (torchrun) outputs: every rank writes a part, rank 0 merges them in input order.
 
-Rank ``r`` of ``W`` processes the records ``i`` with ``i % W == r`` and writes its rows with an
-extra ``_record`` column (the input index ``i``).  Parts are sorted by ``_record``, so rank 0
-merges them with a streaming k-way merge (a few row batches in memory at a time) and writes
-the final file without the ``_record`` column.
+Every rank writes its rows with an extra ``_record`` column, a key that increases in input
+order: the record index ``i`` when rank ``r`` of ``W`` processes the records ``i % W == r``
+(embed, score-variants), or the tile number when the ranks share the tiles (score, so that one
+long contig keeps every GPU busy).  Parts are sorted by ``_record``, so rank 0 merges them with
+a streaming k-way merge (a few row batches in memory at a time) and writes the final file
+without the ``_record`` column.
 """
 from __future__ import annotations
 
@@ -57,8 +59,9 @@ def _groups(path: Path) -> Iterator[tuple[int, pa.Table]]:
             start = end
 
 
-def merge_parts(parts: list[Path], out: TableWriter) -> int:
-    """Stream-merge part files (each sorted by ``_record``) into ``out``; returns rows written."""
+def merged_groups(parts: list[Path]) -> Iterator[tuple[int, pa.Table]]:
+    """``(key, rows)`` of every part file (each sorted by ``_record``) in key order; equal keys
+    come one part after another, in the order of ``parts``."""
     iters = [_groups(p) for p in parts if p.exists()]
     heap = []
     for k, it in enumerate(iters):
@@ -66,9 +69,18 @@ def merge_parts(parts: list[Path], out: TableWriter) -> int:
         if first is not None:
             heap.append((first[0], k, first[1]))
     heapq.heapify(heap)
-    rows = 0
     while heap:
         rec, k, table = heapq.heappop(heap)
+        yield rec, table
+        nxt = next(iters[k], None)
+        if nxt is not None:
+            heapq.heappush(heap, (nxt[0], k, nxt[1]))
+
+
+def merge_parts(parts: list[Path], out: TableWriter) -> int:
+    """Stream-merge part files (each sorted by ``_record``) into ``out``; returns rows written."""
+    rows = 0
+    for _, table in merged_groups(parts):
         cols = {}
         for name in out.schema.names:
             col = table.column(name)
@@ -86,9 +98,6 @@ def merge_parts(parts: list[Path], out: TableWriter) -> int:
                 cols[name] = col.to_pylist()
         out.write_columns(cols)
         rows += table.num_rows
-        nxt = next(iters[k], None)
-        if nxt is not None:
-            heapq.heappush(heap, (nxt[0], k, nxt[1]))
     return rows
 
 
@@ -96,4 +105,4 @@ def with_record_column(schema: pa.Schema) -> pa.Schema:
     return schema.append(pa.field(RECORD, pa.int64()))
 
 
-__all__ = ["RECORD", "merge_parts", "part_path", "with_record_column"]
+__all__ = ["RECORD", "merge_parts", "merged_groups", "part_path", "with_record_column"]

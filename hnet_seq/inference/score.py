@@ -10,9 +10,14 @@ the bases/bytes/samples they cover, and ``bits_per_unit = -log_likelihood / (uni
 Inputs longer than ``window`` are tiled (see :mod:`.batching`): each position is scored once,
 by the tile that gives it at least ``overlap`` positions of left context.  With ``overlap=0``
 the first position of every tile after the first is not scored.
+
+Under torchrun the ranks share the tiles (tile ``k`` of the whole input, counted across
+records, goes to rank ``k % W``), so one long contig keeps every GPU busy; every rank writes
+partial sums per record to a part file and rank 0 adds them up in input order (:mod:`.parts`).
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -24,9 +29,11 @@ import pyarrow as pa
 
 from hnet_seq.errors import UserError
 
-from .batching import (InferenceModel, Runner, WorkItem, batches_by_budget, default_batch_tokens, load,
-                       default_overlap, plan_tiles, record_inputs, tiling_description)
+from .batching import (InferenceModel, Runner, WorkItem, barrier, batches_by_budget, broadcast_ok,
+                       default_batch_tokens, default_overlap, dist_info, init_distributed, load, plan_tiles,
+                       record_inputs, tiling_description)
 from .io import Outputs, TableWriter, check_output_path, iter_records, output_format, progress_bar
+from .parts import RECORD, merge_parts, merged_groups, part_path, with_record_column
 
 LN2 = math.log(2.0)
 
@@ -49,6 +56,10 @@ class SequenceScore:
         return {"seq_id": self.seq_id, "chrom": self.chrom, "start": self.start, "end": self.end,
                 "length": self.length, "units_scored": self.units_scored,
                 "log_likelihood": self.log_likelihood, "bits_per_unit": self.bits_per_unit}
+
+
+# What the ranks' partial rows of one record add up to (the other columns are the record's own).
+SUMMED = ("units_scored", "log_likelihood")
 
 
 @dataclass
@@ -88,6 +99,8 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
     """
     overlap = default_overlap(window, overlap)
     plan_tiles(1, window, overlap)  # check --window/--overlap before any work
+    if dist_info().world > 1 and out is None:
+        raise UserError("under torchrun, give --out (rank 0 merges the ranks' results into it)")
     if out is not None:
         out = check_output_path(out)
         fmt = output_format(out, ("tsv", "parquet"))
@@ -97,6 +110,8 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
     im = load(checkpoint, config, device=device, modality=modality, precision=precision)
     adapter = im.adapter
     runner = Runner(im, scores=True)
+    dist = init_distributed(im.device)
+    multi = dist.world > 1
     budget = batch_tokens or default_batch_tokens(im.device)
     meta = {"kind": "scores", "checkpoint": im.checkpoint, "modality": adapter.name, "window": window,
             "overlap": overlap, "tiling": tiling_description(window, overlap), "units": adapter.unit_name,
@@ -106,48 +121,97 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
         records = iter_records(adapter, inputs, bed=bed, reference=reference)
     scale = getattr(adapter, "units_per_position", 1) or 1
     t0 = time.perf_counter()
+    done = False
     with Outputs() as outs:
-        table = outs.add(TableWriter(out, SCORE_SCHEMA, meta, fmt)) if out is not None else None
-        pos_w = outs.add(TableWriter(per_position, POSITION_SCHEMA, meta, "parquet", rows_per_batch=262144)) \
-            if per_position is not None else None
-        pending: list[list] = []  # [SequenceScore, tiles remaining, cmap]
+        try:
+            table = pos_w = None
+            if out is not None:
+                table = outs.add(TableWriter(part_path(out, dist.rank), with_record_column(SCORE_SCHEMA), meta,
+                                             "parquet") if multi else TableWriter(out, SCORE_SCHEMA, meta, fmt))
+            if per_position is not None:
+                pos_w = outs.add(TableWriter(part_path(per_position, dist.rank) if multi else per_position,
+                                             with_record_column(POSITION_SCHEMA) if multi else POSITION_SCHEMA,
+                                             meta, "parquet", rows_per_batch=262144))
+            pending: list[list] = []  # [SequenceScore, tiles remaining, cmap, record index]
+            tile_numbers = itertools.count()  # over all records: tile k is rank k % world's
 
-        def items():
-            for record in records:
-                x, y, cmap = record_inputs(adapter, record, scoring=True)
-                if x.shape[0] == 0:
-                    raise UserError(f"record '{record.id}' is empty")
-                m = record.meta or {}
-                sc = SequenceScore(record.id, m.get("contig", record.id), int(cmap(0)), int(cmap(x.shape[0])),
-                                   len(record))
-                tiles = plan_tiles(int(x.shape[0]), window, overlap)
-                entry = [sc, len(tiles), cmap]
-                pending.append(entry)
-                for t in tiles:
-                    yield WorkItem(x[t.start:t.end], t.own_start - t.start, y[t.start:t.end], (entry, t))
+            def items():
+                for index, record in enumerate(records):
+                    x, y, cmap = record_inputs(adapter, record, scoring=True)
+                    if x.shape[0] == 0:
+                        raise UserError(f"record '{record.id}' is empty")
+                    tiles = [(k, t) for k, t in zip(tile_numbers, plan_tiles(int(x.shape[0]), window, overlap))
+                             if k % dist.world == dist.rank]
+                    if not tiles:
+                        continue
+                    m = record.meta or {}
+                    sc = SequenceScore(record.id, m.get("contig", record.id), int(cmap(0)), int(cmap(x.shape[0])),
+                                       len(record))
+                    entry = [sc, len(tiles), cmap, index]
+                    pending.append(entry)
+                    for k, t in tiles:
+                        yield WorkItem(x[t.start:t.end], t.own_start - t.start, y[t.start:t.end], (entry, t, k))
 
-        with progress_bar(progress, "score", unit=adapter.unit_name + "s") as bar:
-            for group, results in runner.stream(batches_by_budget(items(), budget)):
-                for res, item in zip(results, group):
-                    entry, tile = item.tag
-                    sc, cmap = entry[0], entry[2]
-                    nll = res.nll
-                    ok = ~np.isnan(nll)
-                    sc.log_likelihood -= float(nll[ok].astype(np.float64).sum())
-                    sc.units_scored += int(ok.sum()) * scale
-                    entry[1] -= 1
-                    if pos_w is not None and ok.any():
-                        p = np.arange(tile.own_start, tile.end)[ok]
-                        k = len(p)
-                        pos_w.write_columns({"seq_id": [sc.seq_id] * k, "chrom": [sc.chrom] * k,
-                                             "position": cmap(p), "logprob": (-nll[ok]).astype(np.float32)})
-                bar.advance(sum(len(it) - it.own_start for it in group))
-                while pending and pending[0][1] == 0:
-                    sc = pending.pop(0)[0]
-                    summary.positions += sc.length
-                    if table is not None:
-                        table.write_row(**sc.row())
-                    if keep_scores:
-                        summary.scores.append(sc)
+            with progress_bar(progress and dist.is_main, "score", unit=adapter.unit_name + "s") as bar:
+                for group, results in runner.stream(batches_by_budget(items(), budget)):
+                    for res, item in zip(results, group):
+                        entry, tile, number = item.tag
+                        sc, cmap = entry[0], entry[2]
+                        nll = res.nll
+                        ok = ~np.isnan(nll)
+                        sc.log_likelihood -= float(nll[ok].astype(np.float64).sum())
+                        sc.units_scored += int(ok.sum()) * scale
+                        entry[1] -= 1
+                        if pos_w is not None and ok.any():
+                            p = np.arange(tile.own_start, tile.end)[ok]
+                            k = len(p)
+                            cols = {"seq_id": [sc.seq_id] * k, "chrom": [sc.chrom] * k,
+                                    "position": cmap(p), "logprob": (-nll[ok]).astype(np.float32)}
+                            if multi:
+                                cols[RECORD] = np.full(k, number, np.int64)
+                            pos_w.write_columns(cols)
+                    bar.advance(sum(len(it) - it.own_start for it in group))
+                    while pending and pending[0][1] == 0:
+                        sc, _, _, index = pending.pop(0)
+                        summary.positions += sc.length
+                        if table is not None:
+                            table.write_row(**sc.row(), **({RECORD: index} if multi else {}))
+                        if keep_scores and not multi:
+                            summary.scores.append(sc)
+            done = True
+        finally:
+            done = broadcast_ok(done)
+        if not done:
+            raise UserError("scoring failed on another rank; no output written")
+    if multi:
+        barrier()
+        if dist.is_main:
+            _merge_ranks(summary, fmt, dist.world, keep_scores)
+        barrier()
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _merge_ranks(summary: ScoreSummary, fmt: str, world: int, keep_scores: bool) -> None:
+    """Rank 0: add up every record's partial rows over the ranks, in input order, and join the
+    per-position parts; the parts are removed."""
+    out, per_position, meta = summary.out, summary.per_position, summary.metadata
+    parts = [part_path(out, r) for r in range(world)]
+    pos_parts = [part_path(per_position, r) for r in range(world)] if per_position is not None else []
+    summary.positions = 0
+    with Outputs() as outs:
+        table = outs.add(TableWriter(out, SCORE_SCHEMA, meta, fmt))
+        for _, groups in itertools.groupby(merged_groups(parts), key=lambda g: g[0]):
+            rows = [r for _, t in groups for r in t.to_pylist()]
+            sc = SequenceScore(*(rows[0][c] for c in ("seq_id", "chrom", "start", "end", "length")))
+            for c in SUMMED:
+                setattr(sc, c, sum(r[c] for r in rows))
+            table.write_row(**sc.row())
+            summary.positions += sc.length
+            if keep_scores:
+                summary.scores.append(sc)
+        if per_position is not None:
+            merge_parts(pos_parts, outs.add(TableWriter(per_position, POSITION_SCHEMA, meta, "parquet",
+                                                        rows_per_batch=262144)))
+    for p in parts + pos_parts:
+        p.unlink(missing_ok=True)
