@@ -32,7 +32,7 @@ from hnet_seq.errors import UserError
 from .batching import (InferenceModel, Runner, WorkItem, barrier, batches_by_budget, broadcast_ok,
                        default_batch_tokens, default_overlap, dist_info, init_distributed, load, plan_tiles,
                        record_inputs, tiling_description)
-from .io import Outputs, TableWriter, check_output_path, iter_records, output_format, progress_bar
+from .io import Outputs, TableWriter, check_output_path, input_total, iter_records, output_format, progress_bar
 from .parts import RECORD, merge_parts, merged_groups, part_path, with_record_column
 
 LN2 = math.log(2.0)
@@ -117,8 +117,10 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
             "overlap": overlap, "tiling": tiling_description(window, overlap), "units": adapter.unit_name,
             "log_likelihood": "nats, sum of log p(x_p | x_<p) over scored positions"}
     summary = ScoreSummary(out=out, per_position=per_position, metadata=meta)
+    total = None
     if records is None:
         records = iter_records(adapter, inputs, bed=bed, reference=reference)
+        total = input_total(inputs, bed=bed) if progress and dist.is_main else None
     scale = getattr(adapter, "units_per_position", 1) or 1
     t0 = time.perf_counter()
     done = False
@@ -152,7 +154,8 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
                     for k, t in tiles:
                         yield WorkItem(x[t.start:t.end], t.own_start - t.start, y[t.start:t.end], (entry, t, k))
 
-            with progress_bar(progress and dist.is_main, "score", unit=adapter.unit_name + "s") as bar:
+            share = total // dist.world if total else None  # rank 0 shows its share of the tiles
+            with progress_bar(progress and dist.is_main, "score", share, unit=adapter.unit_name + "s") as bar:
                 for group, results in runner.stream(batches_by_budget(items(), budget)):
                     for res, item in zip(results, group):
                         entry, tile, number = item.tag

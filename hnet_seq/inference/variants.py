@@ -49,7 +49,8 @@ from hnet_seq.errors import UserError
 
 from .batching import (InferenceModel, Runner, WorkItem, all_sum, barrier, batches_by_budget, broadcast_ok,
                        default_batch_tokens, init_distributed, load)
-from .io import AtomicFile, Outputs, TableWriter, check_output_path, output_format, progress_bar, write_fasta
+from .io import (AtomicFile, Outputs, TableWriter, check_output_path, output_format, progress_bar,
+                 vcf_record_count, write_fasta)
 from .parts import RECORD, merge_parts, part_path, with_record_column
 
 N_TOKEN = 4
@@ -463,7 +464,9 @@ def score_variants(checkpoint: str | Path | InferenceModel, vcf: str | Path, ref
                         cache[k] = windows[k]
 
             block: list = []
-            with progress_bar(progress and dist.is_main, "score-variants", unit="records") as bar:
+            total = vcf_record_count(vcf) if progress and dist.is_main else None
+            share = total // dist.world if total else None  # rank 0 shows its share of the records
+            with progress_bar(progress and dist.is_main, "score-variants", share, unit="records") as bar:
                 try:
                     for index, rec in enumerate(vf):
                         summary.records += 1

@@ -1,0 +1,66 @@
+"""Progress of long jobs: totals from the .fai / VCF record count, plain lines when stderr is no terminal."""
+from __future__ import annotations
+
+import re
+
+import pysam
+import pytest
+from typer.testing import CliRunner
+
+from hnet_seq.cli.main import app
+from test_inference import SHIGELLA, make_checkpoint
+from test_variants import genome, write_vcf  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.skipif(not SHIGELLA.exists(), reason=f"shared test data not found at {SHIGELLA}")
+EVERY_UPDATE = {"HNET_SEQ_PROGRESS_SECONDS": "0"}
+
+
+def _lines(stderr: str, command: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith(f"{command}: ")]
+
+
+@pytest.fixture(scope="module")
+def ck(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("ck") / "dna", "tiny_1stage.json")
+
+
+def test_score_plain_lines_count_towards_the_fai_total(ck, tmp_path):
+    with pysam.FastxFile(str(SHIGELLA)) as f:
+        seqs = [r.sequence[:n] for r, n in zip(f, (2600, 900))]
+    fasta = tmp_path / "two.fa"
+    fasta.write_text("".join(f">r{i}\n{s}\n" for i, s in enumerate(seqs)))
+    args = ["score", str(fasta), "--checkpoint", str(ck), "--window", "1000", "--batch-tokens", "1100"]
+    unsized = CliRunner().invoke(app, args, env=EVERY_UPDATE)
+    assert unsized.exit_code == 0, unsized.output
+    assert _lines(unsized.stderr, "score") and all("%" not in x for x in _lines(unsized.stderr, "score"))
+
+    pysam.faidx(str(fasta))  # now the total is known up front
+    result = CliRunner().invoke(app, args, env=EVERY_UPDATE)
+    assert result.exit_code == 0, result.output
+    lines = _lines(result.stderr, "score")
+    assert len(lines) > 1  # several batches, one line each
+    done = [int(re.match(r"score: ([\d,]+)/", x).group(1).replace(",", "")) for x in lines]
+    assert done == sorted(done) and all(f"/{3500:,} bases" in x and "ETA" in x for x in lines)
+    assert lines[-1].startswith(f"score: {3500:,}/{3500:,} bases (100.0%)")
+    assert "\x1b[" not in result.stderr  # no terminal control codes in a log file
+
+
+def test_score_variants_total_is_the_vcf_record_count(ck, genome, tmp_path):  # noqa: F811
+    ref, chroms = genome
+    vcf = tmp_path / "calls.vcf"
+    n = len(write_vcf(vcf, chroms))
+    result = CliRunner().invoke(app, ["score-variants", "--vcf", str(vcf), "--reference", str(ref),
+                                      "--checkpoint", str(ck), "--window", "400", "-o", str(tmp_path / "s.tsv")],
+                                env=EVERY_UPDATE)
+    assert result.exit_code == 0, result.output
+    assert _lines(result.stderr, "score-variants")[-1].startswith(f"score-variants: {n}/{n} records (100.0%)")
+
+
+def test_bad_progress_interval_is_a_one_line_error(ck, tmp_path):
+    fasta = tmp_path / "one.fa"
+    fasta.write_text(">r\nACGTACGTTGCA\n")
+    result = CliRunner().invoke(app, ["score", str(fasta), "--checkpoint", str(ck)],
+                                env={"HNET_SEQ_PROGRESS_SECONDS": "soon"})
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: HNET_SEQ_PROGRESS_SECONDS=soon: expected a number of seconds >= 0 (default 30)"]
