@@ -42,7 +42,7 @@ def clock(seconds: float) -> str:
 
 def eta_seconds(done: float, total: float | None, elapsed: float) -> float | None:
     """Time left at the average rate so far (None without a total or before any progress)."""
-    if not total or done <= 0 or elapsed <= 0:
+    if not total or done <= 0:
         return None
     return max(total - done, 0.0) * elapsed / done
 

@@ -117,7 +117,7 @@ class TrainSection:
 @dataclass(frozen=True)
 class LoggingSection:
     every: int = 1  # write a metrics.jsonl record every N steps
-    print_every: int = 0  # also print a line every N steps (0: only when there is no progress bar, every 50)
+    print_every: int = 0  # no progress bar: a line every N steps (0: every $HNET_SEQ_PROGRESS_SECONDS s, 30)
     eval_every: int = 200  # held-out evaluation every N steps (0: only at the end)
     progress: Union[str, bool] = "auto"  # rich progress bar: auto (on a terminal), on, off
     tensorboard: bool = False
