@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -34,15 +35,18 @@ def test_score_two_ranks_equals_one_process(tmp_path):
     # 1,500 bp record's, 9 the 600 bp record's (rank 1 alone: rank 0 has no row for it)
     fasta = tmp_path / "three.fa"
     fasta.write_text(f">long\n{seqs[1]}\n>mid\n{seqs[0][20000:21500]}\n>short\n{seqs[2][:600]}\n")
-    args = [str(fasta), "--checkpoint", str(ck), "--window", "1000", "--overlap", "200", "--device", "cpu",
-            "--quiet"]
+    args = [str(fasta), "--checkpoint", str(ck), "--window", "1000", "--overlap", "200", "--device", "cpu"]
     multi, multi_pp = tmp_path / "multi.tsv", tmp_path / "multi_pp.parquet"
-    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    # a progress line at every batch: rank 0's count shows how much of the work it did itself
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "HNET_SEQ_PROGRESS_SECONDS": "0"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
                            str(_free_port()), "-m", "hnet_seq.cli", "score", *args, "-o", str(multi),
                            "--per-position", str(multi_pp)], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count("scored ") == 1  # rank 0 reports, once
+    total = len(seqs[1]) + 1500 + 600
+    done = [int(m.replace(",", "")) for m in re.findall(r"^score: ([\d,]+) bases", proc.stderr, re.M)]
+    assert done and total / 3 < done[-1] < 2 * total / 3  # rank 0 scored about half: tiles 0, 2, 4, 6, 8 of 10
     single, single_pp = tmp_path / "single.tsv", tmp_path / "single_pp.parquet"
     score(ck, [fasta], single, per_position=single_pp, window=1000, overlap=200, device="cpu", progress=False)
 
