@@ -56,10 +56,11 @@ def progress_bar(enabled: bool, description: str, total: float | None = None, un
     if not sys.stderr.isatty():
         return _PlainProgress(description, total, unit, plain_interval())
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     count = "{task.completed:,.0f}" + ("/{task.total:,.0f}" if total else "") + f" {unit}"
-    bar = Progress(TextColumn(f"[bold]{description}[/]"), BarColumn(bar_width=24), TextColumn(count),
+    bar = Progress(TextColumn(f"[bold]{escape(description)}[/]"), BarColumn(bar_width=24), TextColumn(count),
                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
                    TimeRemainingColumn(), console=Console(stderr=True), transient=True)
     return _RichProgress(bar, total)
