@@ -27,36 +27,25 @@ def part_path(path: str | Path, rank: int) -> Path:
     return path.with_name(f".{path.name}.part{rank}.parquet")
 
 
+def _runs(table: pa.Table) -> Iterator[tuple[int, pa.Table]]:
+    """``(key, rows)`` for every run of equal ``_record`` values of ``table``."""
+    rec = table.column(RECORD).to_numpy()
+    bounds = [0, *(np.flatnonzero(rec[1:] != rec[:-1]) + 1).tolist(), len(rec)] if len(rec) else [0]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        yield int(rec[a]), table.slice(a, b - a)
+
+
 def _groups(path: Path) -> Iterator[tuple[int, pa.Table]]:
     """``(record index, rows of that record)`` in file order."""
-    f = pq.ParquetFile(str(path))
     carry: pa.Table | None = None
-    for batch in f.iter_batches(batch_size=16384):
+    for batch in pq.ParquetFile(str(path)).iter_batches(batch_size=16384):
         table = pa.Table.from_batches([batch])
-        if carry is not None:
-            table = pa.concat_tables([carry, table])
-        rec = table.column(RECORD).to_numpy()
-        if len(rec) == 0:
-            continue
-        # everything but the last record of this batch is complete
-        cut = int((rec != rec[-1]).nonzero()[0][-1]) + 1 if (rec != rec[-1]).any() else 0
-        start = 0
-        while start < cut:
-            end = start + 1
-            while end < cut and rec[end] == rec[start]:
-                end += 1
-            yield int(rec[start]), table.slice(start, end - start)
-            start = end
-        carry = table.slice(cut)
-    if carry is not None and carry.num_rows:
-        rec = carry.column(RECORD).to_numpy()
-        start = 0
-        while start < len(rec):
-            end = start + 1
-            while end < len(rec) and rec[end] == rec[start]:
-                end += 1
-            yield int(rec[start]), carry.slice(start, end - start)
-            start = end
+        runs = list(_runs(pa.concat_tables([carry, table]) if carry is not None else table))
+        if runs:
+            yield from runs[:-1]  # the last record may go on in the next batch
+            carry = runs[-1][1]
+    if carry is not None:
+        yield from _runs(carry)
 
 
 def merged_groups(parts: list[Path]) -> Iterator[tuple[int, pa.Table]]:
