@@ -1,4 +1,5 @@
-"""``hnet-seq score`` under torchrun (gloo, CPU): the ranks share the tiles, the table is one process's."""
+"""``hnet-seq score`` under torchrun (gloo on CPU; nccl on 2 GPUs): the ranks share the tiles, and the
+table is the one a single process writes."""
 from __future__ import annotations
 
 import os
@@ -23,9 +24,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_score_two_ranks_equals_one_process(tmp_path):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_score_two_ranks_equals_one_process(tmp_path, device):
     import pysam
+    import torch
 
+    if device == "cuda" and torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 CUDA devices (nccl)")
     from hnet_seq.inference.score import score
 
     ck = make_checkpoint(tmp_path / "ck", "tiny_2stage.json")
@@ -35,7 +40,8 @@ def test_score_two_ranks_equals_one_process(tmp_path):
     # 1,500 bp record's, 9 the 600 bp record's (rank 1 alone: rank 0 has no row for it)
     fasta = tmp_path / "three.fa"
     fasta.write_text(f">long\n{seqs[1]}\n>mid\n{seqs[0][20000:21500]}\n>short\n{seqs[2][:600]}\n")
-    args = [str(fasta), "--checkpoint", str(ck), "--window", "1000", "--overlap", "200", "--device", "cpu"]
+    args = [str(fasta), "--checkpoint", str(ck), "--window", "1000", "--overlap", "200", "--device", device,
+            "--precision", "float32"]
     multi, multi_pp = tmp_path / "multi.tsv", tmp_path / "multi_pp.parquet"
     # a progress line at every batch: rank 0's count shows how much of the work it did itself
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "HNET_SEQ_PROGRESS_SECONDS": "0"}
@@ -48,7 +54,8 @@ def test_score_two_ranks_equals_one_process(tmp_path):
     done = [int(m.replace(",", "")) for m in re.findall(r"^score: ([\d,]+) bases", proc.stderr, re.M)]
     assert done and total / 3 < done[-1] < 2 * total / 3  # rank 0 scored about half: tiles 0, 2, 4, 6, 8 of 10
     single, single_pp = tmp_path / "single.tsv", tmp_path / "single_pp.parquet"
-    score(ck, [fasta], single, per_position=single_pp, window=1000, overlap=200, device="cpu", progress=False)
+    score(ck, [fasta], single, per_position=single_pp, window=1000, overlap=200, device=device,
+          precision="float32", progress=False)
 
     a, b = pd.read_csv(multi, sep="\t", comment="#"), pd.read_csv(single, sep="\t", comment="#")
     assert list(a.columns) == list(b.columns) and list(a["seq_id"]) == ["long", "mid", "short"]
