@@ -9,6 +9,7 @@ without the ``_record`` column.
 """
 from __future__ import annotations
 
+import contextlib
 import heapq
 from pathlib import Path
 from typing import Iterator
@@ -16,6 +17,8 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from hnet_seq.errors import UserError
 
 from .io import TableWriter
 
@@ -90,8 +93,24 @@ def merge_parts(parts: list[Path], out: TableWriter) -> int:
     return rows
 
 
+@contextlib.contextmanager
+def all_ranks_succeed(what: str):
+    """Leave the block on every rank together: when another rank failed, raise a
+    :class:`UserError` here too (so that an enclosing :class:`~.io.Outputs` writes nothing)."""
+    from .batching import broadcast_ok
+
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        ok = broadcast_ok(ok)  # this rank's own exception, if any, goes on after the vote
+    if not ok:
+        raise UserError(f"{what} failed on another rank; no output written")
+
+
 def with_record_column(schema: pa.Schema) -> pa.Schema:
     return schema.append(pa.field(RECORD, pa.int64()))
 
 
-__all__ = ["RECORD", "merge_parts", "merged_groups", "part_path", "with_record_column"]
+__all__ = ["RECORD", "all_ranks_succeed", "merge_parts", "merged_groups", "part_path", "with_record_column"]

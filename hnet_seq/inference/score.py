@@ -29,11 +29,11 @@ import pyarrow as pa
 
 from hnet_seq.errors import UserError
 
-from .batching import (InferenceModel, Runner, WorkItem, barrier, batches_by_budget, broadcast_ok,
-                       default_batch_tokens, default_overlap, dist_info, init_distributed, load, plan_tiles,
-                       record_inputs, tiling_description)
+from .batching import (InferenceModel, Runner, WorkItem, barrier, batches_by_budget, default_batch_tokens,
+                       default_overlap, dist_info, init_distributed, load, plan_tiles, record_inputs,
+                       tiling_description)
 from .io import Outputs, TableWriter, check_output_path, input_total, iter_records, output_format, progress_bar
-from .parts import RECORD, merge_parts, merged_groups, part_path, with_record_column
+from .parts import RECORD, all_ranks_succeed, merge_parts, merged_groups, part_path, with_record_column
 
 LN2 = math.log(2.0)
 
@@ -123,69 +123,53 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
         total = input_total(inputs, bed=bed) if progress and dist.is_main else None
     scale = getattr(adapter, "units_per_position", 1) or 1
     t0 = time.perf_counter()
-    done = False
-    with Outputs() as outs:
-        try:
-            table = pos_w = None
-            if out is not None:
-                table = outs.add(TableWriter(part_path(out, dist.rank), with_record_column(SCORE_SCHEMA), meta,
-                                             "parquet") if multi else TableWriter(out, SCORE_SCHEMA, meta, fmt))
-            if per_position is not None:
-                pos_w = outs.add(TableWriter(part_path(per_position, dist.rank) if multi else per_position,
-                                             with_record_column(POSITION_SCHEMA) if multi else POSITION_SCHEMA,
-                                             meta, "parquet", rows_per_batch=262144))
-            pending: list[list] = []  # [SequenceScore, tiles remaining, cmap, record index]
-            tile_numbers = itertools.count()  # over all records: tile k is rank k % world's
+    with Outputs() as outs, all_ranks_succeed("scoring"):
+        table, pos_w = _writers(outs, summary, fmt if out is not None else None, dist.rank, multi)
+        pending: list[list] = []  # [SequenceScore, tiles remaining, cmap, record index]
+        tile_numbers = itertools.count()  # over all records: tile k is rank k % world's
 
-            def items():
-                for index, record in enumerate(records):
-                    x, y, cmap = record_inputs(adapter, record, scoring=True)
-                    if x.shape[0] == 0:
-                        raise UserError(f"record '{record.id}' is empty")
-                    tiles = [(k, t) for k, t in zip(tile_numbers, plan_tiles(int(x.shape[0]), window, overlap))
-                             if k % dist.world == dist.rank]
-                    if not tiles:
-                        continue
-                    m = record.meta or {}
-                    sc = SequenceScore(record.id, m.get("contig", record.id), int(cmap(0)), int(cmap(x.shape[0])),
-                                       len(record))
-                    entry = [sc, len(tiles), cmap, index]
-                    pending.append(entry)
-                    for k, t in tiles:
-                        yield WorkItem(x[t.start:t.end], t.own_start - t.start, y[t.start:t.end], (entry, t, k))
+        def items():
+            for index, record in enumerate(records):
+                x, y, cmap = record_inputs(adapter, record, scoring=True)
+                if x.shape[0] == 0:
+                    raise UserError(f"record '{record.id}' is empty")
+                tiles = [(k, t) for k, t in zip(tile_numbers, plan_tiles(int(x.shape[0]), window, overlap))
+                         if k % dist.world == dist.rank]
+                if not tiles:
+                    continue
+                m = record.meta or {}
+                sc = SequenceScore(record.id, m.get("contig", record.id), int(cmap(0)), int(cmap(x.shape[0])),
+                                   len(record))
+                entry = [sc, len(tiles), cmap, index]
+                pending.append(entry)
+                for k, t in tiles:
+                    yield WorkItem(x[t.start:t.end], t.own_start - t.start, y[t.start:t.end], (entry, t, k))
 
-            share = total // dist.world if total else None  # rank 0 shows its share of the tiles
-            with progress_bar(progress and dist.is_main, "score", share, unit=adapter.unit_name + "s") as bar:
-                for group, results in runner.stream(batches_by_budget(items(), budget)):
-                    for res, item in zip(results, group):
-                        entry, tile, number = item.tag
-                        sc, cmap = entry[0], entry[2]
-                        nll = res.nll
-                        ok = ~np.isnan(nll)
-                        sc.log_likelihood -= float(nll[ok].astype(np.float64).sum())
-                        sc.units_scored += int(ok.sum()) * scale
-                        entry[1] -= 1
-                        if pos_w is not None and ok.any():
-                            p = np.arange(tile.own_start, tile.end)[ok]
-                            k = len(p)
-                            cols = {"seq_id": [sc.seq_id] * k, "chrom": [sc.chrom] * k,
-                                    "position": cmap(p), "logprob": (-nll[ok]).astype(np.float32)}
-                            if multi:
-                                cols[RECORD] = np.full(k, number, np.int64)
-                            pos_w.write_columns(cols)
-                    bar.advance(sum(len(it) - it.own_start for it in group))
-                    while pending and pending[0][1] == 0:
-                        sc, _, _, index = pending.pop(0)
-                        summary.positions += sc.length
-                        if table is not None:
-                            table.write_row(**sc.row(), **({RECORD: index} if multi else {}))
-                        if keep_scores and not multi:
-                            summary.scores.append(sc)
-            done = True
-        finally:
-            done = broadcast_ok(done)
-        if not done:
-            raise UserError("scoring failed on another rank; no output written")
+        share = total // dist.world if total else None  # rank 0 shows its share of the tiles
+        with progress_bar(progress and dist.is_main, "score", share, unit=adapter.unit_name + "s") as bar:
+            for group, results in runner.stream(batches_by_budget(items(), budget)):
+                for res, item in zip(results, group):
+                    entry, tile, number = item.tag
+                    sc, cmap = entry[0], entry[2]
+                    nll = res.nll
+                    ok = ~np.isnan(nll)
+                    sc.log_likelihood -= float(nll[ok].astype(np.float64).sum())
+                    sc.units_scored += int(ok.sum()) * scale
+                    entry[1] -= 1
+                    if pos_w is not None and ok.any():
+                        p = np.arange(tile.own_start, tile.end)[ok]
+                        k = len(p)
+                        pos_w.write_columns({"seq_id": [sc.seq_id] * k, "chrom": [sc.chrom] * k,
+                                             "position": cmap(p), "logprob": (-nll[ok]).astype(np.float32),
+                                             **({RECORD: np.full(k, number, np.int64)} if multi else {})})
+                bar.advance(sum(len(it) - it.own_start for it in group))
+                while pending and pending[0][1] == 0:
+                    sc, _, _, index = pending.pop(0)
+                    summary.positions += sc.length
+                    if table is not None:
+                        table.write_row(**sc.row(), **({RECORD: index} if multi else {}))
+                    if keep_scores and not multi:
+                        summary.scores.append(sc)
     if multi:
         barrier()
         if dist.is_main:
@@ -193,6 +177,21 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
         barrier()
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _writers(outs: Outputs, summary: ScoreSummary, fmt: str | None, rank: int, multi: bool):
+    """The table and per-position writers (None where not asked for); under torchrun, this rank's
+    parts, whose rows carry the ``_record`` key (record index; tile number per position)."""
+    out, per_position, meta = summary.out, summary.per_position, summary.metadata
+    table = pos_w = None
+    if out is not None:
+        table = outs.add(TableWriter(part_path(out, rank), with_record_column(SCORE_SCHEMA), meta, "parquet")
+                         if multi else TableWriter(out, SCORE_SCHEMA, meta, fmt))
+    if per_position is not None:
+        pos_w = outs.add(TableWriter(part_path(per_position, rank) if multi else per_position,
+                                     with_record_column(POSITION_SCHEMA) if multi else POSITION_SCHEMA, meta,
+                                     "parquet", rows_per_batch=262144))
+    return table, pos_w
 
 
 def _merge_ranks(summary: ScoreSummary, fmt: str, world: int, keep_scores: bool) -> None:
