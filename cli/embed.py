@@ -46,7 +46,7 @@ def embed(
 ) -> None:
     """Embed sequences: one row per sequence (pooled vector) and, with --chunks, one row per chunk.
 
-    Chunk coordinates tile every sequence exactly at every stage; for --bed input they are
+    Chunk coordinates tile every sequence exactly at every stage; for --bed/--region input they are
     genomic, so a stage's rows join directly with a BED of annotations (e.g. with bedtools or
     pyarrow/duckdb on chrom/start/end).  Long sequences are tiled (--window/--overlap) and
     stitched; the tiling is stored in the parquet metadata (key 'hnet_seq').

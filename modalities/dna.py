@@ -87,13 +87,13 @@ class DNAAdapter(DiscreteAdapter):
                                             "start": 0, "end": len(tokens)})
 
     def fetch(self, path: str | Path, contig: str, start: int = 0, end: int | None = None,
-              strand: str = "+", name: str = "", _handle=None) -> Record:
+              strand: str = ".", name: str = "", _handle=None) -> Record:
         """``[start, end)`` of ``contig`` by random access; an all-N region is an error.
 
         ``contig`` is looked up through its aliases and kept as written (``meta["contig"]``,
         the reference's name is ``meta["ref_contig"]``).  ``strand="-"``: the record holds the
         reverse complement (soft-mask reversed too); ``meta`` keeps the + strand coordinates and
-        ``strand``.  The record id is ``name``, else the 1-based region ``contig:start+1-end``.
+        ``strand`` (``+``, ``-``, or ``.`` when none was given).  The record id is ``name``, else the 1-based region ``contig:start+1-end``.
         """
         fa = _handle or fasta.open_indexed(path)
         lengths = dict(zip(fa.references, fa.lengths))
@@ -121,7 +121,7 @@ class DNAAdapter(DiscreteAdapter):
         if isinstance(regions, (str, Path)):
             regions = read_bed(regions, dict(zip(fa.references, fa.lengths)), reference=str(path))
         for iv in regions:
-            yield self.fetch(path, iv.contig, iv.start, iv.end, "-" if iv.strand == "-" else "+", iv.name, _handle=fa)
+            yield self.fetch(path, iv.contig, iv.start, iv.end, iv.strand, iv.name, _handle=fa)
 
     def contig_lengths(self, path: str | Path) -> dict[str, int]:
         fa = fasta.open_indexed(path)

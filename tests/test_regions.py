@@ -184,7 +184,8 @@ def test_region_equals_the_zero_based_bed_interval(ck, tmp_path, command):
         r = invoke(command, *args, "--reference", GENOME, "--checkpoint", ck, "-o", out[how], "--quiet")
         assert r.exit_code == 0, r.output
     reg, via_bed = (pq.read_table(str(out[k])).to_pylist()[0] for k in ("region", "bed"))
-    assert (reg["chrom"], reg["start"], reg["end"], reg["seq_id"]) == (f"chr{B}", 1000, 1800, f"chr{B}:1001-1800")
+    assert (reg["chrom"], reg["start"], reg["end"], reg["strand"], reg["seq_id"]) == \
+        (f"chr{B}", 1000, 1800, ".", f"chr{B}:1001-1800")
     assert (via_bed["start"], via_bed["end"], via_bed["length"]) == (reg["start"], reg["end"], reg["length"]) == \
         (1000, 1800, 800)
     if command == "score":

@@ -321,7 +321,7 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
     summary = EmbedSummary(out=out, chunks_out=Path(chunks_out) if chunks and fmt == "parquet" else None, metadata=meta)
     if records is None:
         records = iter_records(adapter, inputs, bed=bed, region=region, reference=reference)
-    npz: dict[str, list] = {k: [] for k in ("seq_id", "chrom", "start", "end", "length", "embedding",
+    npz: dict[str, list] = {k: [] for k in ("seq_id", "chrom", "start", "end", "strand", "length", "embedding",
                                             "chunk_record", "chunk_stage", "chunk_start", "chunk_end",
                                             "chunk_prob", "chunk_vector")}
     t0 = time.perf_counter()
@@ -375,7 +375,7 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
                 vec = job.pooled(pool)
                 if fmt == "npz":
                     for k, v in (("seq_id", rid), ("chrom", chrom), ("start", start), ("end", end),
-                                 ("length", len(job.record)), ("embedding", vec)):
+                                 ("strand", m.get("strand", ".")), ("length", len(job.record)), ("embedding", vec)):
                         npz[k].append(v)
                 else:
                     row = dict(seq_id=rid, chrom=chrom, start=int(start), end=int(end), strand=m.get("strand", "."),
@@ -449,6 +449,7 @@ def _write_npz(out: Path, npz: dict, meta: dict, chunks: bool) -> None:
 
     arrays = {"seq_id": np.array(npz["seq_id"], dtype=str), "chrom": np.array(npz["chrom"], dtype=str),
               "start": np.array(npz["start"], np.int64), "end": np.array(npz["end"], np.int64),
+              "strand": np.array(npz["strand"], dtype=str),
               "length": np.array(npz["length"], np.int64),
               "embedding": np.stack(npz["embedding"]) if npz["embedding"] else np.zeros((0, 0), np.float32),
               "metadata": np.array(json.dumps(meta))}

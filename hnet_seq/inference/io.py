@@ -30,7 +30,7 @@ META_KEY = b"hnet_seq"
 # Stored with every table (schema metadata and sidecar); a caller's own "conventions" replace these.
 TABLE_CONVENTIONS = {
     "coordinates": "0-based half-open [start, end) on the + strand, as in BED; chrom as named in the input",
-    "strand": "'-': the sequence is the reverse complement of [start, end); '.': no strand (not genomic)",
+    "strand": "'-': the sequence is the reverse complement of [start, end); '+' or '.' (none given): as is",
     "region": "--region CONTIG:START-END is 1-based inclusive (samtools); seq_id of an unnamed interval too",
     "missing": "empty TSV cell, parquet null",
 }
