@@ -38,6 +38,7 @@ class SequenceScore:
     start: int
     end: int
     length: int  # units in the record
+    strand: str = "."  # "-": the record is the reverse complement of [start, end) (BED strand)
     units_scored: int = 0
     log_likelihood: float = 0.0  # nats
 
@@ -47,7 +48,7 @@ class SequenceScore:
 
     def row(self) -> dict:
         return {"seq_id": self.seq_id, "chrom": self.chrom, "start": self.start, "end": self.end,
-                "length": self.length, "units_scored": self.units_scored,
+                "strand": self.strand, "length": self.length, "units_scored": self.units_scored,
                 "log_likelihood": self.log_likelihood, "bits_per_unit": self.bits_per_unit}
 
 
@@ -67,7 +68,7 @@ class ScoreSummary:
 
 
 SCORE_SCHEMA = pa.schema([pa.field("seq_id", pa.string()), pa.field("chrom", pa.string()),
-                          pa.field("start", pa.int64()), pa.field("end", pa.int64()),
+                          pa.field("start", pa.int64()), pa.field("end", pa.int64()), pa.field("strand", pa.string()),
                           pa.field("length", pa.int64()), pa.field("units_scored", pa.int64()),
                           pa.field("log_likelihood", pa.float64()), pa.field("bits_per_unit", pa.float64())])
 POSITION_SCHEMA = pa.schema([pa.field("seq_id", pa.string()), pa.field("chrom", pa.string()),
@@ -76,6 +77,7 @@ POSITION_SCHEMA = pa.schema([pa.field("seq_id", pa.string()), pa.field("chrom", 
 
 def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] = (), out: str | Path | None = None,
           *, config: str | Path | None = None, modality: str | None = None, bed: str | Path | None = None,
+          region: str | None = None,
           reference: str | Path | None = None, per_position: str | Path | None = None, window: int = 8192,
           overlap: int | None = None, batch_tokens: int | None = None, device: str | None = None,
           precision: str = "auto", progress: bool = True, records: Iterable | None = None,
@@ -103,7 +105,7 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
             "log_likelihood": "nats, sum of log p(x_p | x_<p) over scored positions"}
     summary = ScoreSummary(out=out, per_position=per_position, metadata=meta)
     if records is None:
-        records = iter_records(adapter, inputs, bed=bed, reference=reference)
+        records = iter_records(adapter, inputs, bed=bed, region=region, reference=reference)
     scale = getattr(adapter, "units_per_position", 1) or 1
     t0 = time.perf_counter()
     with Outputs() as outs:
@@ -118,8 +120,9 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
                 if x.shape[0] == 0:
                     raise UserError(f"record '{record.id}' is empty")
                 m = record.meta or {}
-                sc = SequenceScore(record.id, m.get("contig", record.id), int(cmap(0)), int(cmap(x.shape[0])),
-                                   len(record))
+                start, end = cmap.span(0, x.shape[0])
+                sc = SequenceScore(record.id, m.get("contig", record.id), int(start), int(end), len(record),
+                                   m.get("strand", "."))
                 tiles = plan_tiles(int(x.shape[0]), window, overlap)
                 entry = [sc, len(tiles), cmap]
                 pending.append(entry)
@@ -140,7 +143,7 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
                         p = np.arange(tile.own_start, tile.end)[ok]
                         k = len(p)
                         pos_w.write_columns({"seq_id": [sc.seq_id] * k, "chrom": [sc.chrom] * k,
-                                             "position": cmap(p), "logprob": (-nll[ok]).astype(np.float32)})
+                                             "position": cmap.position(p), "logprob": (-nll[ok]).astype(np.float32)})
                 bar.advance(sum(len(it) - it.own_start for it in group))
                 while pending and pending[0][1] == 0:
                     sc = pending.pop(0)[0]
