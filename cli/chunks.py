@@ -16,13 +16,15 @@ def chunks(
     config: Path = typer.Option(None, "--config", help="JSON config of an official .pt checkpoint."),
     modality: str = typer.Option(None, "--modality", help="Override the checkpoint's modality."),
     sequence: str = typer.Option(None, "--sequence", "-s", help="A DNA sequence or a text, given inline."),
-    region: str = typer.Option(None, "--region", help="CONTIG:START-END (0-based half-open) of --reference."),
+    region: str = typer.Option(None, "--region", help="CONTIG:START-END of --reference, 1-based inclusive "
+                          "as in samtools (chr1:1001-2000 is BED chr1 1000 2000)."),
     reference: Path = typer.Option(None, "--reference", help="Reference FASTA for --region."),
     record: str = typer.Option(None, "--record", help="Only the input record with this id."),
     html: Path = typer.Option(None, "--html", help="Write a self-contained HTML page (colour bands per "
                               "stage; hover for probabilities)."),
     png: Path = typer.Option(None, "--png", help="Write a PNG track plot of boundary density per stage."),
-    bed: Path = typer.Option(None, "--bed", help="BED annotations drawn as an extra track of the PNG."),
+    annotations: Path = typer.Option(None, "--annotations", help="BED (.bed or .bed.gz) of features drawn as an "
+                                     "extra track of the PNG."),
     bin_size: int = typer.Option(None, "--bin", help="PNG bin size in units (default: length/200)."),
     window: int = typer.Option(8192, "--window", help="Tile length for long sequences."),
     overlap: int = typer.Option(None, "--overlap", help="Left context of every tile after the first "
@@ -35,8 +37,8 @@ def chunks(
 
       hnet-seq chunks --checkpoint CK --sequence ACGTTGCATTGACCGGTA
 
-      hnet-seq chunks --checkpoint CK --region NC_016833.1:40000-60000 --reference plasmids.fa \\
-          --png region.png --bed genes.bed --html region.html
+      hnet-seq chunks --checkpoint CK --region NC_016833.1:40,001-60,000 --reference plasmids.fa \\
+          --png region.png --annotations genes.bed --html region.html
 
       hnet-seq chunks --checkpoint hnet_2stage_L.pt --config configs/hnet_2stage_L.json \\
           --sequence "Hello, world" --html hello.html
@@ -46,7 +48,7 @@ def chunks(
     from hnet_seq.errors import UserError
     from hnet_seq.inference.batching import load
     from hnet_seq.inference.chunks import boundary_tracks, plot_tracks, render_html, render_terminal
-    from hnet_seq.inference.io import check_output_path, iter_records, parse_region
+    from hnet_seq.inference.io import check_output_path, iter_records
     from hnet_seq.modalities.base import Record
 
     given = sum(x is not None and x != [] for x in (inputs or None, sequence, region))
@@ -68,12 +70,7 @@ def chunks(
             raise UserError(f"--sequence: {adapter.name} input must come from files")
         records = [Record("sequence", data, {})]
     elif region is not None:
-        if reference is None:
-            raise UserError("--region needs --reference")
-        if adapter.name != "dna":
-            raise UserError("--region is for DNA models")
-        contig, start, end = parse_region(region)
-        records = [adapter.fetch(reference, contig, start or 0, end)]
+        records = list(iter_records(adapter, region=region, reference=reference))
     else:
         records = [r for r in iter_records(adapter, inputs) if record is None or r.id == record]
         if not records:
@@ -85,10 +82,10 @@ def chunks(
     if png is not None:
         if len(tracks) > 1:
             raise UserError("--png draws one sequence: pick it with --record or --region")
-        plot_tracks(tracks[0], png, bin_size=bin_size, bed=bed)
+        plot_tracks(tracks[0], png, bin_size=bin_size, annotations=annotations)
         typer.echo(f"wrote {png}", err=True)
-    elif bed is not None:
-        raise UserError("--bed is an annotation track of --png")
+    elif annotations is not None:
+        raise UserError("--annotations is a track of --png: give --png too")
     if html is None and png is None:
         for t in tracks:
             render_terminal(t)

@@ -11,14 +11,17 @@ from hnet_seq.cli.main import CHECKPOINT_HELP, command
 @command("embed")
 def embed(
     inputs: list[Path] = typer.Argument(None, help="FASTA, text/JSONL or audio files (directories are walked), "
-                                        "or .tar shards. Omit with --bed.", show_default=False),
+                                        "or .tar shards. Omit with --bed or --region.", show_default=False),
     checkpoint: Path = typer.Option(..., "--checkpoint", help=CHECKPOINT_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Output .parquet (streamed) or .npz (one row per sequence)."),
     config: Path = typer.Option(None, "--config", help="JSON config of an official .pt checkpoint."),
     modality: str = typer.Option(None, "--modality", help="Override the checkpoint's modality (official .pt: bytes)."),
-    bed: Path = typer.Option(None, "--bed", help="BED intervals to embed (needs --reference); rows keep "
-                             "genomic coordinates."),
-    reference: Path = typer.Option(None, "--reference", help="Reference FASTA for --bed."),
+    bed: Path = typer.Option(None, "--bed", help="BED intervals (.bed or .bed.gz) of --reference to embed: "
+                             "the name is the seq_id, a '-' interval is embedded as its reverse complement; "
+                             "rows keep genomic + strand coordinates."),
+    region: str = typer.Option(None, "--region", help="One region CONTIG:START-END of --reference, 1-based "
+                               "inclusive as in samtools (chr1:1001-2000 is BED chr1 1000 2000)."),
+    reference: Path = typer.Option(None, "--reference", help="Reference FASTA for --bed or --region."),
     chunks: bool = typer.Option(False, "--chunks/--no-chunks", help="Also write one row per chunk per stage: seq_id, chrom, "
                                 "start, end (0-based half-open, input/genomic coordinates), stage, "
                                 "boundary_prob, vector."),
@@ -43,7 +46,7 @@ def embed(
 ) -> None:
     """Embed sequences: one row per sequence (pooled vector) and, with --chunks, one row per chunk.
 
-    Chunk coordinates tile every sequence exactly at every stage; for --bed input they are
+    Chunk coordinates tile every sequence exactly at every stage; for --bed/--region input they are
     genomic, so a stage's rows join directly with a BED of annotations (e.g. with bedtools or
     pyarrow/duckdb on chrom/start/end).  Long sequences are tiled (--window/--overlap) and
     stitched; the tiling is stored in the parquet metadata (key 'hnet_seq').
@@ -59,10 +62,10 @@ def embed(
     from hnet_seq.inference.batching import dist_info
     from hnet_seq.inference.embed import embed as run
 
-    s = run(checkpoint, inputs or [], out, config=config, modality=modality, bed=bed, reference=reference,
-            chunks=chunks, chunks_out=chunks_out, pool=pool, stage=stage, layer=layer, rc_average=rc_average,
-            window=window, overlap=overlap, batch_tokens=batch_tokens, device=device, precision=precision,
-            progress=not quiet)
+    s = run(checkpoint, inputs or [], out, config=config, modality=modality, bed=bed, region=region,
+            reference=reference, chunks=chunks, chunks_out=chunks_out, pool=pool, stage=stage, layer=layer,
+            rc_average=rc_average, window=window, overlap=overlap, batch_tokens=batch_tokens, device=device,
+            precision=precision, progress=not quiet)
     if dist_info().is_main:
         msg = (f"embedded {s.sequences} sequences ({s.positions:,} positions) in {s.seconds:.1f} s "
                f"({s.units_per_second:,.0f}/s) -> {s.out}")

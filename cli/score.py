@@ -11,15 +11,18 @@ from hnet_seq.cli.main import CHECKPOINT_HELP, command
 @command("score")
 def score(
     inputs: list[Path] = typer.Argument(None, help="FASTA, text/JSONL or audio files, or .tar shards "
-                                        "(omit with --bed).", show_default=False),
+                                        "(omit with --bed or --region).", show_default=False),
     checkpoint: Path = typer.Option(..., "--checkpoint", help=CHECKPOINT_HELP),
     out: Path = typer.Option(None, "--out", "-o", help="Table .tsv or .parquet (default: TSV on stdout)."),
     per_position: Path = typer.Option(None, "--per-position", help="Also write per-position log-probabilities "
                                       "(nats) to this .parquet: seq_id, chrom, position, logprob."),
     config: Path = typer.Option(None, "--config", help="JSON config of an official .pt checkpoint."),
     modality: str = typer.Option(None, "--modality", help="Override the checkpoint's modality."),
-    bed: Path = typer.Option(None, "--bed", help="Score these BED intervals of --reference."),
-    reference: Path = typer.Option(None, "--reference", help="Reference FASTA for --bed."),
+    bed: Path = typer.Option(None, "--bed", help="Score these BED intervals (.bed or .bed.gz) of --reference: "
+                             "the name is the seq_id, a '-' interval is scored as its reverse complement."),
+    region: str = typer.Option(None, "--region", help="Score one region CONTIG:START-END of --reference, "
+                               "1-based inclusive as in samtools (chr1:1001-2000 is BED chr1 1000 2000)."),
+    reference: Path = typer.Option(None, "--reference", help="Reference FASTA for --bed or --region."),
     window: int = typer.Option(8192, "--window", help="Tile length for long sequences."),
     overlap: int = typer.Option(None, "--overlap", help="Left context of every tile after the first (default: "
                                 "window/4, at most 1024); its "
@@ -45,17 +48,16 @@ def score(
       torchrun --nproc-per-node 4 -m hnet_seq.cli score chr20.fa --checkpoint CK -o chr20.tsv
     """
     from hnet_seq.inference.batching import dist_info
-    from hnet_seq.inference.score import score as run
+    from hnet_seq.inference.io import write_tsv
+    from hnet_seq.inference.score import SCORE_SCHEMA, score as run
 
-    s = run(checkpoint, inputs or [], out, config=config, modality=modality, bed=bed, reference=reference,
-            per_position=per_position, window=window, overlap=overlap, batch_tokens=batch_tokens, device=device,
-            precision=precision, progress=not quiet, keep_scores=out is None)
+    s = run(checkpoint, inputs or [], out, config=config, modality=modality, bed=bed, region=region,
+            reference=reference, per_position=per_position, window=window, overlap=overlap,
+            batch_tokens=batch_tokens, device=device, precision=precision, progress=not quiet, keep_scores=out is None)
     if not dist_info().is_main:  # rank 0 merged the ranks' results and reports them
         return
-    if out is None:
-        typer.echo("seq_id\tlength\tunits_scored\tlog_likelihood\tbits_per_unit")
-        for sc in s.scores:
-            typer.echo(f"{sc.seq_id}\t{sc.length}\t{sc.units_scored}\t{sc.log_likelihood:.6f}\t{sc.bits_per_unit:.6f}")
+    if out is None:  # the columns of a -o table, in the same format
+        write_tsv(SCORE_SCHEMA, (sc.row() for sc in s.scores))
     typer.echo(f"scored {s.positions:,} units in {s.seconds:.1f} s"
                + (f"; overall {s.bits_per_unit:.4f} bits/unit" if s.scores else "")
                + (f" -> {out}" if out else "") + (f"; per-position -> {per_position}" if per_position else ""),

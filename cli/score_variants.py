@@ -48,7 +48,8 @@ def score_variants(
           --vcf-out annotated.vcf.gz -o scores.parquet
     """
     from hnet_seq.inference.batching import dist_info
-    from hnet_seq.inference.variants import score_variants as run
+    from hnet_seq.inference.io import write_tsv
+    from hnet_seq.inference.variants import TABLE_SCHEMA, score_variants as run
 
     main = dist_info().is_main
     shown = [0]
@@ -67,11 +68,6 @@ def score_variants(
             windows_fasta=windows_fasta, progress=not quiet, keep_alleles=out is None, on_skip=report)
     if not main:
         return
-    if out is None:
-        cols = ["chrom", "pos", "id", "ref", "alt", "score", "site_llr", "status", "flags", "reason"]
-        typer.echo("\t".join(cols))
-        for a in s.alleles_list:
-            row = a.row()
-            typer.echo("\t".join("." if row[c] is None else f"{row[c]:.6g}" if isinstance(row[c], float)
-                                 else str(row[c]) for c in cols))
+    if out is None:  # the columns of a -o table, in the same format
+        write_tsv(TABLE_SCHEMA, (a.row() for a in s.alleles_list))
     typer.echo(s.describe(), err=True)

@@ -14,7 +14,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from hnet_seq.data.regions import read_bed, resolve_contig
+from hnet_seq.data.regions import Interval, read_bed, resolve_contig
 from hnet_seq.errors import UserError
 
 from . import fasta
@@ -87,29 +87,41 @@ class DNAAdapter(DiscreteAdapter):
                                             "start": 0, "end": len(tokens)})
 
     def fetch(self, path: str | Path, contig: str, start: int = 0, end: int | None = None,
-              _handle=None) -> Record:
-        """One region by random access (alias-aware contig name); an all-N region is an error."""
+              strand: str = ".", name: str = "", _handle=None) -> Record:
+        """``[start, end)`` of ``contig`` by random access; an all-N region is an error.
+
+        ``contig`` is looked up through its aliases and kept as written (``meta["contig"]``,
+        the reference's name is ``meta["ref_contig"]``).  ``strand="-"``: the record holds the
+        reverse complement (soft-mask reversed too); ``meta`` keeps the + strand coordinates and
+        ``strand`` (``+``, ``-``, or ``.`` when none was given).  The record id is ``name``, else the 1-based region ``contig:start+1-end``.
+        """
         fa = _handle or fasta.open_indexed(path)
         lengths = dict(zip(fa.references, fa.lengths))
-        name = resolve_contig(contig, lengths)
-        if name is None:
+        ref_name = resolve_contig(contig, lengths)
+        if ref_name is None:
             raise UserError(f"{path}: contig '{contig}' is not in this FASTA")
-        end = lengths[name] if end is None else end
-        if not 0 <= start < end <= lengths[name]:
-            raise UserError(f"{path}: region {contig}:{start}-{end} is outside contig '{name}' "
-                            f"(length {lengths[name]})")
-        where = f"{path}: region {name}:{start}-{end}"
-        tokens, mask = encode_ascii(fa.fetch(name, start, end), where)
+        iv = Interval(contig, start, lengths[ref_name] if end is None else end, name, strand)
+        if not 0 <= iv.start < iv.end <= lengths[ref_name]:
+            raise UserError(f"{path}: region {iv.region} is outside contig '{ref_name}' "
+                            f"(length {lengths[ref_name]})")
+        where = f"{path}: region {iv.region}"
+        tokens, mask = encode_ascii(fa.fetch(ref_name, iv.start, iv.end), where)
         if (tokens == N_TOKEN).all():
             raise UserError(f"{where} is all N")
-        return Record(f"{name}:{start}-{end}", tokens, {"mask": mask, "source": str(path),
-                                                        "contig": name, "start": start, "end": end})
+        if strand == "-":
+            tokens, mask = self.reverse_complement(tokens), mask[::-1].copy()
+        return Record(name or iv.region, np.ascontiguousarray(tokens),
+                      {"mask": mask, "source": str(path), "contig": contig, "ref_contig": ref_name,
+                       "start": iv.start, "end": iv.end, "strand": strand})
 
-    def read_regions(self, path: str | Path, bed: str | Path) -> Iterator[Record]:
-        """The intervals of a BED file (chr1 <-> 1 aliases), validated against the FASTA first."""
+    def read_regions(self, path: str | Path, regions: str | Path | Iterable[Interval]) -> Iterator[Record]:
+        """The records of ``regions`` (a BED file, checked against the FASTA before any is read, or
+        :class:`Interval` objects): BED names become record ids, ``-`` intervals are reverse-complemented."""
         fa = fasta.open_indexed(path)
-        for iv in read_bed(bed, dict(zip(fa.references, fa.lengths)), reference=str(path)):
-            yield self.fetch(path, iv.contig, iv.start, iv.end, _handle=fa)
+        if isinstance(regions, (str, Path)):
+            regions = read_bed(regions, dict(zip(fa.references, fa.lengths)), reference=str(path))
+        for iv in regions:
+            yield self.fetch(path, iv.contig, iv.start, iv.end, iv.strand, iv.name, _handle=fa)
 
     def contig_lengths(self, path: str | Path) -> dict[str, int]:
         fa = fasta.open_indexed(path)

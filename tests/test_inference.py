@@ -180,18 +180,19 @@ def test_bed_coordinates_round_trip(ck1, plasmids, tmp_path):
     """BED input: rows carry genomic coordinates; chunks equal those of the same bases as FASTA, shifted."""
     names = list(plasmids)
     bed = tmp_path / "regions.bed"
-    # the second interval names its contig with a chr prefix: aliased to the reference's name
+    # the second interval names its contig with a chr prefix: aliased to find it, kept in the output
     bed.write_text(f"{names[0]}\t100200\t101000\tgeneA\n{'chr' + names[2]}\t3000\t3700\tgeneB\n")
     out = tmp_path / "bed.parquet"
     r = invoke("embed", "--bed", bed, "--reference", SHIGELLA, "--checkpoint", ck1, "-o", out, "--chunks",
                "--quiet")
     assert r.exit_code == 0, r.output
     seqs = pq.read_table(str(out)).to_pylist()
-    assert [(s["chrom"], s["start"], s["end"]) for s in seqs] == [(names[0], 100200, 101000), (names[2], 3000, 3700)]
+    assert [(s["chrom"], s["start"], s["end"]) for s in seqs] == [(names[0], 100200, 101000),
+                                                                 ("chr" + names[2], 3000, 3700)]
     rows = chunk_rows(tmp_path / "bed.chunks.parquet")
     ids = [s["seq_id"] for s in seqs]
     assert_tiles(rows, {ids[0]: 800, ids[1]: 700}, stages=1, offsets={ids[0]: 100200, ids[1]: 3000})
-    assert set(rows["chrom"]) == {names[0], names[2]}
+    assert set(rows["chrom"]) == {names[0], "chr" + names[2]}
     # the same bases written as FASTA give the same chunks, 100,200 / 3,000 positions earlier
     fa = tmp_path / "same.fa"
     fa.write_text(f">a\n{plasmids[names[0]][100200:101000]}\n>b\n{plasmids[names[2]][3000:3700]}\n")
@@ -329,8 +330,8 @@ def test_chunks_html_png_and_screenshot(ck1, plasmids, tmp_path, report):
     bed = tmp_path / "genes.bed"
     bed.write_text(f"{names[0]}\t41000\t43000\tgeneA\t0\t+\nchr{names[0]}\t50000\t52500\tgeneB\t0\t-\n")
     html, png = tmp_path / "region.html", tmp_path / "region.png"
-    r = invoke("chunks", "--checkpoint", ck1, "--region", f"{names[0]}:40000-60000", "--reference", SHIGELLA,
-               "--html", html, "--png", png, "--bed", bed, "--window", 4000, "--overlap", 128)
+    r = invoke("chunks", "--checkpoint", ck1, "--region", f"{names[0]}:40,001-60,000", "--reference", SHIGELLA,
+               "--html", html, "--png", png, "--annotations", bed, "--window", 4000, "--overlap", 128)
     assert r.exit_code == 0, r.output
     page = html.read_text()
     assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "http" not in page

@@ -423,25 +423,39 @@ class CoordMap:
 
     ``prefix``: leading special tokens (a byte model's BOS), ``scale``: units per position
     (raw audio: samples per frame), ``offset``: genomic start of a BED/region record.
+    ``reverse``: the record is the reverse complement of ``[offset, offset + units)``, so a cut
+    before position ``p`` is the + strand cut ``offset + units - p``.
     """
 
     prefix: int = 0
     scale: int = 1
     units: int = 0
     offset: int = 0
+    reverse: bool = False
 
     def __call__(self, p):
-        p = np.asarray(p, np.int64)
-        return self.offset + np.clip((p - self.prefix) * self.scale, 0, self.units)
+        """Coordinate of the cut before position ``p`` (the start of its unit on the + strand)."""
+        rel = np.clip((np.asarray(p, np.int64) - self.prefix) * self.scale, 0, self.units)
+        return self.offset + (self.units - rel if self.reverse else rel)
+
+    def position(self, p):
+        """Coordinate of the unit at position ``p`` (on a reverse record, the cut after it is its end)."""
+        return self(np.asarray(p, np.int64) + 1) if self.reverse else self(p)
+
+    def span(self, a, b):
+        """``(start, end)`` on the + strand of the positions ``[a, b)``."""
+        x, y = self(a), self(b)
+        return (y, x) if self.reverse else (x, y)
 
 
 def record_inputs(adapter, record, scoring: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, CoordMap]:
     """Model inputs (and targets when scoring) of a whole record, and its coordinate map."""
     meta = record.meta or {}
     offset = int(meta.get("start", 0)) if "contig" in meta else 0
+    reverse = meta.get("strand") == "-"
     if adapter.name == "dna" and not scoring:
         x = torch.from_numpy(np.ascontiguousarray(record.data))  # uint8; widened per batch
-        return x, None, CoordMap(0, 1, len(record.data), offset)
+        return x, None, CoordMap(0, 1, len(record.data), offset, reverse)
     if scoring:
         arrays = adapter.example_arrays(record)
         x = torch.from_numpy(np.ascontiguousarray(arrays["inputs"]))
@@ -457,7 +471,7 @@ def record_inputs(adapter, record, scoring: bool = False) -> tuple[torch.Tensor,
     prefix = 0
     if x.ndim == 1 and scale == 1:
         prefix = max(int(x.shape[0]) - units - int(getattr(adapter, "add_eos", False)), 0)
-    return x, y, CoordMap(prefix, scale, units, offset)
+    return x, y, CoordMap(prefix, scale, units, offset, reverse)
 
 
 # ---- torchrun ranks -----------------------------------------------------------------------

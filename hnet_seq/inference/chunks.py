@@ -11,17 +11,18 @@ boundaries).  Coordinates are input units (bases, bytes), 0-based, relative to t
   band per stage, alternating shades per chunk with a dark edge where a chunk starts; hovering a
   character shows its coordinate and every stage's boundary probability.
 * :func:`plot_tracks`: a PNG of boundary density (chunk starts per kb, in bins) and mean
-  boundary probability per stage along a region, with an optional BED annotation track.
+  boundary probability per stage along a region, with an optional annotation track (BED, any alias of the contig).
 * :func:`render_terminal`: the same colour bands in a terminal (rich) for short inputs.
 """
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from hnet_seq.data.regions import bed_features
 from hnet_seq.errors import UserError
 
 from .batching import (InferenceModel, Runner, WorkItem, batches_by_budget, default_batch_tokens, default_overlap, load,
@@ -114,7 +115,7 @@ def boundary_tracks(checkpoint: str | Path | InferenceModel, records, *, config=
     for job in jobs:
         rec, cmap = job["record"], job["cmap"]
         units = len(rec.data)
-        rel = CoordRel(cmap)
+        rel = replace(cmap, offset=0, reverse=False)  # units from the record's start
         stages = []
         for k in range(im.num_stages):
             starts = np.unique(np.concatenate([[0], rel(np.concatenate(job["starts"][k]))]))
@@ -130,16 +131,6 @@ def boundary_tracks(checkpoint: str | Path | InferenceModel, records, *, config=
         out.append(ChunkTracks(rec.id, np.asarray(rec.data), adapter.name, meta.get("contig", rec.id),
                                int(meta.get("start", 0)) if "contig" in meta else 0, stages))
     return out
-
-
-class CoordRel:
-    """Model positions → units relative to the record start (the coordinate map without offset)."""
-
-    def __init__(self, cmap):
-        self.cmap = cmap
-
-    def __call__(self, p):
-        return self.cmap(p) - self.cmap.offset
 
 
 # ---- HTML -----------------------------------------------------------------------------------
@@ -219,33 +210,8 @@ def render_html(tracks: ChunkTracks | list[ChunkTracks], path: str | Path, *, ti
 
 
 # ---- PNG ------------------------------------------------------------------------------------
-def read_bed_features(path: str | Path, chrom: str, start: int, end: int) -> list[tuple[int, int, str, str]]:
-    """``(start, end, name, strand)`` of BED intervals overlapping ``chrom:[start, end)`` (chr aliases)."""
-    from hnet_seq.data.regions import contig_aliases
-
-    names = set(contig_aliases(chrom))
-    feats = []
-    try:
-        with open(path) as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip() or line.startswith(("#", "track", "browser")):
-                    continue
-                cols = line.rstrip("\n").split("\t") if "\t" in line else line.split()
-                if len(cols) < 3:
-                    raise UserError(f"{path}:{lineno}: a BED line needs 3 columns (contig, start, end)")
-                try:
-                    a, b = int(cols[1]), int(cols[2])
-                except ValueError:
-                    raise UserError(f"{path}:{lineno}: start/end must be integers") from None
-                if cols[0] in names and a < end and b > start:
-                    feats.append((a, b, cols[3] if len(cols) > 3 else "", cols[5] if len(cols) > 5 else "."))
-    except FileNotFoundError:
-        raise UserError(f"--bed {path}: no such file") from None
-    return feats
-
-
 def plot_tracks(tracks: ChunkTracks, path: str | Path, *, bin_size: int | None = None,
-                bed: str | Path | None = None, title: str | None = None) -> Path:
+                annotations: str | Path | None = None, title: str | None = None) -> Path:
     """PNG: per stage, chunk starts per kb and mean boundary probability in bins along the sequence."""
     import matplotlib
 
@@ -262,8 +228,8 @@ def plot_tracks(tracks: ChunkTracks, path: str | Path, *, bin_size: int | None =
     x0 = tracks.offset
     centres = x0 + (edges[:-1] + edges[1:]) / 2
     widths = np.diff(edges)
-    feats = read_bed_features(bed, tracks.chrom, x0, x0 + L) if bed else []
-    n_tracks = len(tracks.stages) + (1 if bed else 0)
+    feats = bed_features(annotations, tracks.chrom, x0, x0 + L) if annotations else []
+    n_tracks = len(tracks.stages) + (1 if annotations else 0)
     fig, axes = plt.subplots(n_tracks, 1, figsize=(12, 1.9 * n_tracks + 0.6), sharex=True, squeeze=False)
     axes = axes[:, 0]
     for s, st in enumerate(tracks.stages):
@@ -285,9 +251,9 @@ def plot_tracks(tracks: ChunkTracks, path: str | Path, *, bin_size: int | None =
         ax.tick_params(labelsize=8)
         ax.set_title(f"stage {s + 1}: {len(st.starts):,} chunks, {L / max(len(st.starts), 1):.2f} units/chunk "
                      f"(bins of {bin_size})", fontsize=9, loc="left")
-    if bed:
+    if annotations:
         ax = axes[-1]
-        for i, (a, b, name, strand) in enumerate(feats):
+        for i, (a, b, name, strand) in enumerate((f.start, f.end, f.name, f.strand) for f in feats):
             y = i % 3
             ax.add_patch(matplotlib.patches.Rectangle((max(a, x0), y + 0.1), min(b, x0 + L) - max(a, x0), 0.8,
                                                       color="#555" if strand != "-" else "#999"))
@@ -295,7 +261,7 @@ def plot_tracks(tracks: ChunkTracks, path: str | Path, *, bin_size: int | None =
                 ax.text(max(a, x0), y + 0.5, name, fontsize=6, va="center", ha="left", color="white", clip_on=True)
         ax.set_ylim(0, 3)
         ax.set_yticks([])
-        ax.set_ylabel(f"{Path(bed).name}\n({len(feats)})", fontsize=8)
+        ax.set_ylabel(f"{Path(annotations).name}\n({len(feats)})", fontsize=8)
     axes[-1].set_xlim(x0, x0 + L)
     axes[-1].set_xlabel(f"{tracks.chrom} position" if tracks.modality == "dna" else "position", fontsize=9)
     fig.suptitle(title or f"{tracks.seq_id}: chunk boundaries per stage", fontsize=11)

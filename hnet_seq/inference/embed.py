@@ -14,7 +14,10 @@ end of the sequence): 0-based half-open ``[start, end)``, plus the record's geno
 BED/region input, so the chunks of every stage tile every sequence exactly.  A byte model's
 BOS belongs to the first chunk (a chunk holding only BOS has no input span and is not written).
 Columns: ``seq_id, chrom, start, end, stage, boundary_prob, vector`` (``chrom`` is the contig
-for genomic input, else the sequence id), so a stage's rows are a BED-like table.
+for genomic input, as the user named it, else the sequence id), so a stage's rows are a BED-like
+table.  A ``-`` strand BED interval is embedded as its reverse complement; its rows keep + strand
+coordinates (so they run from the interval's end to its start) and its sequence row says
+``strand = "-"``.
 
 Long inputs are tiled (:func:`.batching.plan_tiles`); boundaries come from the tile that owns
 their position, so stitched chunks still tile the sequence.  Rows are written as tiles finish:
@@ -257,6 +260,7 @@ class _RecordJob:
 def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] = (),
           out: str | Path = "embeddings.parquet",
           *, config: str | Path | None = None, modality: str | None = None, bed: str | Path | None = None,
+          region: str | None = None,
           reference: str | Path | None = None, chunks: bool = False, chunks_out: str | Path | None = None,
           pool: str = "mean", stage: int | None = None, layer: str = "output", rc_average: bool = False,
           window: int = 8192, overlap: int | None = None, batch_tokens: int | None = None, device: str | None = None,
@@ -265,7 +269,7 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
 
     With ``chunks``, also one row per chunk per stage to ``chunks_out`` (default
     ``<out stem>.chunks.parquet``; inside the ``.npz`` for npz output).  ``records`` (an
-    iterable of Records) replaces ``inputs``/``bed``.  Under torchrun every rank embeds a
+    iterable of Records) replaces ``inputs``/``bed``/``region``.  Under torchrun every rank embeds a
     strided share of the records and rank 0 merges the parts in input order.
     """
     if pool not in POOLS:
@@ -299,14 +303,16 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
     meta = {"kind": "embeddings", "checkpoint": im.checkpoint, "modality": adapter.name, "layer": layer,
             "stage": stage, "pool": pool, "rc_average": rc_average, "window": window, "overlap": overlap,
             "tiling": tiling_description(window, overlap), "precision": im.precision,
-            "coordinates": "0-based half-open; genomic (contig, start, end) for BED/region input; "
+            "coordinates": "0-based half-open on the + strand; genomic (contig, start, end) for BED/region input, "
+                           "a '-' interval embedded as its reverse complement (strand column); "
                            "bytes for text (BOS excluded), samples for raw audio",
             "stages": im.num_stages, "dims": [im.level_dim(s, layer) for s in range(im.num_levels)]}
     if fmt == "npz":
         meta["note"] = "npz output is assembled in memory; use parquet for large inputs"
     seq_schema = pa.schema([pa.field("seq_id", pa.string()), pa.field("chrom", pa.string()),
                             pa.field("start", pa.int64()), pa.field("end", pa.int64()),
-                            pa.field("length", pa.int64()), pa.field("tiles", pa.int32()),
+                            pa.field("strand", pa.string()), pa.field("length", pa.int64()),
+                            pa.field("tiles", pa.int32()),
                             pa.field("num_chunks", pa.list_(pa.int64())), vector_field("embedding", pool_dim)])
     chunk_schema = pa.schema([pa.field("seq_id", pa.string()), pa.field("chrom", pa.string()),
                               pa.field("start", pa.int64()), pa.field("end", pa.int64()),
@@ -315,9 +321,10 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
     summary = EmbedSummary(out=out, chunks_out=Path(chunks_out) if chunks and fmt == "parquet" else None, metadata=meta)
     total = None
     if records is None:
-        records = iter_records(adapter, inputs, bed=bed, reference=reference)
-        total = input_total(inputs, bed=bed) if progress and dist.is_main else None
-    npz: dict[str, list] = {k: [] for k in ("seq_id", "chrom", "start", "end", "length", "embedding",
+        records = iter_records(adapter, inputs, bed=bed, region=region, reference=reference)
+        if progress and dist.is_main:
+            total = input_total(inputs, bed=bed, region=region, reference=reference)
+    npz: dict[str, list] = {k: [] for k in ("seq_id", "chrom", "start", "end", "strand", "length", "embedding",
                                             "chunk_record", "chunk_stage", "chunk_start", "chunk_end",
                                             "chunk_prob", "chunk_vector")}
     t0 = time.perf_counter()
@@ -328,15 +335,16 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
             if fmt == "parquet":
                 seq_target = part_path(out, dist.rank) if multi else out
                 seq_w = outs.add(TableWriter(seq_target, with_record_column(seq_schema) if multi else seq_schema,
-                                             meta, "parquet", rows_per_batch=1024))
+                                             meta, "parquet", rows_per_batch=1024, sidecar=not multi))
                 chunk_w = None
                 if chunks:
                     chunk_target = part_path(chunks_out, dist.rank) if multi else chunks_out
                     schema = with_record_column(chunk_schema) if multi else chunk_schema
-                    chunk_w = outs.add(TableWriter(chunk_target, schema, meta, "parquet", rows_per_batch=65536))
+                    chunk_w = outs.add(TableWriter(chunk_target, schema, meta, "parquet", rows_per_batch=65536,
+                                                   sidecar=not multi))
 
             def write_chunk(job: _RecordJob, s: int, starts, ends, probs, vecs) -> int:
-                a, b = job.cmap(starts), job.cmap(ends)
+                a, b = job.cmap.span(starts, ends)
                 keep = b > a
                 if not keep.all():
                     a, b, probs = a[keep], b[keep], probs[keep]
@@ -366,15 +374,15 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
                 rid = job.record.id
                 m = job.record.meta or {}
                 chrom = m.get("contig", rid)
-                start = job.cmap(0)
-                end = job.cmap(job.n)
+                start, end = job.cmap.span(0, job.n)
                 vec = job.pooled(pool)
                 if fmt == "npz":
                     for k, v in (("seq_id", rid), ("chrom", chrom), ("start", start), ("end", end),
-                                 ("length", len(job.record)), ("embedding", vec)):
+                                 ("strand", m.get("strand", ".")), ("length", len(job.record)), ("embedding", vec)):
                         npz[k].append(v)
                 else:
-                    row = dict(seq_id=rid, chrom=chrom, start=int(start), end=int(end), length=len(job.record),
+                    row = dict(seq_id=rid, chrom=chrom, start=int(start), end=int(end), strand=m.get("strand", "."),
+                               length=len(job.record),
                                tiles=len(job.tiles), num_chunks=job.num_chunks, embedding=vec)
                     if multi:
                         row[RECORD] = job.index
@@ -446,6 +454,7 @@ def _write_npz(out: Path, npz: dict, meta: dict, chunks: bool) -> None:
 
     arrays = {"seq_id": np.array(npz["seq_id"], dtype=str), "chrom": np.array(npz["chrom"], dtype=str),
               "start": np.array(npz["start"], np.int64), "end": np.array(npz["end"], np.int64),
+              "strand": np.array(npz["strand"], dtype=str),
               "length": np.array(npz["length"], np.int64),
               "embedding": np.stack(npz["embedding"]) if npz["embedding"] else np.zeros((0, 0), np.float32),
               "metadata": np.array(json.dumps(meta))}

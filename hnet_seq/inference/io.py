@@ -4,7 +4,13 @@
   reference FASTA, text / JSONL, audio files or ``.tar`` shards, whichever the modality reads.
 * :class:`TableWriter` streams rows to parquet (``pyarrow.parquet.ParquetWriter``) or TSV, into
   a temporary file beside the target that is renamed only when everything was written; on an
-  exception the temporary file is deleted, so a failed run leaves no partial output.
+  exception the temporary file is deleted, so a failed run leaves no partial output.  The run
+  metadata goes into the parquet schema and into a JSON sidecar ``<table>.json``.
+* TSV is plain: one header line, then one line per row, so that ``pandas.read_csv(path,
+  sep="\t")`` and R's ``read.delim(path)`` read it with no options.  A missing value is an
+  empty cell, floats are ``%.10g`` (``NaN``, ``Inf``, ``-Inf``), a vector is comma-separated,
+  and a tab or newline inside a text cell becomes a space.  :func:`write_tsv` prints the same
+  columns to stdout.
 * :class:`Outputs` groups several writers so that they all appear together or not at all.
 """
 from __future__ import annotations
@@ -22,31 +28,32 @@ from hnet_seq.errors import UserError
 from hnet_seq.progress import progress_bar  # noqa: F401  (the inference commands' bar)
 
 META_KEY = b"hnet_seq"
+# Stored with every table (schema metadata and sidecar); a caller's own "conventions" replace these.
+TABLE_CONVENTIONS = {
+    "coordinates": "0-based half-open [start, end) on the + strand, as in BED; chrom as named in the input",
+    "strand": "'-': the sequence is the reverse complement of [start, end); '+' or '.' (none given): as is",
+    "region": "--region CONTIG:START-END is 1-based inclusive (samtools); seq_id of an unnamed interval too",
+    "missing": "empty TSV cell, parquet null",
+}
 
 
 # ---- inputs --------------------------------------------------------------------------------
 def iter_records(adapter, inputs: Sequence[str | Path] = (), *, bed: str | Path | None = None,
-                 reference: str | Path | None = None, shards: bool | None = None) -> Iterator:
+                 region: str | None = None, reference: str | Path | None = None,
+                 shards: bool | None = None) -> Iterator:
     """Records to process, in input order (arguments are checked now, files read lazily).
 
-    * ``bed`` + ``reference``: one record per BED interval (DNA; genomic coordinates kept in
-      ``meta["contig"/"start"/"end"]``);
+    * ``bed`` or ``region`` (``CONTIG:START-END``, 1-based inclusive) + ``reference``: one
+      record per interval (DNA; ``meta["contig"/"start"/"end"/"strand"]`` hold the user's
+      contig name and + strand coordinates; see :mod:`hnet_seq.data.regions`);
     * ``inputs`` that are ``.tar`` shards (or ``shards=True``): records read back from shards;
     * otherwise the adapter reads the files (FASTA records, text files / JSONL lines, audio).
     """
-    if bed is not None:
-        if reference is None:
-            raise UserError("--bed needs --reference (the FASTA the intervals refer to)")
-        if not hasattr(adapter, "read_regions"):
-            raise UserError(f"--bed: the {adapter.name} modality has no genomic regions (use dna)")
-        if inputs:
-            raise UserError("give either input files or --bed with --reference, not both")
-        for p, flag in ((bed, "--bed"), (reference, "--reference")):
-            if not Path(p).exists():
-                raise UserError(f"{flag} {p}: no such file")
-        return adapter.read_regions(reference, bed)
+    if bed is not None or region is not None:
+        return _region_records(adapter, inputs, bed, region, reference)
     if not inputs:
-        raise UserError("no inputs: give files (FASTA, text, JSONL, audio, .tar shards) or --bed with --reference")
+        raise UserError("no inputs: give files (FASTA, text, JSONL, audio, .tar shards), or --bed or --region "
+                        "with --reference")
     paths = [Path(p) for p in inputs]
     for p in paths:
         if not p.exists():
@@ -61,24 +68,38 @@ def iter_records(adapter, inputs: Sequence[str | Path] = (), *, bed: str | Path 
     return adapter.read_records(paths)
 
 
-def input_total(inputs: Sequence[str | Path] = (), *, bed: str | Path | None = None) -> int | None:
+def input_total(inputs: Sequence[str | Path] = (), *, bed: str | Path | None = None, region: str | None = None,
+                reference: str | Path | None = None) -> int | None:
     """Bases that DNA inputs hold, when that is cheap to know (a progress bar's total and ETA):
-    the sizes of the BED intervals, or the contig lengths in every FASTA's ``.fai``; else None."""
-    if bed is not None:
-        from hnet_seq.data.regions import read_bed
+    the sizes of the BED intervals or of the region, or the contig lengths in every FASTA's
+    ``.fai``; else None."""
+    from hnet_seq.data.regions import parse_region, read_bed
 
-        try:
+    try:
+        if bed is not None:
             return sum(iv.end - iv.start for iv in read_bed(bed))
-        except (UserError, OSError, ValueError):  # reported as it should be when the records are read
-            return None
+        if region is not None:
+            lengths = _fai_lengths(reference) if reference is not None else None
+            iv = parse_region(region, lengths, str(reference)) if lengths else None
+            return iv.end - iv.start if iv else None
+    except (UserError, OSError, ValueError):  # reported as it should be when the records are read
+        return None
     total = 0
     for p in inputs:
-        fai = Path(f"{p}.fai")
-        if not (Path(p).is_file() and fai.is_file()):
+        lengths = _fai_lengths(p)
+        if lengths is None:
             return None
-        with open(fai) as f:
-            total += sum(int(line.split("\t")[1]) for line in f if line.strip())
+        total += sum(lengths.values())
     return total or None
+
+
+def _fai_lengths(path: str | Path) -> dict[str, int] | None:
+    """Contig lengths from the ``.fai`` beside a FASTA (None without one)."""
+    fai = Path(f"{path}.fai")
+    if not (Path(path).is_file() and fai.is_file()):
+        return None
+    with open(fai) as f:
+        return {cols[0]: int(cols[1]) for cols in (line.split("\t") for line in f) if len(cols) > 1}
 
 
 def vcf_record_count(path: str | Path) -> int | None:
@@ -95,19 +116,29 @@ def vcf_record_count(path: str | Path) -> int | None:
         pysam.set_verbosity(verbosity)
 
 
-def parse_region(text: str) -> tuple[str, int | None, int | None]:
-    """``chr1:1000-2000`` (0-based half-open, commas allowed) or ``chr1`` → (contig, start, end)."""
-    contig, sep, span = text.rpartition(":")
-    if not sep:
-        return text, None, None
-    try:
-        a, b = span.replace(",", "").split("-")
-        start, end = int(a), int(b)
-    except ValueError:
-        raise UserError(f"--region {text}: expected CONTIG:START-END (0-based half-open), e.g. chr1:0-20000") from None
-    if not 0 <= start < end:
-        raise UserError(f"--region {text}: need 0 <= START < END")
-    return contig, start, end
+def _region_records(adapter, inputs, bed, region, reference) -> Iterator:
+    """Records of a BED file or one region of ``reference``; every interval is checked first."""
+    from hnet_seq.data.regions import parse_region, read_bed
+
+    flag = "--bed" if region is None else "--region"
+    if bed is not None and region is not None:
+        raise UserError("give --bed or --region, not both")
+    if reference is None:
+        raise UserError(f"{flag} needs --reference (the FASTA the intervals refer to)")
+    if not hasattr(adapter, "read_regions"):
+        raise UserError(f"{flag}: the {adapter.name} modality has no genomic regions (use dna)")
+    if inputs:
+        raise UserError(f"give either input files or {flag} with --reference, not both")
+    if not Path(reference).exists():
+        raise UserError(f"--reference {reference}: no such file")
+    lengths = adapter.contig_lengths(reference)
+    if region is not None:
+        intervals = [parse_region(region, lengths, str(reference))]
+    else:
+        if not Path(bed).exists():
+            raise UserError(f"--bed {bed}: no such file")
+        intervals = read_bed(bed, lengths, str(reference))
+    return adapter.read_regions(reference, intervals)
 
 
 # ---- atomic files --------------------------------------------------------------------------
@@ -185,19 +216,23 @@ class TableWriter:
     """Stream rows (dicts of columns) to parquet or TSV; the file appears only on :meth:`close`.
 
     ``schema`` fixes the columns (a ``vector`` column is a ``fixed_size_list<float32>``);
-    ``metadata`` (a JSON-able dict) is stored in the parquet schema under ``b"hnet_seq"``
-    (TSV: as a ``#`` comment line).  Rows are buffered up to ``rows_per_batch``; full batches
-    are converted and written (zstd-compressed) by a background thread, in order, so that the
+    ``metadata`` (a JSON-able dict, with :data:`TABLE_CONVENTIONS` added) is stored in the
+    parquet schema under ``b"hnet_seq"`` and, with ``sidecar``, in ``<path>.json`` (with the
+    columns and row count), published with the table (a TSV holds nothing but the table).
+    Rows are buffered up to ``rows_per_batch``; full batches are converted and written
+    (zstd-compressed) by a background thread, in order, so that the
     caller goes on computing meanwhile (``background=False``: in the calling thread).  At most
     one batch waits for the thread, which bounds memory to about three batches.
     """
 
     def __init__(self, path: str | Path, schema: pa.Schema, metadata: dict | None = None,
-                 fmt: str | None = None, rows_per_batch: int = 8192, background: bool = True):
+                 fmt: str | None = None, rows_per_batch: int = 8192, background: bool = True,
+                 sidecar: bool = True):
         self.path = Path(path)
         self.fmt = fmt or output_format(self.path, ("parquet", "tsv"))
-        self.schema = schema.with_metadata({META_KEY: json.dumps(metadata or {}).encode()})
-        self.metadata = metadata or {}
+        self.metadata = {"conventions": TABLE_CONVENTIONS, **(metadata or {})}
+        self.schema = schema.with_metadata({META_KEY: json.dumps(self.metadata).encode()})
+        self.sidecar = sidecar_path(self.path) if sidecar else None
         self.rows_per_batch = rows_per_batch
         self._columns: dict[str, list] = {f.name: [] for f in schema}  # per column: segments
         self._buffered = 0
@@ -215,10 +250,8 @@ class TableWriter:
                 import gzip
 
                 opener = gzip.open if str(self.path).endswith(".gz") else open
-                self._text = opener(self._tmp, "wt")
-                if metadata:
-                    self._text.write("#hnet_seq " + json.dumps(metadata) + "\n")
-                self._text.write("\t".join(schema.names) + "\n")
+                self._text = opener(self._tmp, "wt", newline="")
+                self._text.write(_tsv_line(schema.names))
         except BaseException:
             self.abort()
             raise
@@ -277,8 +310,7 @@ class TableWriter:
             self._writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
         else:
             cols = [a.to_pylist() for a in arrays]
-            for i in range(n):
-                self._text.write("\t".join(_tsv_cell(c[i]) for c in cols) + "\n")
+            self._text.writelines(_tsv_line(_tsv_cell(c[i]) for c in cols) for i in range(n))
 
     def close(self) -> Path:
         """Write what is buffered, close, and rename the temporary file onto the target.
@@ -293,10 +325,24 @@ class TableWriter:
                 self._writer.close()
             if self._text is not None:
                 self._text.close()
+            side = self._write_sidecar()
         except BaseException:
             self.abort()
             raise
-        return publish(self._tmp, self.path)
+        publish(self._tmp, self.path)
+        if side is not None:
+            side.close()
+        return self.path
+
+    def _write_sidecar(self) -> "AtomicFile | None":
+        """The JSON sidecar, written to its temporary name (published after the table)."""
+        if self.sidecar is None:
+            return None
+        side = AtomicFile(self.sidecar)
+        doc = {"table": self.path.name, "format": self.fmt, "rows": self.rows,
+               "columns": [{"name": f.name, "type": str(f.type)} for f in self.schema], **self.metadata}
+        side.tmp.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+        return side
 
     def abort(self) -> None:
         """Drop everything written so far (no file appears)."""
@@ -349,14 +395,35 @@ class _Worker:
             self._raise()
 
 
+def sidecar_path(path: str | Path) -> Path:
+    """Where a table's metadata sidecar goes: ``scores.tsv`` -> ``scores.tsv.json``."""
+    return Path(f"{path}.json")
+
+
 def _tsv_cell(v) -> str:
+    """One TSV cell as pandas and R read it by default (see the module docstring)."""
     if v is None:
-        return "."
-    if isinstance(v, float):
-        return "nan" if v != v else f"{v:.10g}"
+        return ""
+    if isinstance(v, (float, np.floating)):
+        return "NaN" if v != v else ("Inf" if v > 0 else "-Inf") if abs(v) == float("inf") else f"{v:.10g}"
     if isinstance(v, (list, tuple, np.ndarray)):
         return ",".join(_tsv_cell(float(x)) for x in np.asarray(v).reshape(-1))
-    return str(v)
+    return str(v).replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
+def _tsv_line(cells: Iterable[str]) -> str:
+    return "\t".join(cells) + "\n"
+
+
+def write_tsv(schema: pa.Schema, rows: Iterable[dict], stream=None) -> None:
+    """Rows (dicts) as a plain TSV with ``schema``'s columns, as :class:`TableWriter` writes them
+    (default stream: stdout)."""
+    import sys
+
+    stream = stream or sys.stdout
+    stream.write(_tsv_line(schema.names))
+    for row in rows:
+        stream.write(_tsv_line(_tsv_cell(row.get(name)) for name in schema.names))
 
 
 class Outputs:

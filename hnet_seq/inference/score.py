@@ -17,6 +17,7 @@ partial sums per record to a part file and rank 0 adds them up in input order (:
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -45,6 +46,7 @@ class SequenceScore:
     start: int
     end: int
     length: int  # units in the record
+    strand: str = "."  # "-": the record is the reverse complement of [start, end) (BED strand)
     units_scored: int = 0
     log_likelihood: float = 0.0  # nats
 
@@ -54,12 +56,13 @@ class SequenceScore:
 
     def row(self) -> dict:
         return {"seq_id": self.seq_id, "chrom": self.chrom, "start": self.start, "end": self.end,
-                "length": self.length, "units_scored": self.units_scored,
+                "strand": self.strand, "length": self.length, "units_scored": self.units_scored,
                 "log_likelihood": self.log_likelihood, "bits_per_unit": self.bits_per_unit}
 
 
-# What the ranks' partial rows of one record add up to (the other columns are the record's own).
+# What the ranks' partial rows of one record add up to; the other fields are the record's own.
 SUMMED = ("units_scored", "log_likelihood")
+OWN = tuple(f.name for f in dataclasses.fields(SequenceScore) if f.name not in SUMMED)
 
 
 @dataclass
@@ -78,7 +81,7 @@ class ScoreSummary:
 
 
 SCORE_SCHEMA = pa.schema([pa.field("seq_id", pa.string()), pa.field("chrom", pa.string()),
-                          pa.field("start", pa.int64()), pa.field("end", pa.int64()),
+                          pa.field("start", pa.int64()), pa.field("end", pa.int64()), pa.field("strand", pa.string()),
                           pa.field("length", pa.int64()), pa.field("units_scored", pa.int64()),
                           pa.field("log_likelihood", pa.float64()), pa.field("bits_per_unit", pa.float64())])
 POSITION_SCHEMA = pa.schema([pa.field("seq_id", pa.string()), pa.field("chrom", pa.string()),
@@ -87,6 +90,7 @@ POSITION_SCHEMA = pa.schema([pa.field("seq_id", pa.string()), pa.field("chrom", 
 
 def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] = (), out: str | Path | None = None,
           *, config: str | Path | None = None, modality: str | None = None, bed: str | Path | None = None,
+          region: str | None = None,
           reference: str | Path | None = None, per_position: str | Path | None = None, window: int = 8192,
           overlap: int | None = None, batch_tokens: int | None = None, device: str | None = None,
           precision: str = "auto", progress: bool = True, records: Iterable | None = None,
@@ -119,8 +123,9 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
     summary = ScoreSummary(out=out, per_position=per_position, metadata=meta)
     total = None
     if records is None:
-        records = iter_records(adapter, inputs, bed=bed, reference=reference)
-        total = input_total(inputs, bed=bed) if progress and dist.is_main else None
+        records = iter_records(adapter, inputs, bed=bed, region=region, reference=reference)
+        if progress and dist.is_main:
+            total = input_total(inputs, bed=bed, region=region, reference=reference)
     scale = getattr(adapter, "units_per_position", 1) or 1
     t0 = time.perf_counter()
     with Outputs() as outs, all_ranks_succeed("scoring"):
@@ -138,8 +143,9 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
                 if not tiles:
                     continue
                 m = record.meta or {}
-                sc = SequenceScore(record.id, m.get("contig", record.id), int(cmap(0)), int(cmap(x.shape[0])),
-                                   len(record))
+                start, end = cmap.span(0, x.shape[0])
+                sc = SequenceScore(record.id, m.get("contig", record.id), int(start), int(end), len(record),
+                                   m.get("strand", "."))
                 entry = [sc, len(tiles), cmap, index]
                 pending.append(entry)
                 for k, t in tiles:
@@ -160,7 +166,7 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
                         p = np.arange(tile.own_start, tile.end)[ok]
                         k = len(p)
                         pos_w.write_columns({"seq_id": [sc.seq_id] * k, "chrom": [sc.chrom] * k,
-                                             "position": cmap(p), "logprob": (-nll[ok]).astype(np.float32),
+                                             "position": cmap.position(p), "logprob": (-nll[ok]).astype(np.float32),
                                              **({RECORD: np.full(k, number, np.int64)} if multi else {})})
                 bar.advance(sum(len(it) - it.own_start for it in group))
                 while pending and pending[0][1] == 0:
@@ -185,12 +191,12 @@ def _writers(outs: Outputs, summary: ScoreSummary, fmt: str | None, rank: int, m
     out, per_position, meta = summary.out, summary.per_position, summary.metadata
     table = pos_w = None
     if out is not None:
-        table = outs.add(TableWriter(part_path(out, rank), with_record_column(SCORE_SCHEMA), meta, "parquet")
-                         if multi else TableWriter(out, SCORE_SCHEMA, meta, fmt))
+        table = outs.add(TableWriter(part_path(out, rank), with_record_column(SCORE_SCHEMA), meta, "parquet",
+                                     sidecar=False) if multi else TableWriter(out, SCORE_SCHEMA, meta, fmt))
     if per_position is not None:
         pos_w = outs.add(TableWriter(part_path(per_position, rank) if multi else per_position,
                                      with_record_column(POSITION_SCHEMA) if multi else POSITION_SCHEMA, meta,
-                                     "parquet", rows_per_batch=262144))
+                                     "parquet", rows_per_batch=262144, sidecar=not multi))
     return table, pos_w
 
 
@@ -205,9 +211,7 @@ def _merge_ranks(summary: ScoreSummary, fmt: str, world: int, keep_scores: bool)
         table = outs.add(TableWriter(out, SCORE_SCHEMA, meta, fmt))
         for _, groups in itertools.groupby(merged_groups(parts), key=lambda g: g[0]):
             rows = [r for _, t in groups for r in t.to_pylist()]
-            sc = SequenceScore(*(rows[0][c] for c in ("seq_id", "chrom", "start", "end", "length")))
-            for c in SUMMED:
-                setattr(sc, c, sum(r[c] for r in rows))
+            sc = SequenceScore(**{c: sum(r[c] for r in rows) if c in SUMMED else rows[0][c] for c in OWN + SUMMED})
             table.write_row(**sc.row())
             summary.positions += sc.length
             if keep_scores:

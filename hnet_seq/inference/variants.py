@@ -401,7 +401,7 @@ def score_variants(checkpoint: str | Path | InferenceModel, vcf: str | Path, ref
             table = None
             if multi:
                 table = outs.add(TableWriter(part_path(out or Path(vcf_out or "variants") , dist.rank),
-                                             with_record_column(TABLE_SCHEMA), meta, "parquet"))
+                                             with_record_column(TABLE_SCHEMA), meta, "parquet", sidecar=False))
             elif out is not None:
                 table = outs.add(TableWriter(out, TABLE_SCHEMA, meta, fmt))
             annot = outs.add(_VcfAnnotator(vf, vcf_out)) if vcf_out is not None and not multi else None

@@ -232,7 +232,7 @@ class _Trainer:
         self.metrics = MetricsWriter(self.run_dir, enabled=info.is_main, tensorboard=cfg.logging.tensorboard)
         self.metrics.write({"kind": "resume" if self.resume else "start", "step": self.step, "unit": self.unit,
                             "modality": cfg.modality.name, "world_size": info.world_size,
-                            "device": str(info.device), "params": self.n_params,
+                            "backend": info.backend, "device": str(info.device), "params": self.n_params,
                             "target_compression": self.targets, "steps": cfg.train.steps})
 
     def _load(self) -> None:

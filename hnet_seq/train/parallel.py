@@ -2,7 +2,8 @@
 
 ``init_distributed`` reads torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
 ``MASTER_ADDR``/``MASTER_PORT``) and starts NCCL on CUDA or gloo on CPU; without it the run is
-one process and every helper here is a no-op.  ``wrap_model`` applies DDP or FSDP2
+one process and every helper here is a no-op.  ``HNET_SEQ_FORCE_DISTRIBUTED=1`` under torchrun joins
+the process group even with one rank, so that the NCCL paths can be checked on a single GPU.  ``wrap_model`` applies DDP or FSDP2
 (``torch.distributed.fsdp.fully_shard`` on every block, then the root).  The training loop has
 one data-parallel path: it only ever calls ``reduce_sum`` and ``any_rank``.
 """
@@ -26,7 +27,7 @@ class DistInfo:
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        return self.backend is not None
 
     @property
     def is_main(self) -> bool:
@@ -43,11 +44,19 @@ def pick_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
+FORCE_ENV = "HNET_SEQ_FORCE_DISTRIBUTED"
+
+
+def join_requested(world: int) -> bool:
+    """Whether to join torchrun's process group: several ranks, or one with ``FORCE_ENV=1``."""
+    return world > 1 or ("RANK" in os.environ and os.environ.get(FORCE_ENV) == "1")
+
+
 def init_distributed(device_choice: str = "auto") -> DistInfo:
     """Join the torchrun process group if there is one; choose this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = pick_device(device_choice)
-    if world <= 1:
+    if not join_requested(world):
         return DistInfo(device=device)
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
@@ -141,5 +150,5 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-__all__ = ["DistInfo", "any_rank", "barrier", "gather_objects", "init_distributed", "make_reducer",
+__all__ = ["FORCE_ENV", "DistInfo", "any_rank", "barrier", "gather_objects", "init_distributed", "join_requested", "make_reducer",
            "pick_device", "reduce_sum", "shutdown", "unwrap", "wrap_model"]
