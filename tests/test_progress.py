@@ -101,3 +101,21 @@ def test_training_without_terminal_prints_timed_lines_with_eta(monkeypatch, caps
     quiet = Console(10, 0, "base", mode="off")
     quiet.step(1, {"loss": 1.0, "bits_per_unit": 1.5})
     assert capsys.readouterr().err == ""  # the next line is an hour away
+
+
+def test_input_totals_from_fai_bed_and_region(tmp_path):
+    import gzip
+
+    from hnet_seq.inference.io import input_total
+
+    fasta = tmp_path / "ref.fa"
+    fasta.write_text(">r0\n" + "ACGT" * 300 + "\n>r1\n" + "GATTACA" * 100 + "\n")
+    assert input_total([fasta]) is None  # no .fai yet: no total rather than a scan
+    pysam.faidx(str(fasta))
+    assert input_total([fasta]) == 1200 + 700
+    bed = tmp_path / "iv.bed.gz"
+    with gzip.open(bed, "wt") as f:
+        f.write("track name=x\nr0\t100\t250\tone\t0\t-\nr1\t0\t700\n")
+    assert input_total(bed=bed) == 150 + 700
+    assert input_total(region="r0:101-200", reference=fasta) == 100  # 1-based inclusive
+    assert input_total(region="r1", reference=fasta) == 700
