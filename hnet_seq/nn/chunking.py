@@ -93,6 +93,8 @@ def dechunk_block(inner: torch.Tensor, inner_prob: torch.Tensor, counts: torch.T
     Positions before a row's first new chunk start still belong to the chunk that the state ends in.
     """
     Bn, Lp, d = inner.shape
+    if Lp == 0:  # no row starts a chunk in this block
+        return state.last[:, None].to(inner.dtype).expand(-1, mask.shape[1], -1)
     valid = torch.arange(Lp, device=inner.device)[None] < counts[:, None]
     p = inner_prob.float().clamp(PROB_CLAMP, 1 - PROB_CLAMP)
     dt = torch.where(valid, -torch.log1p(-p), 0.0)  # padding: no decay, no input
