@@ -198,3 +198,21 @@ def shared_logprobs(im: InferenceModel, refs: list[np.ndarray], alts: list[tuple
     alt_lps = [_logprobs(im, np.concatenate([chains[w][:o], alt_logits[a]]), alt_tokens[a])
                for a, ((w, _), o) in enumerate(zip(alts, splits))]
     return ref_lps, alt_lps, engine.positions
+
+
+def fill_windows(im: InferenceModel, windows: dict, pairs, budget: int) -> int:
+    """``score_variants``' hook: ``windows[key] = [tokens, clipped, log-probs]``; ``pairs`` lists
+    each allele's window keys ``(ref, alt[, ref-, alt-])``.  Fills the log-probs of every window
+    named there (reference pass shared per strand) and returns the positions run."""
+    ref_keys: dict = {}
+    alt_keys: dict = {}
+    for keys in pairs:
+        for r, a in zip(keys[::2], keys[1::2]):
+            ref_keys.setdefault(r, len(ref_keys))
+            alt_keys.setdefault(a, ref_keys[r])
+    refs = [windows[k][0] for k in ref_keys]
+    ref_lps, alt_lps, positions = shared_logprobs(im, refs, [(w, windows[k][0]) for k, w in alt_keys.items()],
+                                                  budget)
+    for k, lp in zip(list(ref_keys) + list(alt_keys), ref_lps + alt_lps):
+        windows[k][2] = lp
+    return positions
