@@ -179,7 +179,7 @@ def test_score_variants_share_prefix_equals_full(ck, genome, tmp_path):
     vcf.write_text("##fileformat=VCFv4.2\n##contig=<ID=chr1,length=900>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
                    + "".join(f"chr1\t{p}\t.\t{r}\t{a}\t.\t.\t.\n" for p, r, a in recs))
     for rc in (False, True):
-        runs = [score_variants(ck, vcf, ref, window=200, rc_average=rc, progress=False, keep_alleles=True,
+        runs = [score_variants(ck, vcf, ref, window=100, rc_average=rc, progress=False, keep_alleles=True,
                                device="cpu", share_prefix=share).alleles_list for share in (True, False)]
         assert len(runs[0]) == 6
         for a, b in zip(*runs):
@@ -191,12 +191,12 @@ def test_score_variants_share_prefix_equals_full(ck, genome, tmp_path):
 
 def test_saturation_equals_full_recomputation(ck, genome, tmp_path):
     ref, seq = genome
-    region = "chr1:640-760"  # crosses the NN at 700-702 and is cut into two scoring regions
-    shared = saturation_mutagenesis(ck, ref, region, window=120, rc_average=True, device="cpu")
-    full = saturation_mutagenesis(ck, ref, region, window=120, rc_average=True, device="cpu", share_prefix=False)
+    region = "chr1:680-720"  # crosses the NN at 700-702 and is cut into two scoring regions
+    shared = saturation_mutagenesis(ck, ref, region, window=40, rc_average=True, device="cpu")
+    full = saturation_mutagenesis(ck, ref, region, window=40, rc_average=True, device="cpu", share_prefix=False)
     assert [a.pos for a in shared.alleles_list] == [a.pos for a in full.alleles_list]
-    assert shared.scored == 3 * 118 and shared.skipped == {"reference_not_acgt": 2}
-    assert {(a.start, a.end) for a in shared.alleles_list if a.status == "scored"} == {(610, 730), (670, 790)}
+    assert shared.scored == 3 * 38 and shared.skipped == {"reference_not_acgt": 2}
+    assert {(a.start, a.end) for a in shared.alleles_list if a.status == "scored"} == {(670, 710), (690, 730)}
     for a, b in zip(shared.alleles_list, full.alleles_list):
         assert (a.alt, a.status) == (b.alt, b.status)
         if a.status == "scored":
@@ -206,10 +206,10 @@ def test_saturation_equals_full_recomputation(ck, genome, tmp_path):
     # and the CLI: a table, same rows; misuse is one line and exit status 2
     out = tmp_path / "sat.tsv"
     res = CliRunner().invoke(app, ["score-variants", "--saturate", region, "--reference", str(ref), "--checkpoint",
-                                   str(ck), "--window", "120", "--device", "cpu", "-o", str(out), "-q"])
+                                   str(ck), "--window", "40", "--device", "cpu", "-o", str(out), "-q"])
     assert res.exit_code == 0, res.output
     lines = [ln for ln in out.read_text().splitlines() if not ln.startswith("#")]
-    assert len(lines) == 1 + 3 * 118 + 2
+    assert len(lines) == 1 + 3 * 38 + 2
     res = CliRunner().invoke(app, ["score-variants", "--saturate", "chr1:10-5", "--reference", str(ref),
                                    "--checkpoint", str(ck)])
     assert res.exit_code == 2 and "--saturate" in res.output
