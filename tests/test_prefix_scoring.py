@@ -218,6 +218,35 @@ def test_saturation_equals_full_recomputation(ck, genome, tmp_path):
 
 
 # ------------------------------------------------------------------------ fast vs reference
+def test_fast_wrappers_pass_initial_states_and_mask(monkeypatch):
+    """CPU plumbing of the fast paths: the SSD wrapper hands mamba-ssm fp32 initial states, and the
+    KV-cache attention runs in bf16 what the reference computes in fp32."""
+    from hnet_seq.kernels import fast
+
+    seen = {}
+
+    def fake_scan(x, dt, A, B, C, chunk_size, D=None, dt_bias=None, seq_idx=None, dt_softplus=False,
+                  return_final_states=False, initial_states=None):
+        seen["init"] = initial_states.dtype
+        return ssd_reference(x, dt, A, B, C, chunk_size=chunk_size, D=D, initial_states=initial_states,
+                             return_final_state=return_final_states)
+
+    monkeypatch.setattr(fast, "_mamba_chunk_scan", fake_scan)
+    x, B, C = torch.randn(2, 30, 2, 4), torch.randn(2, 30, 1, 8), torch.randn(2, 30, 1, 8)
+    dt, A, init = torch.rand(2, 30, 2), -torch.rand(2), torch.randn(2, 2, 4, 8).double()
+    y, state = fast._ssd_fast(x.bfloat16(), dt, A, B, C, chunk_size=16, initial_states=init, return_final_state=True)
+    y_ref, state_ref = ssd_reference(x.bfloat16(), dt, A, B, C, chunk_size=16, initial_states=init,
+                                     return_final_state=True)
+    assert seen["init"] == torch.float32 and torch.equal(y, y_ref) and torch.equal(state, state_ref)
+    q, k, v = torch.randn(2, 6, 2, 16), torch.randn(2, 40, 2, 16), torch.randn(2, 40, 2, 16)
+    pos = torch.tensor([[0], [30]]) + torch.arange(6)
+    valid = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    for window in (-1, 3):
+        got = fast._attention_kvcache_fast(q.bfloat16(), k.bfloat16(), v.bfloat16(), pos, valid, window_size=window)
+        want = attention_kvcache_reference(q, k, v, pos, valid, window_size=window)
+        assert got.dtype == torch.bfloat16 and (got.float() - want)[valid].abs().max() <= 3e-2
+
+
 @pytest.mark.gpu
 @needs_cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])

@@ -72,11 +72,9 @@ def _ssd_fast(x, dt, A, B, C, *, chunk_size, D=None, dt_bias=None, dt_softplus=F
     xc, Bc, Cc = x.to(common), B.to(common), C.to(common)
     if seq_idx is not None:
         seq_idx = seq_idx.to(torch.int32).contiguous()
-    if initial_states is not None:
-        initial_states = initial_states.float().contiguous()
+    extra = {} if initial_states is None else {"initial_states": initial_states.float().contiguous()}
     out = _mamba_chunk_scan(xc, dt, A, Bc, Cc, chunk_size, D=D, dt_bias=dt_bias, seq_idx=seq_idx,
-                            initial_states=initial_states, dt_softplus=dt_softplus,
-                            return_final_states=return_final_state)
+                            dt_softplus=dt_softplus, return_final_states=return_final_state, **extra)
     if return_final_state:
         y, final_state = out
         return y.to(out_dtype), final_state.float()
