@@ -5,6 +5,7 @@
     python bench/inference.py --size tiny --device cpu --no-write      # CPU smoke run (1-2 min on 2 cores)
     python bench/inference.py --rss-fasta ../shared/data/dna/klebsiella_*.fna.gz   # + peak RSS (tiny model)
     python bench/inference.py --device cpu --rss-only --rss-size micro --rss-fasta F.fna.gz --write
+    python bench/inference.py --shared-only --json shared.json   # only the shared-prefix/saturation rows
 
 The model is the paper-style 1-stage DNA H-Net at ~100M parameters (``m4 [T12] m4``, widths
 512/768, DNA vocabulary), randomly initialised; its router is first brought to a compression of
@@ -20,7 +21,9 @@ those FASTA files with ``--chunks`` through the CLI in a child process and repor
 (``--rss-max-bp`` keeps the first N bases of every record when the CPU is too slow for all of them),
 with ``--rss-window`` (default 8192, the CLI's).  "forward only" rows run the same packed
 tiles/windows through the inference runner with nothing written: the ceiling that reading,
-tiling and writing leave room for.
+tiling and writing leave room for.  The shared-prefix rows (:func:`measure_shared`) score the same
+SNVs with ``share_prefix`` on and off, and saturation mutagenesis of ``--saturate-bp`` bases mid-way
+along the longest record (3 SNVs per base), each beside its full recomputation.
 
 Results go to the ``inference`` section of ``docs/benchmarks.md`` (on CUDA, or with ``--write``).
 A run without ``--rss-fasta`` keeps the peak-RSS paragraphs already there (they come from a CPU

@@ -87,7 +87,8 @@ def test_prefill_ragged_rows_and_copied_states(name):
     state = model.new_state(3, n)
     with torch.no_grad():
         head = model.prefill(tokens[:, :50], state, first)
-        rest = torch.stack([torch.cat([t[k:], torch.zeros(k, dtype=torch.long)]) for t, k in zip(tokens, first.tolist())])
+        rest = torch.stack([torch.cat([t[k:], torch.zeros(k, dtype=torch.long)])
+                            for t, k in zip(tokens, first.tolist())])
         tail = model.prefill(rest, state, n - first)
     for row, k in enumerate(first.tolist()):
         got = torch.cat([head[row, :k], tail[row, :n - k]])
@@ -176,7 +177,8 @@ def test_score_variants_share_prefix_equals_full(ck, genome, tmp_path):
     recs = [(300, seq[299], f"{other(seq[299])},{other(seq[299], 2)}"), (301, seq[300], other(seq[300])),
             (420, seq[419:422], seq[419]), (500, seq[499], seq[499] + "TTG"), (5, seq[4], other(seq[4]))]
     vcf = tmp_path / "v.vcf"
-    vcf.write_text("##fileformat=VCFv4.2\n##contig=<ID=chr1,length=900>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+    vcf.write_text("##fileformat=VCFv4.2\n##contig=<ID=chr1,length=900>\n"
+                   "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
                    + "".join(f"chr1\t{p}\t.\t{r}\t{a}\t.\t.\t.\n" for p, r, a in recs))
     for rc in (False, True):
         runs = [score_variants(ck, vcf, ref, window=100, rc_average=rc, progress=False, keep_alleles=True,
