@@ -13,7 +13,7 @@ from hnet_seq.errors import UserError
 def score_variants(
     vcf: Path = typer.Option(None, "--vcf", help="Variants: .vcf, .vcf.gz or .bcf (read with pysam)."),
     saturate: str = typer.Option(None, "--saturate", help="Instead of --vcf: every SNV of CONTIG:START-END "
-                                 "(0-based half-open), sharing one reference pass per window."),
+                                 "(1-based inclusive, as samtools), sharing one reference pass per window."),
     reference: Path = typer.Option(..., "--reference", help="Reference FASTA (plain or bgzip; indexed on first use)."),
     checkpoint: Path = typer.Option(..., "--checkpoint", help="DNA checkpoint directory, or a training run "
                                     "directory (its latest checkpoint)."),

@@ -193,7 +193,7 @@ def test_score_variants_share_prefix_equals_full(ck, genome, tmp_path):
 
 def test_saturation_equals_full_recomputation(ck, genome, tmp_path):
     ref, seq = genome
-    region = "chr1:680-720"  # crosses the NN at 700-702 and is cut into two scoring regions
+    region = "chr1:681-720"  # 1-based: [680, 720) crosses the NN at 700-702 and is cut into two scoring regions
     shared = saturation_mutagenesis(ck, ref, region, window=40, rc_average=True, device="cpu")
     full = saturation_mutagenesis(ck, ref, region, window=40, rc_average=True, device="cpu", share_prefix=False)
     assert [a.pos for a in shared.alleles_list] == [a.pos for a in full.alleles_list]
@@ -214,7 +214,7 @@ def test_saturation_equals_full_recomputation(ck, genome, tmp_path):
     assert len(lines) == 1 + 3 * 38 + 2
     res = CliRunner().invoke(app, ["score-variants", "--saturate", "chr1:10-5", "--reference", str(ref),
                                    "--checkpoint", str(ck)])
-    assert res.exit_code == 2 and "--saturate" in res.output
+    assert res.exit_code == 2 and "region 'chr1:10-5'" in res.output
     res = CliRunner().invoke(app, ["score-variants", "--reference", str(ref), "--checkpoint", str(ck)])
     assert res.exit_code == 2 and "--vcf or --saturate" in res.output
 

@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hnet_seq.data.regions import parse_region
 from hnet_seq.errors import UserError
 
 from .batching import InferenceModel, Runner, WorkItem, batches_by_budget, default_batch_tokens, load
-from .io import Outputs, TableWriter, check_output_path, output_format, parse_region
+from .io import Outputs, TableWriter, check_output_path, output_format
 from .variant_prefix import fill_windows
 from .variants import TABLE_SCHEMA, Allele, VariantSummary, _finish, _Reference
 
@@ -95,10 +96,6 @@ def saturation_mutagenesis(checkpoint: str | Path | InferenceModel, reference: s
     when given, and in ``summary.alleles_list`` with ``keep_alleles``."""
     if window < 4:
         raise UserError(f"--window {window}: too small")
-    try:
-        contig_name, start, end = parse_region(region)
-    except UserError as e:
-        raise UserError(str(e).replace("--region", "--saturate", 1)) from None
     fmt = None
     if out is not None:
         out = check_output_path(out)
@@ -107,12 +104,8 @@ def saturation_mutagenesis(checkpoint: str | Path | InferenceModel, reference: s
     if im.adapter.name != "dna":
         raise UserError(f"saturation mutagenesis needs a DNA model; this checkpoint reads {im.adapter.name}")
     ref = _Reference(reference)
-    contig = ref.resolve(contig_name)
-    if contig is None:
-        raise UserError(f"--saturate {region}: contig {contig_name} is not in {reference}")
-    start, end = start or 0, min(end or ref.lengths[contig], ref.lengths[contig])
-    if start >= end:
-        raise UserError(f"--saturate {region}: outside {contig} (length {ref.lengths[contig]})")
+    iv = parse_region(region, ref.lengths, str(reference))  # 1-based inclusive, as --region
+    contig, start, end = ref.resolve(iv.contig), iv.start, iv.end
     budget = max(batch_tokens or default_batch_tokens(im.device), window + 64)
     summary = VariantSummary(out=out)
     meta = {"kind": "saturation_mutagenesis", "checkpoint": im.checkpoint, "reference": str(reference),

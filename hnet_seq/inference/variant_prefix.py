@@ -162,11 +162,15 @@ def _run_windows(engine: _Engine, windows: list[_Window], alts: list[np.ndarray]
 
 
 def _logprobs(im: InferenceModel, logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    """Per-position log p (``(n,)`` float32, NaN at position 0) from logits at positions 0..n-1."""
+    """Per-position log p (``(n,)`` float32) from logits at positions 0..n-1; NaN at position 0
+    and wherever the target is unscorable (DNA: N), as the Runner's full passes give it."""
     lp = np.full(len(tokens), np.nan, np.float32)
     if len(tokens) > 1:
         nll = im.adapter.loss(torch.from_numpy(logits[:len(tokens) - 1]), torch.from_numpy(tokens[1:]).long())
         lp[1:] = -nll.numpy()
+        unscored = im.adapter.unscorable(tokens[1:])
+        if unscored is not None:
+            lp[1:][unscored] = np.nan
     return lp
 
 
