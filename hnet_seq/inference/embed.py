@@ -5,7 +5,9 @@ chunks of chunking stage ``s`` (``s >= 1``); ``layer`` picks its ``output`` stat
 or its ``input`` states (see :mod:`.batching`).  The pooled vector of a sequence is the mean
 over the positions of level ``stage`` (``pool="mean"``; with ``stage >= 1`` that is the mean
 over the chunks of that stage, which ``pool="chunks"`` selects with ``stage`` defaulting to 1)
-or the vector of its last position there (``pool="last"``).
+or the vector of its last position there (``pool="last"``).  N positions (DNA's unscorable
+input) are left out of the mean (at ``stage >= 1``: chunks that start at an N); chunk rows are
+unaffected.
 
 Chunk rows (``chunks=True``).  Stage ``s``'s chunk boundaries are the level-``s`` positions;
 their input position is found by composing the boundary masks of stages ``1..s``.  A chunk

@@ -6,6 +6,9 @@ text is scored; a DNA sequence's first base is not).  ``log_likelihood`` is the 
 of ``log p(x_p | x_<p)`` over scored positions (the modality's loss: cross-entropy over the
 vocabulary for DNA and bytes, the mixture likelihood for audio), ``units_scored`` counts
 the bases/bytes/samples they cover, and ``bits_per_unit = -log_likelihood / (units * ln 2)``.
+N (and IUPAC codes read as N) is fed to the model but never scored: a DNA record of ``L``
+bases with ``n`` N has ``units_scored = L - 1 - (N among positions 1..L-1)`` in one tile (the
+adapter's ``unknown_token``; the table's metadata says so under ``not_scored``).
 
 Inputs longer than ``window`` are tiled (see :mod:`.batching`): each position is scored once,
 by the tile that gives it at least ``overlap`` positions of left context.  With ``overlap=0``
@@ -120,6 +123,9 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
     meta = {"kind": "scores", "checkpoint": im.checkpoint, "modality": adapter.name, "window": window,
             "overlap": overlap, "tiling": tiling_description(window, overlap), "units": adapter.unit_name,
             "log_likelihood": "nats, sum of log p(x_p | x_<p) over scored positions"}
+    if adapter.unknown_token is not None:
+        meta["not_scored"] = (f"{adapter.unknown_name or adapter.unknown_token} positions are model input only: "
+                              f"never scored, not in units_scored or bits_per_unit")
     summary = ScoreSummary(out=out, per_position=per_position, metadata=meta)
     total = None
     if records is None:

@@ -66,6 +66,9 @@ class Block(nn.Module):
     def step(self, residual: torch.Tensor, state, rows: torch.Tensor) -> torch.Tensor:
         return self._residual_update(residual, lambda h: self.mixer.step(h, state, rows))
 
+    def prefill(self, residual: torch.Tensor, lengths: torch.Tensor, state) -> torch.Tensor:
+        return self._residual_update(residual, lambda h: self.mixer.prefill(h, lengths, state))
+
 
 class Isotropic(nn.Module):
     """A stack of blocks at one stage's width: ``(T, d)`` → ``(T, d)``."""
@@ -95,4 +98,11 @@ class Isotropic(nn.Module):
         residual = x.float()
         for layer, layer_state in zip(self.layers, state):
             residual = layer.step(residual, layer_state, rows)
+        return self.rmsnorm(residual.to(x.dtype))
+
+    def prefill(self, x: torch.Tensor, lengths: torch.Tensor, state: list) -> torch.Tensor:
+        """A block per row continuing ``state``: ``(B, L, d)`` → ``(B, L, d)`` (see :meth:`HNetLM.prefill`)."""
+        residual = x.float()
+        for layer, layer_state in zip(self.layers, state):
+            residual = layer.prefill(residual, lengths, layer_state)
         return self.rmsnorm(residual.to(x.dtype))

@@ -62,7 +62,10 @@ class DataSection:
     # evenly over the whole held-out set (a fixed sample of a genome, not its first megabases).
     eval_sample: str = "first"
     rc_augment: bool = False  # DNA: read each training window from a random strand
-    max_n_frac: float = 0.1  # DNA: drop windows with more N than this
+    # DNA: drop windows whose share of N exceeds this (a human chromosome's Mbp N gaps make no
+    # window; windows with no scorable base are always dropped).  N left in a window is input
+    # only: never a target in the loss.  metrics.jsonl says how many N were dropped / kept.
+    max_n_frac: float = 0.1
     shuffle_buffer: int = 1000  # shards: records held for shuffling
     num_workers: int = 0  # DataLoader worker processes per rank
 
@@ -189,14 +192,19 @@ def list_presets() -> list[str]:
 
 
 def resolve_config_path(name: str | Path) -> Path:
-    """A path as given, else a preset name (``dna-tiny`` or ``dna-tiny.yaml``) in ``configs/``."""
+    """A file as given, else a preset name (``dna-tiny`` or ``dna-tiny.yaml``) in ``configs/``.
+
+    A folder of a preset's name in the working directory (``audio/``) does not hide the preset.
+    """
     path = Path(name)
-    if path.exists():
+    if path.is_file():
         return path
     for candidate in (presets_dir() / str(name), presets_dir() / f"{name}.yaml"):
         if candidate.is_file() and not path.parent.name:
             return candidate
     presets = ", ".join(list_presets())
+    if path.is_dir():
+        raise ConfigError(f"{name}: is a folder, not a config file or preset (presets: {presets})")
     raise ConfigError(f"{name}: no such config file or preset (presets: {presets})")
 
 
