@@ -19,7 +19,6 @@ CHECKPOINT_HELP = ("Checkpoint directory, or a training run directory (its lates
                    "official .pt (then --config).")
 
 
-
 class _HelpAsWritten:
     """Help shown as written: ``[bracketed]`` text is not Rich markup (it was swallowed: the
     score-variants convention lost ``[p+m:S+W]``), and flags show no ``<bool>`` value type."""
