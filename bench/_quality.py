@@ -137,7 +137,7 @@ def flops_per_unit(model_cfg, seq_len: int, ratios: list[float]) -> float:
 
 
 def flop_match(cfgs: dict, hnet: str = "hnet") -> dict:
-    """Per model: parameters, training FLOPs per unit at the H-Net's target, and for each baseline
+    """Per model: parameters, training FLOPs per unit at the H-Net's target, and for each isotropic baseline
     the depth that would match best (a mismatch with its config is reported, not hidden)."""
     import dataclasses
 
@@ -154,7 +154,7 @@ def flop_match(cfgs: dict, hnet: str = "hnet") -> dict:
             params = sum(p.numel() for p in HNetLM(mc).parameters())
         row = {"layout": json.dumps(mc.arch_layout), "d_model": list(mc.d_model), "params": params, "lr": cfg.optim.lr,
                "flops_per_unit": flops_per_unit(mc, seq_len, cfg.target_compression())}
-        if name != hnet:
+        if len(mc.d_model) == 1:  # isotropic: the depth that matches; other H-Nets are reported as they are
             kind = mc.arch_layout[0][0]
             depth = min(range(1, 100), key=lambda n: abs(flops_per_unit(
                 dataclasses.replace(mc, arch_layout=[f"{kind}{n}"]), seq_len, []) - target))
