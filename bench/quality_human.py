@@ -75,7 +75,8 @@ def parse_args(argv=None):
     p.add_argument("--worker", nargs=2, metavar=("KIND", "ID"), help=argparse.SUPPRESS)  # train/final one, from plan.json
     args = p.parse_args(argv)
     if args.smoke:  # the harness end to end in about a minute: two models, two LRs, one diagnostic
-        args.data_dir, args.workers, args.evals = EXCERPT, 0, min(args.evals, 2)
+        args.data_dir, args.evals = EXCERPT, min(args.evals, 2)
+        args.workers = 0 if args.workers == p.get_default("workers") else args.workers
         args.budget_bases = min(args.budget_bases, 8 * 1024)
         for flag, value in (("models", "hnet,mamba2"), ("lr_factors", "0.5,2"), ("diagnostics", "ratio-0.1")):
             if getattr(args, flag) == p.get_default(flag):
@@ -224,7 +225,7 @@ def plan_argv(args) -> list[str]:
     """The flags a child needs to rebuild the same plan (everything but the mode flags)."""
     out = []
     for key, value in plan_args(args).items():
-        if key in ("out_dir", "report_only", "merge_from", "phases") or value in (None, False):
+        if key in ("out_dir", "report_only", "merge_from", "phases", "scale", "device") or value in (None, False):
             continue
         out += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
     return out
