@@ -67,6 +67,7 @@ def parse_args(argv=None):
     p.add_argument("--score-bases", type=float, help="final scoring: at most this many bases per held-out set (spread)")
     p.add_argument("--analysis-bases", type=float, default=2e6, help="chunk analyses: bases per held-out set")
     p.add_argument("--max-variants", type=int, help="1000 Genomes chr22: score at most this many (spread)")
+    p.add_argument("--best-lr", help="skip the sweep's choice: MODEL=LR,... (e.g. from an earlier session's table)")
     p.add_argument("--workers", type=int, default=32, help="concurrent training processes (0: in this process)")
     p.add_argument("--phases", default="sweep,main,final,report", help="which phases to run")
     p.add_argument("--smoke", action="store_true", help="tiny models, CPU, the tests/data/human_excerpt data")
@@ -156,6 +157,14 @@ def best_lrs(args, sweep: list[dict]) -> dict:
         if bits is not None and (spec["model"] not in best or bits < best[spec["model"]][1]):
             best[spec["model"]] = (spec["lr"], bits)
     return {m: lr for m, (lr, _) in best.items()}
+
+
+def lr_overrides(text: str) -> dict:
+    """``--best-lr hnet=1e-3,mamba2=2e-3`` as a mapping."""
+    try:
+        return {m: float(v) for m, v in (kv.split("=") for kv in text.split(",") if kv)}
+    except ValueError:
+        raise SystemExit(f"--best-lr {text}: expected MODEL=LR,MODEL=LR") from None
 
 
 def main_plan(args, data: dict, best: dict) -> list[dict]:
@@ -412,7 +421,7 @@ def drive(args) -> dict:
     sweep = sweep_plan(args, data)
     if "sweep" in phases:
         run_all(args, "train", sweep, data, "sweep")
-    best = best_lrs(args, sweep)
+    best = best_lrs(args, sweep) | lr_overrides(args.best_lr or "")
     main = main_plan(args, data, best)
     if "main" in phases:
         run_all(args, "train", main, data, "main + diagnostics")
