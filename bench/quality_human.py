@@ -286,7 +286,7 @@ def worker(args) -> None:
 # ---- final scoring and analyses ------------------------------------------------------------------
 
 
-def spread_records(adapter, path: str, cap: float | None, piece: int = 65536) -> list:
+def spread_records(adapter, path: str, cap: float | None, piece: int = 1 << 20) -> list:
     """The records of ``path`` (N-free pieces), cut into ``piece``-base parts of which evenly
     spaced ones are kept up to ``cap`` bases (all when ``cap`` is None)."""
     from hnet_seq.modalities.base import Record

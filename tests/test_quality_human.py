@@ -61,7 +61,8 @@ def test_smoke_runs_the_whole_plan_and_counts_acgt_only(tmp_path):
     acgt = sum(len(line) for line in heldout if not line.startswith(">"))
     assert "N" not in "".join(line for line in heldout if not line.startswith(">"))
     for m in res["models"].values():
-        assert m["heldout_x"]["bases"] == acgt - sum(1 for line in heldout if line.startswith(">"))  # first base unscored
+        # every A/C/G/T but the first of each record (no context) is scored, no N ever
+        assert m["heldout_x"]["bases"] == acgt - sum(1 for line in heldout if line.startswith(">"))
         assert math.isfinite(m["heldout_22"]["bits"]) and 0 < m["heldout_x"]["bits"] < 3
         assert m["variants"]["pathogenic_vs_common"]["positives"] + m["variants"]["pathogenic_vs_common"]["negatives"] == 97
     assert res["models"]["hnet"]["chunks"]["counts"]["human/chimp diverged base"][1] > 0
