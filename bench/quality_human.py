@@ -23,6 +23,11 @@ The plan (``--workers N``: that many training processes at once on the one GPU; 
    scored on a chr22 reference built from the alignment's human rows);
 4. report: ``results.json``, figures and the ``human`` section of ``docs/results.md`` (smoke:
    ``OUT/docs``).  A finished run or final score is kept on restart.
+
+Shrinking on the spot: ``--budget-bases`` (main runs; sweep and diagnostics take ``--sweep-fraction``
+of it), ``--models``, ``--lr-factors``, ``--diagnostics``, ``--evals``, ``--score-bases``,
+``--analysis-bases``, ``--max-variants``; ``--phases report`` collects whatever finished into
+``results.json``; ``--best-lr MODEL=LR,...`` skips an unfinished sweep in a later session.
 """
 from __future__ import annotations
 
