@@ -7,7 +7,12 @@ ssd            chunked SSD scan in PyTorch                  mamba-ssm ``mamba_ch
 conv1d         depthwise causal conv via K shifted sums     Triton kernel with sequence resets
 attention      per-sequence masked SDPA                     ``flash_attn`` varlen, else ``varlen_attn``
 rmsnorm        gated RMSNorm in PyTorch                      mamba-ssm Triton ``rmsnorm_fn``
+add_rmsnorm    residual add, then the ``rmsnorm`` op         the same, ``torch.compile``-fused
+swiglu         ``silu(gate) * up``                           the same, ``torch.compile``-fused
+linear_ce      head + cross-entropy, full fp32 logits       chunked, no ``(T, V)`` logits kept
 =============  ==========================================  ===========================================
+
+The last three are in :mod:`hnet_seq.kernels.fused` (shapes there).
 
 Shapes (``b`` batch rows, ``l`` length, ``h`` heads, ``p`` head dim, ``g`` groups, ``n`` state):
 
@@ -22,6 +27,7 @@ Shapes (``b`` batch rows, ``l`` length, ``h`` heads, ``p`` head dim, ``g`` group
   norm_before_gate=False)`` → ``(...,d)``; with ``z`` the gate is ``silu(z)``.
 """
 from .reference import attention_reference, conv1d_reference, rmsnorm_reference, ssd_reference
+from .fused import add_rmsnorm_reference, linear_cross_entropy_reference, swiglu_reference
 from .registry import KernelOp, describe, force_backend, requested_backend
 
 ssd = KernelOp("ssd", ssd_reference, "hnet_seq.kernels.fast:ssd_fast",
@@ -33,7 +39,15 @@ attention = KernelOp("attention", attention_reference, "hnet_seq.kernels.fast:at
 rmsnorm = KernelOp("rmsnorm", rmsnorm_reference, "hnet_seq.kernels.fast:rmsnorm_fast",
                    "RMSNorm, optionally gated by silu(z)")
 
-ALL_OPS = (ssd, conv1d, attention, rmsnorm)
+add_rmsnorm = KernelOp("add_rmsnorm", add_rmsnorm_reference, "hnet_seq.kernels.fused:add_rmsnorm_fast",
+                       "fp32 residual add fused with the next RMSNorm", traceable=True)
+swiglu = KernelOp("swiglu", swiglu_reference, "hnet_seq.kernels.fused:swiglu_fast",
+                  "SwiGLU activation silu(gate) * up", traceable=True)
+linear_ce = KernelOp("linear_ce", linear_cross_entropy_reference, "hnet_seq.kernels.fused:linear_cross_entropy_fast",
+                     "output head + per-position cross-entropy", traceable=True)
+FUSED_OPS = (add_rmsnorm, swiglu, linear_ce)
 
-__all__ = ["ALL_OPS", "KernelOp", "attention", "conv1d", "describe", "force_backend",
-           "requested_backend", "rmsnorm", "ssd"]
+ALL_OPS = (ssd, conv1d, attention, rmsnorm, *FUSED_OPS)
+
+__all__ = ["ALL_OPS", "FUSED_OPS", "KernelOp", "add_rmsnorm", "attention", "conv1d", "describe",
+           "force_backend", "linear_ce", "requested_backend", "rmsnorm", "ssd", "swiglu"]

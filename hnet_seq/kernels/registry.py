@@ -65,6 +65,7 @@ class KernelOp:
     reference: Callable
     fast: str | None = None
     description: str = ""
+    traceable: bool = False  # the fast version is PyTorch that torch.compile can trace into
     _fast_fn: Callable | None = field(default=None, repr=False)
     _fast_error: str | None = field(default=None, repr=False)
 
@@ -97,7 +98,7 @@ class KernelOp:
 
     def __call__(self, x: torch.Tensor, *args, **kwargs):
         if self.backend_for(x.device) == "fast":
-            if torch.compiler.is_compiling():
+            if torch.compiler.is_compiling() and not self.traceable:
                 return _opaque_to_compile(self._fast_fn, x, *args, **kwargs)
             return self._fast_fn(x, *args, **kwargs)
         return self.reference(x, *args, **kwargs)
