@@ -19,7 +19,6 @@ OUT=${OUT:-/tmp/device_perf}
 mkdir -p "$OUT"
 export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-/tmp/triton}
 export PYTHONUNBUFFERED=1
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PY=${PY:-python}
 DOC="$OUT/benchmarks.md"
 stages=${*:-tests sweep long profile compile}
@@ -37,6 +36,10 @@ stage() {  # stage NAME LIMIT_S COMMAND...: run with a time limit, log, report t
     tail -n 40 "$OUT/$name.log"
 }
 
+# hnet_seq.modalities/.cli/.configs are mapped from top-level folders: only an install provides them.
+$PY -c "import hnet_seq.modalities" 2>/dev/null || $PY -m pip install -q --no-deps --no-build-isolation -e . > "$OUT/install.log" 2>&1
+$PY -c "import hnet_seq.kernels.fast as f; print(f.availability())" | tee "$OUT/kernels.txt"
+grep -q "ssd_fast': 'available" "$OUT/kernels.txt" || echo "WARNING: no mamba-ssm: H-Net/Mamba-2 rows use the reference SSD (not representative)"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 for s in $stages; do
     case $s in

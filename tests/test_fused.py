@@ -131,7 +131,7 @@ def test_fused_pieces_on_gpu_equal_reference():
         ref = _grads(lambda b, r, w: kernels.add_rmsnorm.reference(b, r, w), branch, residual, weight)
     fast = _grads(lambda b, r, w: fused.add_rmsnorm_fast(b, r, w), branch, residual, weight)
     _assert_close(ref[0], fast[0], rtol=1e-4, atol=1e-4)
-    _assert_close(ref[1], fast[1], rtol=1e-3, atol=1e-3)
+    _assert_close(ref[1], fast[1], rtol=1e-2, atol=2e-2)  # the branch's gradient is bf16: one ulp at |g| ~ 2
     h = torch.randn(4099, 2 * 1408, device="cuda").bfloat16()
     _assert_close(_grads(fused.swiglu_reference, h)[1], _grads(fused.swiglu_fast, h)[1], rtol=2e-2, atol=2e-2)
     hidden, w = torch.randn(20000, 256, device="cuda"), torch.randn(256, 256, device="cuda") * 0.05

@@ -48,6 +48,9 @@ def _add_rmsnorm_torch(branch, residual, weight, eps):
 
 @functools.cache
 def _compile(fn):
+    # One graph per (dtype, grad mode, width class) a model uses: an H-Net's stages, training
+    # and evaluation need more than dynamo's default of 8 before it would fall back to eager.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     return torch.compile(fn, dynamic=True)
 
 
