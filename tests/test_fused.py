@@ -140,4 +140,7 @@ def test_fused_pieces_on_gpu_equal_reference():
         ref = _grads(lambda a, b: fused.linear_cross_entropy_reference(a, b, targets), hidden, w)
         fast = _grads(lambda a, b: fused.linear_cross_entropy_fast(a, b, targets, chunk=4096), hidden, w)
     _assert_close(ref[0], fast[0], rtol=2e-2, atol=2e-2)
-    _assert_close(ref[1], fast[1], rtol=2e-2, atol=2e-2)
+    # The weight gradient sums 20000 bf16 products: compare as a whole (bf16 rounds each element
+    # of the reference's single GEMM and of the chunked partial sums differently).
+    for r, f in zip(ref[1], fast[1], strict=True):
+        assert (r.float() - f.float()).norm() <= 1e-2 * r.float().norm()
