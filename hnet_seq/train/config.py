@@ -25,6 +25,7 @@ from typing import Any, Optional, Union
 import yaml
 
 from ..config import ConfigError, HNetConfig, _build, config_from_dict, read_mapping
+from ..nn.isotropic import CHECKPOINTING
 
 SCHEDULES = ("cosine", "wsd", "constant")
 NONFINITE = ("stop", "skip")
@@ -110,6 +111,7 @@ class TrainSection:
     device: str = "auto"  # auto: cuda when available
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     compile: bool = False
+    activation_checkpointing: str = "none"  # none | blocks | stages: recompute activations in the backward
     parallel: str = "ddp"  # data-parallel flavour under torchrun: ddp or fsdp (FSDP2 fully_shard)
     on_nonfinite: str = "stop"  # NaN/inf loss or gradient: stop (keep last good checkpoint) or skip the step
     max_skipped_steps: int = 20  # with on_nonfinite=skip, stop after this many skipped steps in a row
@@ -299,6 +301,7 @@ def validate_run(cfg: RunConfig) -> RunConfig:
     _check_choice(cfg.train.on_nonfinite, NONFINITE, "train.on_nonfinite")
     _check_choice(cfg.train.parallel, PARALLEL, "train.parallel")
     _check_choice(cfg.train.precision, PRECISION, "train.precision")
+    _check_choice(cfg.train.activation_checkpointing, CHECKPOINTING, "train.activation_checkpointing")
     _check_choice(cfg.train.device, DEVICES, "train.device")
     _check_choice(cfg.logging.progress, ("auto", "on", "off"), "logging.progress")
     _check_positive(cfg.optim.lr, "optim.lr")

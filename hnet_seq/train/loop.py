@@ -38,6 +38,7 @@ import torch
 from ..errors import UserError
 from ..flops import training_flops
 from ..model import HNetLM
+from ..nn.isotropic import set_activation_checkpointing
 from ..nn.routing import stage_lengths
 from . import checkpointing as ckpt
 from .config import RunConfig, save_run_config
@@ -204,6 +205,7 @@ class _Trainer:
         torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
         model, self.adapter = _build_model(model_cfg, cfg.modality.name, cfg.modality.options, info.device)
         model.init_weights()
+        set_activation_checkpointing(model, cfg.train.activation_checkpointing)
         self.n_params = sum(p.numel() for p in model.parameters())
         self.data = TrainData(cfg, self.adapter, info.rank, info.world_size, self.data_paths)
         self.unit = self.adapter.unit_name
