@@ -79,6 +79,7 @@ def input_total(inputs: Sequence[str | Path] = (), *, bed: str | Path | None = N
         if bed is not None:
             return sum(iv.end - iv.start for iv in read_bed(bed))
         if region is not None:
+            reference = reference if reference is not None or len(inputs) != 1 else inputs[0]
             lengths = _fai_lengths(reference) if reference is not None else None
             iv = parse_region(region, lengths, str(reference)) if lengths else None
             return iv.end - iv.start if iv else None
@@ -123,6 +124,9 @@ def _region_records(adapter, inputs, bed, region, reference) -> Iterator:
     flag = "--bed" if region is None else "--region"
     if bed is not None and region is not None:
         raise UserError("give --bed or --region, not both")
+    if region is not None and reference is None and len(inputs) == 1:  # `score genome.fa --region chr1:1-1000`
+        # as in `samtools faidx genome.fa chr1:1-1000`: the one input is the reference
+        reference, inputs = inputs[0], ()
     if reference is None:
         raise UserError(f"{flag} needs --reference (the FASTA the intervals refer to)")
     if not hasattr(adapter, "read_regions"):
