@@ -114,6 +114,34 @@ def _fail(message: str) -> None:
     raise typer.Exit(2) from None
 
 
+def check_positive(value, flag: str, allow_zero: bool = False):
+    """``value`` unless it is below 1 (``allow_zero``: below 0); ``None`` passes (a default)."""
+    if value is not None and (value < 0 if allow_zero else value <= 0):
+        raise UserError(f"{flag} {value}: must be {'zero or more' if allow_zero else 'positive'}")
+    return value
+
+
+def check_device(device: str, flag: str = "--device") -> str:
+    """``device`` if torch can use it on this machine (cpu, cuda, cuda:N, mps)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"{flag} {device}: not a device (use cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UserError(f"{flag} {device}: CUDA is not available on this machine (use {flag} cpu)")
+        if dev.index is not None and dev.index >= count:
+            raise UserError(f"{flag} {device}: this machine has {count} CUDA device(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"{flag} {device}: MPS is not available on this machine")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"{flag} {device}: torch cannot run on {dev.type} here (use cpu or cuda)")
+    return device
+
+
 def command(name: str):
     """Register ``fn`` as ``hnet-seq NAME`` with the one-line error handling."""
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from hnet_seq.cli.main import CHECKPOINT_HELP, command
+from hnet_seq.cli.main import CHECKPOINT_HELP, check_positive, command
 
 
 @command("score")
@@ -43,6 +43,9 @@ def score(
       hnet-seq score region.fa --checkpoint CK --per-position lp.parquet
     """
     from hnet_seq.inference.score import score as run
+
+    check_positive(batch_tokens, "--batch-tokens")
+    check_positive(window, "--window")
 
     s = run(checkpoint, inputs or [], out, config=config, modality=modality, bed=bed, reference=reference,
             per_position=per_position, window=window, overlap=overlap, batch_tokens=batch_tokens, device=device,

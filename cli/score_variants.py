@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from hnet_seq.cli.main import command
+from hnet_seq.cli.main import check_positive, command
 
 
 @command("score-variants")
@@ -49,6 +49,9 @@ def score_variants(
     """
     from hnet_seq.inference.batching import dist_info
     from hnet_seq.inference.variants import score_variants as run
+
+    check_positive(batch_tokens, "--batch-tokens")
+    check_positive(window, "--window")
 
     main = dist_info().is_main
     shown = [0]

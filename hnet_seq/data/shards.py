@@ -147,7 +147,15 @@ def _read_in_order(paths: list[str], modality: str | None) -> Iterator:
             for sample in samples:
                 yield sample_to_record(sample, modality)
         except (tarfile.TarError, OSError, ValueError) as e:
-            raise UserError(f"{path}: not a readable shard ({str(e).splitlines()[0]})") from None
+            raise UserError(f"{path}: not a readable shard ({_reason(e)})") from None
+
+
+def _reason(e: BaseException) -> str:
+    """The first line of ``e``'s message (webdataset wraps tar errors as (reason, stream, url))."""
+    first = e.args[0] if e.args else e
+    while isinstance(first, tuple) and first:
+        first = first[0]
+    return (str(first).strip().splitlines() or [type(e).__name__])[0]
 
 
 def _shuffled(items: Iterator, size: int, seed: int) -> Iterator:
