@@ -67,6 +67,10 @@ def generate(
 
     if (prompt is None) == (prompt_file is None):
         raise UserError("give exactly one of --prompt or --prompt-file")
+    if out is not None:
+        from hnet_seq.inference.io import check_output_path
+
+        check_output_path(out)  # before any work
     im = load(checkpoint, config, device=device, modality=modality, precision="float32")
     if prompt_file is not None:
         if not prompt_file.exists():

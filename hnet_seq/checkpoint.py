@@ -12,36 +12,17 @@ Every file is written to a temporary name and renamed, so a crash never leaves h
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import atomic_write, atomic_write_text  # noqa: F401  (re-exported for train/)
 from .config import HNetConfig, load_config, read_mapping
 from .errors import UserError
 from .model import HNetLM
 
 WEIGHTS, CONFIG, MODALITY, TRAIN_STATE = "model.safetensors", "config.json", "modality.json", "train_state.pt"
-
-
-def atomic_write(path: str | Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def build_model(cfg: HNetConfig, modality: str | None = None, options: dict | None = None, device=None):

@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from hnet_seq.atomic import why_not_writable
 from hnet_seq.errors import UserError
 
 
@@ -50,6 +51,10 @@ def check_output_dir(out_dir: str | Path) -> Path:
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out}: already exists and is not an empty directory; choose another --out")
+    above = next((p for p in out.absolute().parents if p.exists()), None)
+    if above is not None and not (above.is_dir() and os.access(above, os.W_OK)):
+        what = "is a file, not a folder" if not above.is_dir() else "is not writable"
+        raise UserError(f"{out}: cannot write shards here ({above} {what}); choose another --out")
     return out
 
 
@@ -65,10 +70,13 @@ def write_shards(adapter, inputs: Iterable[str | Path], out_dir: str | Path, max
 
     out = check_output_dir(out_dir)
     files = adapter.expand_inputs(inputs)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as e:
+        raise UserError(f"{out}: cannot write shards here ({why_not_writable(e)})") from None
     try:
         n = 0
         with wds.ShardWriter(str(tmp / "shard-%06d.tar"), maxsize=max_shard_bytes, verbose=0) as writer:

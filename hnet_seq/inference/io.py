@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 
+from hnet_seq.atomic import publish, temp_path_for  # noqa: F401  (part of this module's API)
 from hnet_seq.errors import UserError
 
 META_KEY = b"hnet_seq"
@@ -76,35 +76,15 @@ def parse_region(text: str) -> tuple[str, int | None, int | None]:
 
 
 # ---- atomic files --------------------------------------------------------------------------
-def temp_path_for(path: Path, keep_suffix: bool = False) -> Path:
-    """A fresh temporary file beside ``path`` (same filesystem, so the final rename is atomic).
-
-    ``keep_suffix``: end the name with ``path``'s extension too (for writers that infer the
-    format from it, such as soundfile).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".tmp" + (path.suffix if keep_suffix else "")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def publish(tmp: Path, path: Path) -> Path:
-    """Give ``tmp`` the permissions of a normally created file (mkstemp makes it 0600), rename it."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-    return path
-
-
 def check_output_path(path: str | Path, flag: str = "--out") -> Path:
     """Refuse an output that is a directory or sits in a missing/unwritable folder (before any work)."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{flag} {path}: is a directory, expected a file name")
     parent = path.parent if str(path.parent) else Path(".")
+    above = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise UserError(f"{flag} {path}: {above} is a file, not a folder")
     if parent.exists() and not os.access(parent, os.W_OK):
         raise UserError(f"{flag} {path}: folder {parent} is not writable")
     return path
