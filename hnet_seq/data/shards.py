@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from hnet_seq.atomic import why_not_writable
+from hnet_seq.atomic import make_temp_dir, untrack, why_not_writable
 from hnet_seq.errors import UserError
 
 
@@ -74,7 +74,7 @@ def write_shards(adapter, inputs: Iterable[str | Path], out_dir: str | Path, max
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+        make_temp_dir(tmp)
     except OSError as e:
         raise UserError(f"{out}: cannot write shards here ({why_not_writable(e)})") from None
     try:
@@ -93,8 +93,10 @@ def write_shards(adapter, inputs: Iterable[str | Path], out_dir: str | Path, max
         if out.exists():
             out.rmdir()
         tmp.rename(out)
+        untrack(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        untrack(tmp)
         raise
     return [out / s for s in shards]
 

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 
-from hnet_seq.atomic import publish, temp_path_for  # noqa: F401  (part of this module's API)
+from hnet_seq.atomic import publish, temp_path_for, untrack  # noqa: F401  (part of this module's API)
 from hnet_seq.errors import UserError
 
 META_KEY = b"hnet_seq"
@@ -255,6 +255,7 @@ class TableWriter:
         except Exception:
             pass
         Path(self._tmp).unlink(missing_ok=True)
+        untrack(self._tmp)
 
 
 class _Worker:
@@ -346,6 +347,7 @@ class AtomicFile:
 
     def abort(self) -> None:
         self.tmp.unlink(missing_ok=True)
+        untrack(self.tmp)
 
 
 def vector_field(name: str, dim: int) -> pa.Field:
