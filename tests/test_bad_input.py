@@ -280,3 +280,40 @@ def test_malicious_official_pt_refused_before_the_model_is_built(tmp_path, fasta
     result = invoke("score", fasta, "--checkpoint", pt, "--config", ROOT / "configs" / "tiny_1stage.json", "-q")
     one_line_error(result, str(pt), "cannot read checkpoint")
     assert not marker.exists()
+
+
+# ---- a failed start leaves the run directory as it found it -------------------------------------
+
+
+def test_train_on_a_corrupt_shard_leaves_no_run(tmp_path):
+    from test_train_helpers import micro_config
+
+    cfg = micro_config(tmp_path, steps=2)
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(os.urandom(3000))
+    fresh, existing = tmp_path / "fresh", tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine\n")
+    for run in (fresh, existing):
+        one_line_error(invoke("train", "--config", cfg, "--data", bad, "--out", run, "-q"), str(bad),
+                       "not a readable shard")
+    assert not fresh.exists()
+    assert sorted(p.name for p in existing.iterdir()) == ["notes.txt"]
+    ok = invoke("train", "--config", cfg, "--out", existing, "-q")  # the same --out then starts
+    assert ok.exit_code == 0, ok.output
+
+
+def test_resume_of_a_run_without_checkpoint_starts_afresh(tmp_path):
+    from test_train_helpers import micro_config
+
+    cfg = micro_config(tmp_path, steps=2, checkpoint={"every": 0, "at_end": False})
+    run = tmp_path / "run"
+    assert invoke("train", "--config", cfg, "--out", run).exit_code == 0
+    assert not (run / "checkpoints").exists() and (run / "metrics.jsonl").exists()
+    again = invoke("train", "--config", cfg, "--out", run, "--resume", "--set", "checkpoint.at_end=true")
+    assert again.exit_code == 0, again.output
+    assert "no checkpoint yet; starting afresh" in again.output
+    from hnet_seq.train.metrics import read_metrics
+
+    steps = [r["step"] for r in read_metrics(run) if r["kind"] == "train"]
+    assert steps == [1, 2] and (run / "checkpoints" / "latest" / "model.safetensors").exists()
