@@ -137,11 +137,18 @@ def open_indexed(path: str | Path) -> "IndexedFasta":
             fai, gzi = _cached_index_paths(path, kind)
         if not _fresh(fai, path):
             args = ["--fai-idx", fai] + (["--gzi-idx", gzi] if gzi else [])
+            verbosity = pysam.set_verbosity(0)
             try:
                 pysam.faidx(path, *args)
             except pysam.SamtoolsError as e:
-                msg = str(e).strip().splitlines()[-1] if str(e).strip() else "faidx failed"
-                raise UserError(f"{path}: cannot index FASTA ({msg})") from None
+                for index in filter(None, (fai, gzi)):  # no half-built index left beside the file
+                    Path(index).unlink(missing_ok=True)
+                for _ in _decompressed_chunks(path):  # a truncated file: say so (raises)
+                    pass
+                msg = str(e).split("stderr=")[-1].strip() or "faidx failed"
+                raise UserError(f"{path}: cannot index FASTA ({msg.splitlines()[0]})") from None
+            finally:
+                pysam.set_verbosity(verbosity)
     verbosity = pysam.set_verbosity(0)  # htslib's own "[E::fai_read]" lines: the UserError says it
     try:
         fa = IndexedFasta(path, filepath_index=fai, filepath_index_compressed=gzi)

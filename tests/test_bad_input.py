@@ -212,6 +212,19 @@ def test_truncated_gzip_fasta(tmp_path, ck, fasta):
     one_line_error(invoke("score", path, "--checkpoint", ck, "-q"), str(path), "truncated")
 
 
+def test_truncated_bgzip_reference(tmp_path, ck, reference):
+    import pysam
+
+    ref, bed = reference
+    pysam.tabix_compress(str(ref), str(tmp_path / "ref.fa.gz"))
+    data = (tmp_path / "ref.fa.gz").read_bytes()
+    cut = tmp_path / "cut.fa.gz"
+    cut.write_bytes(data[:len(data) // 2])
+    result = invoke("embed", "--bed", bed, "--reference", cut, "--checkpoint", ck, "-o", tmp_path / "e.parquet")
+    one_line_error(result, str(cut), "truncated")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("cut")) == ["cut.fa.gz"]
+
+
 def test_stale_fai_is_rebuilt(tmp_path, ck, reference):
     """A .fai older than its FASTA is rebuilt: the bases read are the new file's."""
     ref, bed = reference
