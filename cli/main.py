@@ -48,8 +48,7 @@ def main(
         try:
             check_spec(kernels, tuple(op.name for op in ALL_OPS))
         except ValueError as e:
-            typer.secho(f"error: --kernels {kernels}: {e}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(2) from None
+            _fail(f"--kernels {kernels}: {e}")
         os.environ["HNET_SEQ_KERNELS"] = kernels
 
 
