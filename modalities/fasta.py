@@ -52,7 +52,9 @@ def check_header(path: str | Path) -> None:
                     return
                 if lineno > 1000:
                     break
-    except (OSError, EOFError) as e:
+    except EOFError:
+        raise UserError(f"{path}: truncated gzip file (it ends inside a compressed block)") from None
+    except (OSError, zlib.error) as e:
         raise UserError(f"{path}: cannot read FASTA ({e})") from None
     raise UserError(f"{path}: empty FASTA file (no '>' header)")
 

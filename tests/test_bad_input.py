@@ -225,6 +225,14 @@ def test_truncated_bgzip_reference(tmp_path, ck, reference):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("cut")) == ["cut.fa.gz"]
 
 
+def test_truncated_tar_shard(tmp_path, ck, fasta):
+    assert invoke("shard", "-m", "dna", fasta, "--out", tmp_path / "s").exit_code == 0
+    whole = (tmp_path / "s" / "shard-000000.tar").read_bytes()
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(whole[:len(whole) // 2])
+    one_line_error(invoke("score", cut, "--checkpoint", ck, "-q"), str(cut), "truncated")
+
+
 def test_stale_fai_is_rebuilt(tmp_path, ck, reference):
     """A .fai older than its FASTA is rebuilt: the bases read are the new file's."""
     ref, bed = reference

@@ -165,7 +165,8 @@ def _reason(e: BaseException) -> str:
     first = e.args[0] if e.args else e
     while isinstance(first, tuple) and first:
         first = first[0]
-    return (str(first).strip().splitlines() or [type(e).__name__])[0]
+    text = (str(first).strip().splitlines() or [type(e).__name__])[0].split(" @ <")[0]
+    return f"truncated: {text}" if "end of data" in text or "truncated" in text else text
 
 
 def _shuffled(items: Iterator, size: int, seed: int) -> Iterator:
