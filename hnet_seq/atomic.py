@@ -30,7 +30,7 @@ def temp_path_for(path: str | Path, keep_suffix: bool = False) -> Path:
     suffix = ".tmp" + (path.suffix if keep_suffix else "")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with _signals_blocked():
+        with signals_blocked():
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
             track(tmp)
     except OSError as e:
@@ -43,7 +43,7 @@ _live: set[Path] = set()  # temporary files and folders not yet published or rem
 _SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
-class _signals_blocked:
+class signals_blocked:
     """Hold SIGINT/SIGTERM/SIGHUP until the block ends (they are delivered then)."""
 
     def __enter__(self):
@@ -65,7 +65,7 @@ def untrack(path: str | Path) -> None:
 
 def make_temp_dir(path: str | Path) -> Path:
     """``mkdir(path)`` and record it as temporary, atomically with respect to signals."""
-    with _signals_blocked():
+    with signals_blocked():
         Path(path).mkdir()
         return track(path)
 

@@ -153,3 +153,26 @@ def test_train_interrupted_checkpoints_and_resumes_bitwise(tmp_path, sig):
     wa = load_file(full / "checkpoints" / "latest" / "model.safetensors")
     wb = load_file(stopped / "checkpoints" / "latest" / "model.safetensors")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_outputs_interrupted_while_finishing_publish_none(tmp_path, monkeypatch):
+    """An interrupt during the last writes (here: the second table's) leaves no table at all,
+    not the first one renamed and the second missing."""
+    import pyarrow as pa
+
+    from hnet_seq.inference.io import Outputs, TableWriter
+
+    schema = pa.schema([pa.field("x", pa.int64())])
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        with Outputs() as outs:
+            a = outs.add(TableWriter(first, schema))
+            b = outs.add(TableWriter(second, schema))
+            a.write_row(x=1)
+            b.write_row(x=2)
+
+            def interrupted():
+                raise KeyboardInterrupt
+
+            monkeypatch.setattr(b, "finish", interrupted)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 
-from hnet_seq.atomic import publish, temp_path_for, untrack  # noqa: F401  (part of this module's API)
+from hnet_seq.atomic import publish, signals_blocked, temp_path_for, untrack  # noqa: F401  (part of this module's API)
 from hnet_seq.errors import UserError
 
 META_KEY = b"hnet_seq"
@@ -230,6 +230,12 @@ class TableWriter:
 
         On failure (here, or earlier in the writer thread) nothing is published.
         """
+        self.finish()
+        return publish(self._tmp, self.path)
+
+    def finish(self) -> None:
+        """Write what is buffered and close the temporary file, without renaming it yet
+        (:class:`Outputs` finishes every writer before it renames any)."""
         try:
             self.flush()
             if self._worker is not None:
@@ -241,7 +247,6 @@ class TableWriter:
         except BaseException:
             self.abort()
             raise
-        return publish(self._tmp, self.path)
 
     def abort(self) -> None:
         """Drop everything written so far (no file appears)."""
@@ -308,7 +313,9 @@ def _tsv_cell(v) -> str:
 class Outputs:
     """Writers that must appear together: ``with Outputs() as outs: outs.add(writer)``.
 
-    Leaving the block normally closes (and renames) every writer; an exception aborts them all.
+    Leaving the block normally finishes every writer (their last writes, which may fail or be
+    interrupted: then none is renamed), then renames them all with signals held, so that an
+    interrupt cannot land between two renames.  An exception aborts them all.
     """
 
     def __init__(self):
@@ -323,13 +330,22 @@ class Outputs:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            for i, w in enumerate(self.writers):
-                try:
-                    w.close()
-                except BaseException:  # a late write failure: the writers not yet closed leave nothing
-                    for later in self.writers[i + 1:]:
-                        later.abort()
-                    raise
+            try:
+                for w in self.writers:
+                    if hasattr(w, "finish"):
+                        w.finish()
+            except BaseException:
+                for w in self.writers:
+                    w.abort()
+                raise
+            with signals_blocked():
+                for i, w in enumerate(self.writers):
+                    try:
+                        w.close()
+                    except BaseException:  # a late write failure: the writers not yet closed leave nothing
+                        for later in self.writers[i + 1:]:
+                            later.abort()
+                        raise
         else:
             for w in self.writers:
                 w.abort()
