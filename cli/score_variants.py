@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from hnet_seq.cli.main import command
+from hnet_seq.cli.main import check_positive, command
 from hnet_seq.errors import UserError
 
 
@@ -61,6 +61,9 @@ def score_variants(
     from hnet_seq.inference.batching import dist_info
     from hnet_seq.inference.io import write_tsv
     from hnet_seq.inference.variants import TABLE_SCHEMA, score_variants as run
+
+    check_positive(batch_tokens, "--batch-tokens")
+    check_positive(window, "--window")
 
     main = dist_info().is_main
     shown = [0]

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 
+from hnet_seq.atomic import publish, signals_blocked, temp_path_for, untrack  # noqa: F401  (part of this module's API)
 from hnet_seq.errors import UserError
 from hnet_seq.progress import progress_bar  # noqa: F401  (the inference commands' bar)
 
@@ -146,35 +146,15 @@ def _region_records(adapter, inputs, bed, region, reference) -> Iterator:
 
 
 # ---- atomic files --------------------------------------------------------------------------
-def temp_path_for(path: Path, keep_suffix: bool = False) -> Path:
-    """A fresh temporary file beside ``path`` (same filesystem, so the final rename is atomic).
-
-    ``keep_suffix``: end the name with ``path``'s extension too (for writers that infer the
-    format from it, such as soundfile).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".tmp" + (path.suffix if keep_suffix else "")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def publish(tmp: Path, path: Path) -> Path:
-    """Give ``tmp`` the permissions of a normally created file (mkstemp makes it 0600), rename it."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-    return path
-
-
 def check_output_path(path: str | Path, flag: str = "--out") -> Path:
     """Refuse an output that is a directory or sits in a missing/unwritable folder (before any work)."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{flag} {path}: is a directory, expected a file name")
     parent = path.parent if str(path.parent) else Path(".")
+    above = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise UserError(f"{flag} {path}: {above} is a file, not a folder")
     if parent.exists() and not os.access(parent, os.W_OK):
         raise UserError(f"{flag} {path}: folder {parent} is not writable")
     return path
@@ -242,6 +222,8 @@ class TableWriter:
         self._buffered = 0
         self.rows = 0
         self._tmp = temp_path_for(self.path)
+        self._side: AtomicFile | None = None  # the sidecar's temporary file, once finished
+        self._finished = False
         self._writer = None
         self._text = None
         self._worker = _Worker() if background else None
@@ -317,10 +299,20 @@ class TableWriter:
             self._text.writelines(_tsv_line(_tsv_cell(c[i]) for c in cols) for i in range(n))
 
     def close(self) -> Path:
-        """Write what is buffered, close, and rename the temporary file onto the target.
-
-        On failure (here, or earlier in the writer thread) nothing is published.
+        """Write what is buffered, close, and rename the temporary file onto the target (then
+        its sidecar).  On failure (here, or earlier in the writer thread) nothing is published.
         """
+        self.finish()
+        publish(self._tmp, self.path)
+        if self._side is not None:
+            self._side.close()
+        return self.path
+
+    def finish(self) -> None:
+        """Write what is buffered and close the temporary files, without renaming them yet
+        (:class:`Outputs` finishes every writer before it renames any); a second call does nothing."""
+        if self._finished:
+            return
         try:
             self.flush()
             if self._worker is not None:
@@ -329,14 +321,11 @@ class TableWriter:
                 self._writer.close()
             if self._text is not None:
                 self._text.close()
-            side = self._write_sidecar()
+            self._side = self._write_sidecar()
         except BaseException:
             self.abort()
             raise
-        publish(self._tmp, self.path)
-        if side is not None:
-            side.close()
-        return self.path
+        self._finished = True
 
     def _write_sidecar(self) -> "AtomicFile | None":
         """The JSON sidecar, written to its temporary name (published after the table)."""
@@ -360,6 +349,9 @@ class TableWriter:
         except Exception:
             pass
         Path(self._tmp).unlink(missing_ok=True)
+        untrack(self._tmp)
+        if self._side is not None:
+            self._side.abort()
 
 
 class _Worker:
@@ -433,7 +425,9 @@ def write_tsv(schema: pa.Schema, rows: Iterable[dict], stream=None) -> None:
 class Outputs:
     """Writers that must appear together: ``with Outputs() as outs: outs.add(writer)``.
 
-    Leaving the block normally closes (and renames) every writer; an exception aborts them all.
+    Leaving the block normally finishes every writer (their last writes, which may fail or be
+    interrupted: then none is renamed), then renames them all with signals held, so that an
+    interrupt cannot land between two renames.  An exception aborts them all.
     """
 
     def __init__(self):
@@ -448,13 +442,22 @@ class Outputs:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            for i, w in enumerate(self.writers):
-                try:
-                    w.close()
-                except BaseException:  # a late write failure: the writers not yet closed leave nothing
-                    for later in self.writers[i + 1:]:
-                        later.abort()
-                    raise
+            try:
+                for w in self.writers:
+                    if hasattr(w, "finish"):
+                        w.finish()
+            except BaseException:
+                for w in self.writers:
+                    w.abort()
+                raise
+            with signals_blocked():
+                for i, w in enumerate(self.writers):
+                    try:
+                        w.close()
+                    except BaseException:  # a late write failure: the writers not yet closed leave nothing
+                        for later in self.writers[i + 1:]:
+                            later.abort()
+                        raise
         else:
             for w in self.writers:
                 w.abort()
@@ -472,6 +475,7 @@ class AtomicFile:
 
     def abort(self) -> None:
         self.tmp.unlink(missing_ok=True)
+        untrack(self.tmp)
 
 
 def vector_field(name: str, dim: int) -> pa.Field:
