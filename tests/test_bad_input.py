@@ -18,10 +18,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from hnet_seq.checkpoint import build_model, save_checkpoint
 from hnet_seq.cli.main import app
-from hnet_seq.config import load_config
-from test_train_helpers import ROOT, small_fasta
+from test_train_helpers import ROOT, small_fasta, tiny_dna_checkpoint
 
 
 def invoke(*args):
@@ -42,12 +40,7 @@ def one_line_error(result, *needles: str) -> str:
 
 @pytest.fixture(scope="module")
 def ck(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model, _ = build_model(load_config(ROOT / "configs" / "tiny_1stage.json"), "dna")
-    model.init_weights()
-    directory = tmp_path_factory.mktemp("ck") / "dna"
-    save_checkpoint(directory, model, "dna", {})
-    return directory
+    return tiny_dna_checkpoint(tmp_path_factory.mktemp("ck") / "dna")
 
 
 @pytest.fixture(scope="module")

@@ -15,21 +15,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from hnet_seq.checkpoint import build_model, save_checkpoint
 from hnet_seq.cli.main import app
-from hnet_seq.config import load_config
 from hnet_seq.train.metrics import read_metrics
-from test_train_helpers import ROOT, cli_popen, micro_config, small_fasta
+from test_train_helpers import cli_popen, micro_config, small_fasta, tiny_dna_checkpoint
 
 
 @pytest.fixture(scope="module")
 def ck(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model, _ = build_model(load_config(ROOT / "configs" / "tiny_1stage.json"), "dna")
-    model.init_weights()
-    directory = tmp_path_factory.mktemp("ck") / "dna"
-    save_checkpoint(directory, model, "dna", {})
-    return directory
+    return tiny_dna_checkpoint(tmp_path_factory.mktemp("ck") / "dna")
 
 
 @pytest.fixture(scope="module")
