@@ -1,6 +1,8 @@
 """``hnet-seq score-variants``: log-likelihood ratio of ALT vs REF windows for every VCF allele."""
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 import typer
@@ -17,10 +19,15 @@ def score_variants(
     out: Path = typer.Option(None, "--out", "-o", help="Table .tsv or .parquet, one row per ALT allele "
                              "(default: TSV on stdout)."),
     vcf_out: Path = typer.Option(None, "--vcf-out", help="Annotated copy of the input (.vcf, .vcf.gz or .bcf): "
-                                 "INFO HNET_SCORE, HNET_SITE_LLR, HNET_FLAGS; every record kept, in order."),
+                                 "INFO HNET_SCORE, HNET_SITE_LLR, HNET_FLAGS and a ##hnet-seq header line; every "
+                                 "record kept, in order; .vcf.gz gets a .tbi (or .csi), .bcf a .csi index."),
     config: Path = typer.Option(None, "--config", help="Config override (rarely needed)."),
     window: int = typer.Option(8192, "--window", help="Genomic span scored around each variant (bp)."),
-    rc_average: bool = typer.Option(False, "--rc-average", help="Score both strands and average."),
+    indel_window: str = typer.Option("equal-length", "--indel-window", help="Alt window of an indel: "
+                                     "'equal-length' (W bases of the alt haplotype, as long as the ref window) or "
+                                     "'span' (the ref window's span with the allele replaced; its length changes)."),
+    rc_average: bool = typer.Option(False, "--rc-average", help="Score both strands; score, ref_ll and alt_ll "
+                                    "are the strand means, *_fwd/*_rev columns hold each strand."),
     strict: bool = typer.Option(False, "--strict", help="A REF that does not match the reference is fatal "
                                 "(default: reported and skipped)."),
     windows_fasta: Path = typer.Option(None, "--windows-fasta", help="Write every scored allele's ref and alt "
@@ -32,13 +39,17 @@ def score_variants(
 ) -> None:
     """Score = log-likelihood(alt window) - log-likelihood(ref window), nats, per ALT allele.
 
-    Convention: with p = POS-1 and m = len(REF), both windows cover the genomic span [S, S+W),
-    S = p + m//2 - W//2 (the REF allele centred): ref window = ref[S:S+W], alt window =
-    ref[S:p] + ALT + ref[p+m:S+W] (so indels change the alt window's length, not its span).
-    site_llr restricts the difference to the allele's own bases.  Multi-allelic records are
-    split; symbolic/breakend/'*' ALTs, REF mismatches (fatal with --strict) and contigs missing
-    from the reference (chr1 <-> 1 aliases tried) are reported and skipped; windows past a
-    contig end are padded with N and flagged contig_edge.
+    Convention: with p = POS-1 and m = len(REF), the ref window is the W reference bases
+    centred on REF; near a contig end it is shifted inside the contig (same length, allele
+    off-centre; columns contig_edge and window_offset), never padded, and a contig shorter
+    than W is scored whole (flag short_contig).  The alt window is, by --indel-window,
+    equal-length: the W bases of the alt haplotype ref[:p] + ALT + ref[p+m:] centred on ALT
+    (default: totals of equal-length windows compare like with like), or span: ref[S:p] + ALT
+    + ref[p+m:E] over the ref window's span (its length changes by len(ALT) - m, and so does
+    the total by about a base's log-likelihood per base).  score_per_base compares per-position
+    means; site_llr restricts the difference to the allele's own bases.  Multi-allelic records
+    are split; symbolic/breakend/'*' ALTs, REF mismatches (fatal with --strict) and contigs
+    missing from the reference (chr1 <-> 1 aliases tried) are reported and skipped.
 
     Examples:
 
@@ -48,7 +59,7 @@ def score_variants(
           --vcf-out annotated.vcf.gz -o scores.parquet
     """
     from hnet_seq.inference.batching import dist_info
-    from hnet_seq.inference.variants import score_variants as run
+    from hnet_seq.inference.variants import score_variants as run, table_row
 
     main = dist_info().is_main
     shown = [0]
@@ -62,16 +73,18 @@ def score_variants(
         elif shown[0] == 21:
             typer.echo("(further skipped alleles: see the status/reason columns)", err=True)
 
-    s = run(checkpoint, vcf, reference, out, vcf_out=vcf_out, config=config, window=window, rc_average=rc_average,
-            strict=strict, batch_tokens=batch_tokens, device=device, precision=precision,
-            windows_fasta=windows_fasta, progress=not quiet, keep_alleles=out is None, on_skip=report)
+    s = run(checkpoint, vcf, reference, out, vcf_out=vcf_out, config=config, window=window,
+            indel_window=indel_window, rc_average=rc_average, strict=strict, batch_tokens=batch_tokens,
+            device=device, precision=precision, windows_fasta=windows_fasta, progress=not quiet,
+            keep_alleles=out is None, on_skip=report, command=shlex.join(["hnet-seq", *sys.argv[1:]]))
     if not main:
         return
     if out is None:
-        cols = ["chrom", "pos", "id", "ref", "alt", "score", "site_llr", "status", "flags", "reason"]
-        typer.echo("\t".join(cols))
+        from hnet_seq.inference.io import _tsv_cell
+        from hnet_seq.inference.variants import TABLE_SCHEMA
+
+        typer.echo("\t".join(TABLE_SCHEMA.names))  # the same columns as --out
         for a in s.alleles_list:
-            row = a.row()
-            typer.echo("\t".join("." if row[c] is None else f"{row[c]:.6g}" if isinstance(row[c], float)
-                                 else str(row[c]) for c in cols))
+            row = table_row(a)
+            typer.echo("\t".join(_tsv_cell(row[c]) for c in TABLE_SCHEMA.names))
     typer.echo(s.describe(), err=True)
