@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 
 import typer
@@ -76,7 +75,7 @@ def score_variants(
     s = run(checkpoint, vcf, reference, out, vcf_out=vcf_out, config=config, window=window,
             indel_window=indel_window, rc_average=rc_average, strict=strict, batch_tokens=batch_tokens,
             device=device, precision=precision, windows_fasta=windows_fasta, progress=not quiet,
-            keep_alleles=out is None, on_skip=report, command=shlex.join(["hnet-seq", *sys.argv[1:]]))
+            keep_alleles=out is None, on_skip=report, command=_command_line())
     if not main:
         return
     if out is None:
@@ -88,3 +87,20 @@ def score_variants(
             row = table_row(a)
             typer.echo("\t".join(_tsv_cell(row[c]) for c in TABLE_SCHEMA.names))
     typer.echo(s.describe(), err=True)
+
+
+def _command_line() -> str:
+    """This command as a shell line, from its parsed options (those not at their defaults).
+
+    Rebuilt rather than read from ``sys.argv``, which is the caller's own under a test runner
+    or an embedding program."""
+    from typer._click.globals import get_current_context  # typer bundles its own click
+
+    ctx = get_current_context()
+    words = ["hnet-seq", "score-variants"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value is None or value == param.default or not param.opts:
+            continue
+        words += [param.opts[0]] if value is True else [param.opts[0], str(value)]
+    return shlex.join(words)

@@ -85,25 +85,25 @@ class VcfAnnotator:
         self.records = 0
         self.index: Path | None = None
         self.index_note = ""
+        self._raw = _raw_records(vcf)
         self._body = AtomicFile(self.path)
         self._handle = open(self._body.tmp, "w")
 
     def write(self, rec, alleles: list[Allele]) -> None:
         """Append ``rec``; on a record that cannot be written, mark its alleles ``vcf_unwritable``."""
         end = int(rec.pos) + max(int(rec.rlen), 1) - 1
+        raw = next(self._raw) if self._raw is not None else None
         if self.kind == "bcf" and end > BCF_MAX:
             return self._unwritable(alleles, f"position {rec.chrom}:{rec.pos} is beyond BCF's limit "
                                              f"({BCF_MAX}); write .vcf.gz instead")
+        values = _info_values(rec, alleles)
         try:
-            if rec.alts:
-                by_index = {a.index: a for a in alleles}
-                n = len(rec.alts)
-                rec.info["HNET_SCORE"] = tuple(_rounded(by_index[j].score) if j in by_index else None
-                                               for j in range(n))
-                rec.info["HNET_SITE_LLR"] = tuple(_rounded(by_index[j].site_llr) if j in by_index else None
-                                                  for j in range(n))
-                rec.info["HNET_FLAGS"] = tuple(_flag(by_index.get(j)) for j in range(n))
-            line = str(rec)
+            if raw is not None and raw.split("\t", 2)[:2] == [rec.chrom, str(rec.pos)]:
+                line = _with_info(raw, values)
+            else:  # BCF input: htslib's text form of the record
+                for key, v in values.items():
+                    rec.info[key] = v
+                line = str(rec)
         except (ValueError, OSError, TypeError) as e:
             return self._unwritable(alleles, f"cannot write the record to --vcf-out "
                                              f"({str(e).strip() or type(e).__name__})")
@@ -179,6 +179,50 @@ class VcfAnnotator:
         except OSError:
             pass
         self._body.abort()
+
+
+def _raw_records(vcf):
+    """The record lines of a text VCF as given (None for BCF), so that they are copied unchanged:
+    htslib's own formatting would normalise floats and blank an INFO/END past 2^31."""
+    import pysam
+
+    if vcf.is_bcf:
+        return None
+    path = vcf.filename.decode() if isinstance(vcf.filename, bytes) else str(vcf.filename)
+    handle = pysam.BGZFile(path, "r") if vcf.compression == "BGZF" else open(path, "rb")
+
+    def lines():
+        with handle:
+            for line in handle:
+                if line.strip() and not line.startswith(b"#"):
+                    yield line.decode().rstrip("\r\n") + "\n"
+        while True:  # records htslib read but the text did not show: fall back to its formatting
+            yield None
+
+    return lines()
+
+
+def _info_values(rec, alleles: list[Allele]) -> dict:
+    """The HNET_* INFO values of ``rec``, one per ALT (None: missing)."""
+    if not rec.alts:
+        return {}
+    by_index = {a.index: a for a in alleles}
+    n = len(rec.alts)
+    return {"HNET_SCORE": tuple(_rounded(by_index[j].score) if j in by_index else None for j in range(n)),
+            "HNET_SITE_LLR": tuple(_rounded(by_index[j].site_llr) if j in by_index else None for j in range(n)),
+            "HNET_FLAGS": tuple(_flag(by_index.get(j)) for j in range(n))}
+
+
+def _with_info(line: str, values: dict) -> str:
+    """``line`` with ``values`` appended to its INFO column (column 8)."""
+    if not values:
+        return line
+    cols = line.rstrip("\n").split("\t")
+    if len(cols) < 8:
+        raise ValueError(f"record line has {len(cols)} columns, expected at least 8")
+    added = ";".join(f"{k}=" + ",".join("." if v is None else str(v) for v in vs) for k, vs in values.items())
+    cols[7] = added if cols[7] in ("", ".") else f"{cols[7]};{added}"
+    return "\t".join(cols) + "\n"
 
 
 def _bcftools(*args: str) -> None:
