@@ -141,7 +141,11 @@ class VcfAnnotator:
                 text = temp_path_for(self.path)
                 try:
                     self._assemble(open(text, "w"), body, False)
-                    _bcftools("view", "--no-version", "-Ob", "-o", str(out), str(text))
+                    try:
+                        _bcftools("view", "--no-version", "-Ob", "-o", str(out), str(text))
+                    except OSError as e:
+                        raise UserError(f"--vcf-out {self.path}: cannot convert to BCF ({e}); write .vcf.gz "
+                                        "instead") from None
                 finally:
                     text.unlink(missing_ok=True)
                 self._build_index(lambda: _bcftools("index", "-f", "-c", "-o", str(idx_tmp), str(out)))
@@ -168,10 +172,16 @@ class VcfAnnotator:
                 handle.write(chunk.encode() if binary else chunk)
 
     def _build_index(self, build) -> None:
+        import pysam
+
+        quiet = pysam.set_verbosity(0)  # the reason is reported once, in the summary line
         try:
             build()
         except (OSError, ValueError) as e:  # e.g. records out of order: the file is still valid
-            self.index_note = f"no index written ({str(e).strip().splitlines()[0] if str(e).strip() else 'unsorted?'})"
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            self.index_note = f"no index written ({why}; is the input sorted?)"
+        finally:
+            pysam.set_verbosity(quiet)
 
     def abort(self) -> None:
         try:
