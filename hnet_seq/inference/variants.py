@@ -67,7 +67,8 @@ def table_row(a: Allele) -> dict:
     return {"chrom": a.chrom, "pos": a.pos, "id": a.id, "ref": a.ref, "alt": a.alt,
             **{c: a.scores.get(c) for c in SCORE_COLUMNS},
             "window_start": a.start if scored else None, "window_end": a.end if scored else None,
-            "window_offset": a.offset if scored else None, "contig_edge": ("contig_edge" in a.flags) if scored else None,
+            "window_offset": a.offset if scored else None,
+            "contig_edge": ("contig_edge" in a.flags) if scored else None,
             "status": a.status, "flags": ",".join(a.flags), "reason": a.reason}
 
 
