@@ -61,7 +61,7 @@ def score(
         return
     if out is None:  # the columns of a -o table, in the same format
         write_tsv(SCORE_SCHEMA, (sc.row() for sc in s.scores))
-    typer.echo(f"scored {s.positions:,} units in {s.seconds:.1f} s"
+    typer.echo(f"read {s.positions:,} units, scored {s.units_scored:,} in {s.seconds:.1f} s"
                + (f"; overall {s.bits_per_unit:.4f} bits/unit" if s.scores else "")
                + (f" -> {out}" if out else "") + (f"; per-position -> {per_position}" if per_position else ""),
                err=True)

@@ -255,10 +255,10 @@ def test_score_variants_ll_over_the_same_non_n_positions(ck, plasmid, tmp_path):
                    f"c\t{pos}\tv1\t{ref_base}\t{alt_base}\t.\t.\t.\n")
     s = score_variants(ck, vcf, fa, window=1024, progress=False, keep_alleles=True, device="cpu")
     [a] = s.alleles_list
-    assert a.status == "scored" and np.isfinite(a.ref_ll) and np.isfinite(a.alt_ll)
+    assert a.status == "scored" and np.isfinite(a.scores["ref_ll"]) and np.isfinite(a.scores["alt_ll"])
     start = pos - 1 - 1024 // 2
     window = contig[start:start + 1024]
     assert window.count("N") == 200
     got, _ = _score(ck, {"w": window}, window=1024)
-    assert a.ref_ll == pytest.approx(got["w"].log_likelihood, rel=1e-5)
+    assert a.scores["ref_ll"] == pytest.approx(got["w"].log_likelihood, rel=1e-5)
     assert got["w"].units_scored == 1023 - 200

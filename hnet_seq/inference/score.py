@@ -71,7 +71,8 @@ OWN = tuple(f.name for f in dataclasses.fields(SequenceScore) if f.name not in S
 @dataclass
 class ScoreSummary:
     scores: list[SequenceScore] = field(default_factory=list)
-    positions: int = 0
+    positions: int = 0  # units read
+    units_scored: int = 0  # units scored (N targets and each first position are not)
     seconds: float = 0.0
     out: Path | None = None
     per_position: Path | None = None
@@ -178,6 +179,7 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
                 while pending and pending[0][1] == 0:
                     sc, _, _, index = pending.pop(0)
                     summary.positions += sc.length
+                    summary.units_scored += sc.units_scored
                     if table is not None:
                         table.write_row(**sc.row(), **({RECORD: index} if multi else {}))
                     if keep_scores and not multi:
@@ -212,7 +214,7 @@ def _merge_ranks(summary: ScoreSummary, fmt: str, world: int, keep_scores: bool)
     out, per_position, meta = summary.out, summary.per_position, summary.metadata
     parts = [part_path(out, r) for r in range(world)]
     pos_parts = [part_path(per_position, r) for r in range(world)] if per_position is not None else []
-    summary.positions = 0
+    summary.positions = summary.units_scored = 0
     with Outputs() as outs:
         table = outs.add(TableWriter(out, SCORE_SCHEMA, meta, fmt))
         for _, groups in itertools.groupby(merged_groups(parts), key=lambda g: g[0]):
@@ -220,6 +222,7 @@ def _merge_ranks(summary: ScoreSummary, fmt: str, world: int, keep_scores: bool)
             sc = SequenceScore(**{c: sum(r[c] for r in rows) if c in SUMMED else rows[0][c] for c in OWN + SUMMED})
             table.write_row(**sc.row())
             summary.positions += sc.length
+            summary.units_scored += sc.units_scored
             if keep_scores:
                 summary.scores.append(sc)
         if per_position is not None:
