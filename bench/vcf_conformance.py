@@ -9,7 +9,7 @@ Reference: the corpus's variants come from no assembly we have, so every contig 
 gets the same real sequence, Shigella sonnei plasmid NC_016833.1 (215,774 bp, shipped in
 ``hnet_seq/resources``).  No REF is patched in: a REF that does not match is a legitimate,
 reported ``ref_mismatch``.  Model: a randomly initialised tiny DNA model (the point is the
-input handling, not the scores).  Each file runs in a forked child, so that a process abort
+input handling, not the scores).  Each file runs in a child process, so that a process abort
 in htslib is caught and reported instead of ending the run.
 
     python bench/vcf_conformance.py /work/cache/hts-specs/test/vcf --md docs/vcf_conformance.md
@@ -17,8 +17,6 @@ in htslib is caught and reported instead of ending the run.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tempfile
 from collections import Counter
@@ -91,7 +89,7 @@ def _run_one(vcf: Path, reference: Path, checkpoint: Path, work: Path, window: i
     if r.exit_code != 0:
         return {"outcome": "crashed", "error": f"exit {r.exit_code}: {text[-300:]}"}
     rows = [line.split("\t") for line in out.read_text().splitlines() if not line.startswith("#")]
-    cols, rows = rows[0], [dict(zip(rows[0], x)) for x in rows[1:]]
+    rows = [dict(zip(rows[0], x)) for x in rows[1:]]
     with pysam.VariantFile(str(annotated)) as vf:
         written = sum(1 for _ in vf)
     summary = text.splitlines()[-1]  # "N records, M ALT alleles: ..."
@@ -105,44 +103,54 @@ def _run_one(vcf: Path, reference: Path, checkpoint: Path, work: Path, window: i
             "unwritable": unwritable, "accounted": accounted}
 
 
-def run_file(vcf: Path, reference: Path, checkpoint: Path, window: int = 64) -> dict:
-    """``_run_one`` in a forked child (an htslib abort ends only the child)."""
-    rfd, wfd = os.pipe()
+def _child(conn, vcf: Path, reference: Path, checkpoint: Path, work: Path, window: int) -> None:
+    import pysam
+
+    pysam.set_verbosity(0)  # htslib's per-record warnings would drown the report
+    try:
+        res = _run_one(vcf, reference, checkpoint, work, window)
+    except BaseException as e:  # reported as a crash of this file
+        res = {"outcome": "crashed", "error": f"{type(e).__name__}: {e}"}
+    conn.send(res)
+    conn.close()
+
+
+def _context():
+    """A forkserver: each file's child is forked from a clean server process.  A plain fork of a
+    process that has run torch can deadlock in the child (its thread pools' locks are copied
+    held); the server has only imported the modules, never run an op."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["pysam", "typer.testing", "hnet_seq.cli.main", "hnet_seq.inference.variants"])
+    return ctx
+
+
+def run_file(vcf: Path, reference: Path, checkpoint: Path, window: int = 64, ctx=None) -> dict:
+    """``_run_one`` in a child process (an htslib abort ends only the child)."""
+    ctx = ctx or _context()
+    receive, send = ctx.Pipe(duplex=False)
     with tempfile.TemporaryDirectory() as tmp:
-        pid = os.fork()
-        if pid == 0:
-            os.close(rfd)
-            try:
-                res = _run_one(vcf, reference, checkpoint, Path(tmp), window)
-            except BaseException as e:  # reported as a crash of this file
-                res = {"outcome": "crashed", "error": f"{type(e).__name__}: {e}"}
-            os.write(wfd, json.dumps(res).encode())
-            os._exit(0)
-        os.close(wfd)
-        data = b""
-        while chunk := os.read(rfd, 1 << 16):
-            data += chunk
-        os.close(rfd)
-        _, status = os.waitpid(pid, 0)
-    if not data:
-        return {"outcome": "aborted", "error": f"process ended with status {status} and no result"}
-    return json.loads(data)
+        child = ctx.Process(target=_child, args=(send, vcf, reference, checkpoint, Path(tmp), window))
+        child.start()
+        send.close()
+        try:
+            res = receive.recv()
+        except EOFError:  # the child died without a result (an abort)
+            res = None
+        child.join()
+    if res is None:
+        return {"outcome": "aborted", "error": f"process ended with status {child.exitcode} and no result"}
+    return res
 
 
 def run_corpus(files: list[Path], window: int = 64, progress: bool = False) -> dict[Path, dict]:
-    import pysam
-    import typer.testing  # noqa: F401  (imported once here, not in every forked child)
-
-    import hnet_seq.cli.main  # noqa: F401
-    import hnet_seq.inference.variants  # noqa: F401
-
-    pysam.set_verbosity(0)  # htslib's per-record warnings would drown the report
     with tempfile.TemporaryDirectory() as tmp:
         reference = build_reference(contig_names(files), Path(tmp))
         checkpoint = build_checkpoint(Path(tmp))
-        results = {}
+        results, ctx = {}, _context()
         for i, f in enumerate(files):
-            results[f] = run_file(f, reference, checkpoint, window)
+            results[f] = run_file(f, reference, checkpoint, window, ctx)
             if progress:
                 print(f"[{i + 1}/{len(files)}] {f}: {results[f]['outcome']}", file=sys.stderr)
     return results
