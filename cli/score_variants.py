@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -38,9 +39,10 @@ def score_variants(
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA), float32 or bfloat16."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no per-record skip messages."),
-    share_prefix: bool = typer.Option(True, "--share-prefix/--no-share-prefix", help="Run each reference window "
-                                      "once and only the ALT suffix after the variant (same scores); "
-                                      "--no-share-prefix: a full pass per window."),
+    share_prefix: Optional[bool] = typer.Option(None, "--share-prefix/--no-share-prefix", help="Run each "
+                                                "reference window once and only the ALT suffix after the variant "
+                                                "(same scores); --no-share-prefix: a full pass per window. "
+                                                "Default: shared on CPU; on CUDA not until its GPU tests have run."),
 ) -> None:
     """Score = log-likelihood(alt window) - log-likelihood(ref window), nats, per ALT allele.
 

@@ -92,7 +92,7 @@ def _full_pass(im: InferenceModel, windows: dict, budget: int) -> None:
 
 def saturation_mutagenesis(checkpoint: str | Path | InferenceModel, reference: str | Path, region: str,
                            out: str | Path | None = None, *, window: int = 8192, rc_average: bool = False,
-                           share_prefix: bool = True, config: str | Path | None = None,
+                           share_prefix: bool | None = None, config: str | Path | None = None,
                            batch_tokens: int | None = None, device: str | None = None,
                            precision: str = "auto", keep_alleles: bool = True) -> VariantSummary:
     """Score every SNV of ``region`` (see the module docstring); rows in ``out`` (TSV or parquet)
@@ -104,6 +104,10 @@ def saturation_mutagenesis(checkpoint: str | Path | InferenceModel, reference: s
         out = check_output_path(out)
         fmt = output_format(out, ("tsv", "parquet"))
     im = load(checkpoint, config, device=device, precision=precision)
+    if share_prefix is None:
+        from .variant_prefix import shared_by_default
+
+        share_prefix = shared_by_default(im.device)
     if im.adapter.name != "dna":
         raise UserError(f"saturation mutagenesis needs a DNA model; this checkpoint reads {im.adapter.name}")
     ref = Reference(reference)

@@ -108,7 +108,7 @@ def score_variants(checkpoint: str | Path | InferenceModel, vcf: str | Path, ref
                    device: str | None = None, precision: str = "auto", windows_fasta: str | Path | None = None,
                    progress: bool = True, records_per_block: int = 512, keep_alleles: bool = False,
                    on_skip=None, command: str | None = None,
-                   share_prefix: bool = True) -> VariantSummary:
+                   share_prefix: bool | None = None) -> VariantSummary:
     """Score every ALT allele of ``vcf`` against ``reference`` (see the module docstring).
 
     ``out``: TSV or parquet table; ``vcf_out``: annotated ``.vcf``/``.vcf.gz``/``.bcf``
@@ -118,7 +118,8 @@ def score_variants(checkpoint: str | Path | InferenceModel, vcf: str | Path, ref
     ``command`` goes into the ``##hnet-seq`` VCF header line.  Under torchrun each rank scores
     a strided share of the records and rank 0 writes the outputs in input order.
     ``share_prefix``: run each reference window once and only the ALT suffixes after it
-    (:mod:`.variant_prefix`; same scores within float tolerance); False: full pass per window.
+    (:mod:`.variant_prefix`; same scores within float tolerance); False: full pass per window;
+    None: :func:`.variant_prefix.shared_by_default` for the device.
     """
     if window < 4:
         raise UserError(f"--window {window}: too small")
@@ -135,6 +136,10 @@ def score_variants(checkpoint: str | Path | InferenceModel, vcf: str | Path, ref
     if windows_fasta is not None:
         windows_fasta = check_output_path(windows_fasta, "--windows-fasta")
     im = load(checkpoint, config, device=device, precision=precision)
+    if share_prefix is None:
+        from .variant_prefix import shared_by_default
+
+        share_prefix = shared_by_default(im.device)
     if im.adapter.name != "dna":
         raise UserError(f"score-variants needs a DNA model; this checkpoint reads {im.adapter.name}")
     dist = init_distributed(im.device)
