@@ -90,6 +90,11 @@ class AudioAdapter(ModalityAdapter):
             meta["num_samples"] = len(samples)
             yield Record(str(path), samples, meta)
 
+    def record_from(self, value, id: str) -> Record:
+        """Mono samples (float, in [-1, 1]) already at ``sample_rate``."""
+        samples = np.ascontiguousarray(value, np.float32)
+        return Record(id, samples, {"sample_rate": self.sample_rate, "num_samples": len(samples)})
+
     # ---- features --------------------------------------------------------------------------
     @cached_property
     def _mel(self):

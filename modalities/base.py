@@ -80,6 +80,10 @@ class ModalityAdapter(ABC):
                 raise UserError(f"{p}: no such file or directory")
         return out
 
+    def record_from(self, value: Any, id: str) -> Record:
+        """A Record of an in-memory sequence in the modality's natural form (the notebook API)."""
+        return Record(id, np.asarray(value), {})
+
     # ---- tensors -------------------------------------------------------------------------
     @abstractmethod
     def encode(self, record: Record) -> torch.Tensor:

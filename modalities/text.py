@@ -67,6 +67,11 @@ class BytesAdapter(DiscreteAdapter):
             rid = str(obj.get(self.id_field, where))
             yield Record(rid, data, {"lang": lang, "source": str(path), "line": lineno})
 
+    def record_from(self, value, id: str) -> Record:
+        """Text (``str``, as UTF-8) or raw ``bytes``."""
+        data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        return Record(id, np.frombuffer(data, np.uint8), {"lang": None})
+
     # ---- tensors ---------------------------------------------------------------------------
     def encode(self, record: Record) -> torch.Tensor:
         """``(L + add_bos + add_eos,) int64`` byte tokens."""
