@@ -63,6 +63,7 @@ class AudioAdapter(ModalityAdapter):
     input_key = "frames"
     data_key = "samples"
     file_suffixes = (".wav", ".flac", ".ogg", ".oga")
+    default_data = "speech"  # 16 s of codec2 test speech, 8 kHz (resources/README.md)
 
     def __init__(self, sample_rate: int = 16000, features: str = "raw", frame_size: int = 80,
                  quantization: str = "pcm16", mixtures: int = 4, n_mels: int = 80):

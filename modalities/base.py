@@ -57,6 +57,7 @@ class ModalityAdapter(ABC):
     units_per_position: int = 1  # units predicted at one position (raw audio: samples per frame)
     unknown_token: int | None = None  # token that windowing may limit (DNA: N)
     file_suffixes: tuple[str, ...] = ()  # files picked up when an input is a directory
+    default_data: str | None = None  # file or folder in hnet_seq/resources a run reads when given no data
 
     # ---- reading -------------------------------------------------------------------------
     @abstractmethod

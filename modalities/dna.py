@@ -66,6 +66,7 @@ class DNAAdapter(DiscreteAdapter):
     unit_name = "base"
     unknown_token = N_TOKEN
     vocab_size = 5
+    default_data = "shigella_sonnei_53G_plasmids.fa.gz"
     symbols = "ACGTN"  # token order: the columns of per-position distributions
     file_suffixes = (".fa", ".fasta", ".fna", ".fa.gz", ".fasta.gz", ".fna.gz", ".fa.bgz", ".fq", ".fastq")
 

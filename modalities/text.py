@@ -31,6 +31,7 @@ class BytesAdapter(DiscreteAdapter):
     unit_name = "byte"
     vocab_size = table_size = 256
     file_suffixes = ()  # a directory contributes all of its (non-hidden) files
+    default_data = "udhr"  # six UDHR translations (resources/README.md)
 
     def __init__(self, text_field: str = "text", lang_field: str = "lang", id_field: str = "id",
                  lang_from_stem: bool = True, add_bos: bool = True, add_eos: bool = False):
