@@ -1,7 +1,8 @@
 """Shared pieces of the model-quality experiments (``bench/quality_dna.py``, ``bench/quality_udhr.py``).
 
 An experiment is a set of run configs in ``configs/quality/`` (one H-Net, isotropic baselines)
-that share every section but ``model`` and ``objective``; this module
+that share every section but ``model``, ``objective`` and the peak learning rate
+(``optim.lr``, each model at its own tuned value); this module
 
 * loads them at a scale -- ``gpu``: the configs as written (one H100); ``cpu``: with
   ``configs/quality/cpu/{experiment}.yaml`` on top, which holds only what a 2-core CPU needs
@@ -34,6 +35,7 @@ CONFIGS = REPO_ROOT / "configs" / "quality"
 DOCS = REPO_ROOT / "docs"
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 SHARED_SECTIONS = ("modality", "data", "optim", "schedule", "train", "logging", "checkpoint")
+OWN_KEYS = {"optim": ("lr",)}  # per model inside a shared section: each model is tuned at its own peak LR
 COLOURS = {"hnet": "C3", "mamba2": "C0", "transformer": "C2"}
 SMOKE_DATA = {"seq_len": 128, "tokens_per_batch": 1024, "eval_tokens": 2048, "num_workers": 0}
 SMOKE_TOKENS = 16 * 1024  # training positions per model in a smoke run
@@ -112,13 +114,19 @@ def load_configs(prefix: str, names: list[str], *, scale: str, tokens: int | Non
         sets += [f"train.steps={steps}", f"schedule.warmup_steps={warmup}", f"logging.eval_every={every}",
                  f"checkpoint.every={every}"]
         out[name] = load_run_config(path, sets)
-    first = next(iter(out.values())).to_dict()
+    first = shared_recipe(next(iter(out.values())))
     for name, cfg in out.items():
         for section in SHARED_SECTIONS:
-            if cfg.to_dict()[section] != first[section]:
+            if shared_recipe(cfg)[section] != first[section]:
                 raise SystemExit(f"configs/quality/{prefix}-{name}.yaml: section '{section}' differs from "
                                  f"{prefix}-{names[0]}.yaml; the models of one experiment share their recipe")
     return out
+
+
+def shared_recipe(cfg) -> dict:
+    """The config's shared sections without the keys each model sets itself (:data:`OWN_KEYS`)."""
+    d = cfg.to_dict()
+    return {s: {k: v for k, v in d[s].items() if k not in OWN_KEYS.get(s, ())} for s in SHARED_SECTIONS}
 
 
 def flops_per_unit(model_cfg, seq_len: int, ratios: list[float]) -> float:
@@ -129,7 +137,7 @@ def flops_per_unit(model_cfg, seq_len: int, ratios: list[float]) -> float:
 
 
 def flop_match(cfgs: dict, hnet: str = "hnet") -> dict:
-    """Per model: parameters, training FLOPs per unit at the H-Net's target, and for each baseline
+    """Per model: parameters, training FLOPs per unit at the H-Net's target, and for each isotropic baseline
     the depth that would match best (a mismatch with its config is reported, not hidden)."""
     import dataclasses
 
@@ -144,9 +152,9 @@ def flop_match(cfgs: dict, hnet: str = "hnet") -> dict:
         mc = cfg.model_config
         with torch.device("meta"):
             params = sum(p.numel() for p in HNetLM(mc).parameters())
-        row = {"layout": json.dumps(mc.arch_layout), "d_model": list(mc.d_model), "params": params,
+        row = {"layout": json.dumps(mc.arch_layout), "d_model": list(mc.d_model), "params": params, "lr": cfg.optim.lr,
                "flops_per_unit": flops_per_unit(mc, seq_len, cfg.target_compression())}
-        if name != hnet:
+        if len(mc.d_model) == 1:  # isotropic: the depth that matches; other H-Nets are reported as they are
             kind = mc.arch_layout[0][0]
             depth = min(range(1, 100), key=lambda n: abs(flops_per_unit(
                 dataclasses.replace(mc, arch_layout=[f"{kind}{n}"]), seq_len, []) - target))

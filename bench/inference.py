@@ -5,6 +5,7 @@
     python bench/inference.py --size tiny --device cpu --no-write      # CPU smoke run (1-2 min on 2 cores)
     python bench/inference.py --rss-fasta ../shared/data/dna/klebsiella_*.fna.gz   # + peak RSS (tiny model)
     python bench/inference.py --device cpu --rss-only --rss-size micro --rss-fasta F.fna.gz --write
+    python bench/inference.py --shared-only --json shared.json   # only the shared-prefix/saturation rows
 
 The model is the paper-style 1-stage DNA H-Net at ~100M parameters (``m4 [T12] m4``, widths
 512/768, DNA vocabulary), randomly initialised; its router is first brought to a compression of
@@ -20,7 +21,9 @@ those FASTA files with ``--chunks`` through the CLI in a child process and repor
 (``--rss-max-bp`` keeps the first N bases of every record when the CPU is too slow for all of them),
 with ``--rss-window`` (default 8192, the CLI's).  "forward only" rows run the same packed
 tiles/windows through the inference runner with nothing written: the ceiling that reading,
-tiling and writing leave room for.
+tiling and writing leave room for.  The shared-prefix rows (:func:`measure_shared`) score the same
+SNVs with ``share_prefix`` on and off, and saturation mutagenesis of ``--saturate-bp`` bases mid-way
+along the longest record (3 SNVs per base), each beside its full recomputation.
 
 Results go to the ``inference`` section of ``docs/benchmarks.md`` (on CUDA, or with ``--write``).
 A run without ``--rss-fasta`` keeps the peak-RSS paragraphs already there (they come from a CPU
@@ -180,7 +183,7 @@ def write_reference_and_vcf(fasta: Path, d: Path, n: int, window: int, seed: int
 
 
 def bench_variants(im, fasta: Path, *, n: int, window: int, rc: bool, alts_per_site: int,
-                   batch_tokens: int | None) -> dict:
+                   batch_tokens: int | None, share_prefix: bool = True) -> dict:
     from hnet_seq.inference.variants import score_variants
 
     sync = torch.cuda.synchronize if im.device.type == "cuda" else (lambda: None)
@@ -189,11 +192,73 @@ def bench_variants(im, fasta: Path, *, n: int, window: int, rc: bool, alts_per_s
         sync()
         t0 = time.perf_counter()
         s = score_variants(im, vcf, ref, Path(d) / "s.parquet", window=window, rc_average=rc,
-                           batch_tokens=batch_tokens, progress=False)
+                           batch_tokens=batch_tokens, progress=False, share_prefix=share_prefix)
         sync()
         dt = time.perf_counter() - t0
     return dict(variants=s.scored, windows=s.windows, seconds=dt, variants_per_s=s.scored / dt,
                 window_bp_per_s=s.windows * window / dt)
+
+
+def bench_saturation(im, fasta: Path, *, region_bp: int, window: int, rc: bool, share_prefix: bool,
+                     batch_tokens: int | None) -> dict:
+    """Saturation mutagenesis (3 SNVs per base) of ``region_bp`` bases mid-way along the longest record."""
+    from hnet_seq.inference.saturation import saturation_mutagenesis
+
+    sync = torch.cuda.synchronize if im.device.type == "cuda" else (lambda: None)
+    with tempfile.TemporaryDirectory() as d:
+        ref, _ = write_reference_and_vcf(fasta, Path(d), 0, window, 1, 1)
+        contig, n = max(((line[1:].split()[0], len(next(f))) for f in [open(ref)] for line in f
+                         if line.startswith(">")), key=lambda x: x[1])
+        start = n // 2 - region_bp // 2
+        sync()
+        t0 = time.perf_counter()
+        s = saturation_mutagenesis(im, ref, f"{contig}:{start}-{start + region_bp}", Path(d) / "s.parquet",
+                                   window=window, rc_average=rc, share_prefix=share_prefix,
+                                   batch_tokens=batch_tokens, keep_alleles=False)
+        sync()
+        dt = time.perf_counter() - t0
+    return dict(variants=s.scored, windows=s.windows, seconds=dt, variants_per_s=s.scored / dt)
+
+
+def measure_shared(im, args, results: dict, *, window: int, n_var: int) -> None:
+    """Shared-prefix rows beside full recomputation, same model and inputs: SNVs, saturation."""
+    fasta, bt = args.fasta[0], args.batch_tokens[0]
+    bench_variants(im, fasta, n=2, window=window, rc=True, alts_per_site=1, batch_tokens=bt)  # warm-up
+    for rc in (False, True):
+        for share in (False, True):
+            r = bench_variants(im, fasta, n=n_var, window=window, rc=rc, alts_per_site=1, batch_tokens=bt,
+                               share_prefix=share)
+            r.update(kind="SNVs, 1 ALT per site", rc=rc, share_prefix=share)
+            results.setdefault("shared", []).append(r)
+            print("shared", json.dumps(r), flush=True)
+    for rc in (False, True):
+        for share in (False, True):
+            r = bench_saturation(im, fasta, region_bp=args.saturate_bp, window=window, rc=rc, share_prefix=share,
+                                 batch_tokens=bt)
+            r.update(kind=f"saturation mutagenesis, {args.saturate_bp:,} bp", rc=rc, share_prefix=share)
+            results.setdefault("shared", []).append(r)
+            print("shared", json.dumps(r), flush=True)
+
+
+def render_shared(results: dict) -> str:
+    """Shared-prefix scoring rows (``score-variants --share-prefix`` / ``--saturate``) beside full passes."""
+    from _report import markdown_table
+
+    rows = results.get("shared", [])
+    if not rows:
+        return ""
+    base = {(r["kind"], r["rc"]): r["variants_per_s"] for r in rows if not r["share_prefix"]}
+    table = [[r["kind"] + (", rc-average" if r["rc"] else ""), "shared prefix" if r["share_prefix"] else "full",
+              r["variants"], f"{r['seconds']:.2f}", f"{r['variants_per_s']:,.1f}",
+              f"{r['variants_per_s'] / base[r['kind'], r['rc']]:.2f}x" if (r["kind"], r["rc"]) in base else ""]
+             for r in rows]
+    return "\n\n" + "\n".join([
+        "#### Variant scoring that shares the reference pass", "",
+        "`score-variants --share-prefix` (the default) runs each REF window once through `HNetLM.prefill`, "
+        "copies the decoding state at the variant and runs only the ALT suffix; `--saturate` scores every SNV "
+        "of a region, one REF pass per window of W/2-base scoring regions. \"full\" is `--no-share-prefix` "
+        "(every window in full) on the same inputs. Same model and command as above.", "",
+        markdown_table(["scoring", "mode", "variants", "seconds", "variants/s", "vs full"], table)])
 
 
 def measure_rss(im, paths: list[Path], *, window: int, device: str, max_bp: int | None) -> dict:
@@ -262,6 +327,9 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="write docs/benchmarks.md even on CPU")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="also dump the raw figures here")
+    ap.add_argument("--shared-only", action="store_true", help="only the shared-prefix and saturation rows "
+                    "(printed and in --json; docs are written by a full run)")
+    ap.add_argument("--saturate-bp", type=int, default=None, help="saturation region (default 1000; 40 on CPU)")
     args = ap.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -286,7 +354,11 @@ def main() -> None:
             results["model"] = dict(size=size, params=params, compression=ratio, window=window,
                                     device=torch.cuda.get_device_name() if cuda else "cpu", precision=im.precision,
                                     config=cfg.to_dict(), command=_command_line())
-            measure_throughput(im, args, results, window=window, embed_bp=embed_bp, chunks_bp=chunks_bp, n_var=n_var)
+            args.saturate_bp = args.saturate_bp or (1000 if cuda else 40)
+            if not args.shared_only:
+                measure_throughput(im, args, results, window=window, embed_bp=embed_bp, chunks_bp=chunks_bp,
+                                   n_var=n_var)
+            measure_shared(im, args, results, window=window, n_var=n_var)
     if args.rss_fasta:
         rss_im = build_model(args.rss_size, device, tune)[0]
         r = measure_rss(rss_im, args.rss_fasta, window=args.rss_window, device=args.device, max_bp=args.rss_max_bp)
@@ -298,14 +370,14 @@ def main() -> None:
         print("rss", json.dumps(r), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
-    if args.no_write or not (cuda or args.write):
+    if args.no_write or args.shared_only or not (cuda or args.write):
         return
     from _report import BENCHMARKS_MD, write_section
 
     old = _section(BENCHMARKS_MD, "inference")
     if "model" in results:  # throughput measured: the whole section, RSS paragraphs kept if none were measured
         rss = render_rss(results["rss"]) if results["rss"] else _rss_paragraphs(old)
-        text = render(results) + ("\n\n" + rss if rss else "")
+        text = render(results) + render_shared(results) + ("\n\n" + rss if rss else "")
     elif results["rss"]:  # RSS only: replace the RSS paragraphs, keep the throughput part
         text = old.split(RSS_MARK)[0].rstrip() + "\n\n" + render_rss(results["rss"])
     else:

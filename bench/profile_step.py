@@ -1,6 +1,8 @@
-"""Profile one H-Net training step: top ops, host↔device syncs, GPU idle time, Chrome trace.
+"""Profile one training step: top ops, host↔device syncs, GPU idle time, Chrome trace.
 
-    python bench/profile_step.py [--config configs/hnet_2stage_L.json] [--batch 2] [--seq-len 8192] --out DIR
+    python bench/profile_step.py [--config configs/hnet_2stage_L.json] [--batch 8] [--seq-len 8192] --out DIR
+    python bench/profile_step.py --model transformer   # or mamba2: the H-Net's FLOP-matched baseline
+    python bench/profile_step.py --fused off --compile on   # toggles, as in bench/train_throughput.py
     python bench/profile_step.py --device cpu --config configs/tiny_2stage.json --seq-len 256 --out DIR
     python bench/profile_step.py --compare BEFORE/summary.json AFTER/summary.json   # docs section
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gzip
 import json
 import shutil
@@ -47,7 +50,8 @@ from torch.overrides import TorchFunctionMode
 
 import hnet_seq
 from hnet_seq import HNetLM, Packing, kernels, load_config
-from hnet_seq.flops import peak_flops, training_flops
+from hnet_seq.config import HNetConfig, config_from_dict
+from hnet_seq.flops import forward_flops, lengths_at_compression, peak_flops, training_flops
 from hnet_seq.nn.routing import stage_lengths
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -65,26 +69,55 @@ SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchr
 
 
 def make_train_step(model: HNetLM, tokens: torch.Tensor, packing: Packing, opt: torch.optim.Optimizer,
-                    forward=None):
-    """A closure running one forward + backward + optimizer step; returns the model output.
+                    compile: bool = False):
+    """A closure running one forward + backward + optimizer step; returns the routing outputs.
 
-    ``forward`` replaces ``model`` for the forward pass (e.g. a ``torch.compile`` of it).
-    bf16 autocast on CUDA, none on CPU.
+    The loss is next-token cross-entropy through the ``linear_ce`` kernel op (head + loss; its
+    fast version never holds the full fp32 logits).  ``compile``: the backbone runs under
+    ``torch.compile(dynamic=True)`` (one graph for every chunked length).  bf16 autocast on
+    CUDA, none on CPU.
     """
-    forward = forward or model
+    backbone = torch.compile(model.backbone, dynamic=True) if compile else model.backbone
     cuda = tokens.device.type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
 
     def step():
         with autocast():
-            out = forward(tokens, packing)
-            loss = torch.nn.functional.cross_entropy(out.logits[:-1].float(), tokens[1:])
+            hidden, routing = backbone(model.embeddings(tokens), packing)
+            loss = kernels.linear_ce(hidden[:-1], model.lm_head.weight, tokens[1:]).mean()
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return out
+        return routing
 
     return step
+
+
+@contextlib.contextmanager
+def fused_ops(on: bool):
+    """The fused kernel ops (``add_rmsnorm``, ``swiglu``, ``linear_ce``) fast (on CUDA; they are
+    opt-in, so "auto" would not pick them) or reference."""
+    choice = "fast" if on and torch.cuda.is_available() else "reference"
+    with contextlib.ExitStack() as stack:
+        for op in kernels.FUSED_OPS:
+            stack.enter_context(kernels.force_backend(choice, op.name))
+        yield
+
+
+def matched_baseline(kind: str, hnet: HNetConfig, seq_len: int) -> HNetConfig:
+    """An isotropic ``kind`` (``T`` or ``m``) stack at the H-Net's outer width with the closest
+    forward FLOPs per byte at the H-Net's target compression."""
+    target = forward_flops(hnet, lengths_at_compression([seq_len], hnet.target_compression))
+    d = hnet.d_model[0]
+    heads, rotary = hnet.attn_cfg.num_heads[0], hnet.attn_cfg.rotary_emb_dim[0]
+
+    def build(n: int) -> HNetConfig:
+        return config_from_dict(dict(arch_layout=[f"{kind}{n}"], d_model=[d], vocab_size=hnet.vocab_size,
+                                     d_intermediate=[int(8 * d / 3) if kind == "T" else 0], ssm_cfg=dataclasses.asdict(hnet.ssm_cfg),
+                                     attn_cfg=dict(num_heads=[heads], rotary_emb_dim=[rotary], window_size=[-1])))
+
+    best = min(range(1, 200), key=lambda n: abs(forward_flops(build(n), [[seq_len]]) - target))
+    return build(best)
 
 
 def time_steps(step, warmup: int, steps: int, device: torch.device):
@@ -282,12 +315,16 @@ def source_tree() -> dict:
     return info
 
 
-def run(args) -> dict:
-    device = torch.device(args.device)
-    torch.manual_seed(0)
+def build(args, device: torch.device):
+    """The model ``--model`` names (the H-Net of ``--config``, or its matched baseline), its
+    config, the packed batch, and the router tuned to ``--targets``."""
     cfg = load_config(args.config)
     targets = ([float(t) for t in args.targets.split(",")] if args.targets
                else list(cfg.target_compression) or [3.0] * (cfg.num_stages - 1))
+    if args.model != "hnet":
+        cfg = dataclasses.replace(cfg, target_compression=targets)
+        cfg = matched_baseline({"transformer": "T", "mamba2": "m"}[args.model], cfg, args.seq_len)
+    torch.manual_seed(0)
     model = HNetLM(cfg, device=device)
     model.init_weights()
     lengths = [args.seq_len] * args.batch
@@ -295,9 +332,21 @@ def run(args) -> dict:
     tokens = torch.randint(0, cfg.vocab_size, (sum(lengths),), device=device)
     if targets and cfg.num_stages > 1 and args.tune_steps:
         tune_router(model, tokens, packing, targets, steps=args.tune_steps)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-    step = make_train_step(model, tokens, packing, opt)
-    step_ms, out = time_steps(step, args.warmup, args.steps, device)
+    return cfg, model, tokens, packing
+
+
+def run(args) -> dict:
+    device = torch.device(args.device)
+    cfg, model, tokens, packing = build(args, device)
+    lengths = [args.seq_len] * args.batch
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+    with fused_ops(args.fused == "on"):
+        return _measure(args, device, cfg, model, tokens, packing, lengths,
+                        make_train_step(model, tokens, packing, opt, compile=args.compile == "on"))
+
+
+def _measure(args, device, cfg, model, tokens, packing, lengths, step) -> dict:
+    step_ms, routing = time_steps(step, args.warmup, args.steps, device)
 
     with count_syncs(device) as sites:
         step()
@@ -306,15 +355,16 @@ def run(args) -> dict:
         out_dir.mkdir(parents=True, exist_ok=True)
     prof = profile_steps(step, args.profile_steps, out_dir, device)
 
-    per_stage = stage_lengths(packing, out.routing)
+    per_stage = stage_lengths(packing, routing)
     flops = training_flops(cfg, per_stage)
     peak = peak_flops(torch.cuda.get_device_name()) if device.type == "cuda" else None
     summary = dict(
         command=command_line(), tree=source_tree(), torch=torch.__version__,
         device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-        config=Path(args.config).name, batch=args.batch, seq_len=args.seq_len,
+        config=Path(args.config).name, model=args.model, layout=str(cfg.arch_layout),
+        fused=args.fused, compile=args.compile, batch=args.batch, seq_len=args.seq_len,
         kernels={op.name: op.backend_for(device) for op in kernels.ALL_OPS},
-        stage_tokens=[sum(s) for s in per_stage], compression=[round(r.compression_ratio(), 2) for r in out.routing],
+        stage_tokens=[sum(s) for s in per_stage], compression=[round(r.compression_ratio(), 2) for r in routing],
         step_ms=step_ms, tokens_per_s=sum(lengths) / step_ms * 1e3, tflops=flops / step_ms / 1e9,
         mfu=flops / step_ms * 1e3 / peak if peak else None,
         syncs_per_step=sum(sites.values()), sync_sites=sites.most_common(),
@@ -328,8 +378,9 @@ def run(args) -> dict:
 
 
 def print_summary(s: dict) -> None:
-    print(f"{s['config']} on {s['device']} ({s['tree']['hnet_seq']} @ {s['tree']['commit']}), "
-          f"{s['batch']} × {s['seq_len']} tokens, kernels {s['kernels']}")
+    print(f"{s['config']} {s.get('model', 'hnet')} `{s.get('layout', '')}` on {s['device']} "
+          f"({s['tree']['hnet_seq']} @ {s['tree']['commit']}), {s['batch']} × {s['seq_len']} tokens, "
+          f"fused {s.get('fused')}, compile {s.get('compile')}, kernels {s['kernels']}")
     print(f"stage tokens {s['stage_tokens']}, compression {s['compression']}")
     print(f"step {s['step_ms']:.1f} ms, {s['tokens_per_s']:,.0f} tokens/s, {s['tflops']:.1f} TFLOP/s"
           + (f", MFU {100 * s['mfu']:.1f}%" if s.get("mfu") else ""))
@@ -402,13 +453,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "configs" / "hnet_2stage_L.json"))
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--model", choices=("hnet", "transformer", "mamba2"), default="hnet",
+                        help="the H-Net of --config, or its FLOP-matched isotropic baseline")
+    parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq-len", type=int, default=8192)
     parser.add_argument("--targets", default="", help="router compression per stage, e.g. 3,3")
     parser.add_argument("--tune-steps", type=int, default=60, help="ratio-loss steps for the router (0: none)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10, help="timed steps (no profiler)")
     parser.add_argument("--profile-steps", type=int, default=2)
+    parser.add_argument("--fused", choices=("off", "on"), default="on", help="fused kernel ops (add_rmsnorm, swiglu, linear_ce)")
+    parser.add_argument("--compile", choices=("off", "on"), default="off", help="torch.compile the backbone")
     parser.add_argument("--out", help="directory for trace.json.gz and summary.json")
     parser.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"),
                         help="write the docs section from two summary.json files instead of profiling")

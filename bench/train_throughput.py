@@ -1,17 +1,32 @@
-"""Training throughput and MFU: H-Nets against FLOP-matched isotropic baselines, one GPU.
+"""Training throughput and MFU at realistic batch: H-Nets against FLOP-matched isotropic baselines.
 
-    python bench/train_throughput.py [--sizes small,L] [--seq-len 8192] [--batch 2] [--steps 10]
+    python bench/train_throughput.py                                  # 8 and 16 × 8192 tokens per step
+    python bench/train_throughput.py --batches 2,8,16 --variants base,fused   # the sweep, before/after
+    python bench/train_throughput.py --models dna-hnet --batches 8 --variants base,compile,fused+compile
 
-For each H-Net (1- and 2-stage, a small width and the official L width) the router is first
-brought to its target compression with a few steps of the ratio loss alone, so that the
-inner stages see the token counts they would in training.  Isotropic "0-stage" baselines of
-the same code (Transformer, Mamba-2) get the layer count whose forward FLOPs per byte best
-match the H-Net's at that compression.  A step is forward + backward + AdamW, bf16 autocast,
-fast kernels.  FLOPs are counted by :mod:`hnet_seq.flops` at the measured per-stage lengths;
-MFU = FLOPs / time / dense bf16 peak.  Two overhead figures come from one extra step each
-(see ``bench/profile_step.py``): host↔device syncs per step, and the GPU idle fraction
-``1 − GPU busy time / step time``.  Results go to the ``train_throughput`` section of
-``docs/benchmarks.md``.
+Models (``--models``): ``hnet-2stage-L`` (``configs/hnet_2stage_L.json``, target 3/3),
+``hnet-1stage-L`` (target 6), ``dna-hnet`` (``configs/quality/dna-hnet.yaml``'s ~30 M-parameter
+shape on 4096-base windows, target 3), and the older ``hnet-{1,2}stage-small``.  Each H-Net
+comes with isotropic "0-stage" baselines of the same code (Transformer, Mamba-2) whose layer
+count gives the closest forward FLOPs per token at the H-Net's target compression.
+
+``--batches`` counts 8192-token units per step (a DNA window is 4096 bases, so the DNA model
+gets twice as many windows): the default 8,16 is 64 k and 128 k tokens per step.  For every
+model and batch, each ``--variant`` is timed on the same weights, packing and device, one after
+the other, so each before/after pair is one command on one machine:
+
+* ``base``: the kernels as before this bench had variants (fused ops on ``reference``, eager);
+* ``fused``: the fused ``add_rmsnorm``/``swiglu``/``linear_ce`` ops (``hnet_seq.kernels.fused``);
+* ``compile``: the backbone under ``torch.compile(dynamic=True)``; ``+`` combines (``fused+compile``);
+* ``ckpt``: activation checkpointing per block (memory against recomputation).
+
+A step is forward + backward + AdamW, bf16 autocast, fast mamba-ssm/attention kernels.  The
+optimizer's learning rate is 0, so every variant times the same weights (the router's compression
+cannot drift between rows) while AdamW does its full work.  The router is tuned once per model
+to its target (ratio loss only, at the first batch) before anything is timed.  FLOPs are counted
+by :mod:`hnet_seq.flops` at the measured per-stage lengths; MFU = FLOPs / time / dense bf16
+peak; GPU idle = 1 − GPU busy time / step time in one profiled step.  A row that runs out of
+memory is reported as such.  Results go to the ``--section`` of ``docs/benchmarks.md``.
 """
 from __future__ import annotations
 
@@ -23,120 +38,161 @@ import torch
 
 from hnet_seq import HNetLM, Packing, load_config
 from hnet_seq.config import HNetConfig, config_from_dict
-from hnet_seq.flops import forward_flops, lengths_at_compression, peak_flops, training_flops
+from hnet_seq.flops import peak_flops, training_flops
+from hnet_seq.nn.isotropic import set_activation_checkpointing
 from hnet_seq.nn.routing import stage_lengths
+from hnet_seq.train import load_run_config
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _report import write_section  # noqa: E402
+from _report import command_line, write_section  # noqa: E402
 from _router import tune_router  # noqa: E402
-from profile_step import count_syncs, make_train_step, profile_steps, time_steps  # noqa: E402
+from profile_step import fused_ops, make_train_step, matched_baseline, profile_steps, time_steps  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-SMALL_1STAGE = dict(arch_layout=["m4", ["T8"], "m4"], d_model=[512, 768], d_intermediate=[0, 2048],
-                    attn_cfg=dict(num_heads=[8, 12], rotary_emb_dim=[32, 32], window_size=[1023, -1]),
-                    target_compression=[6.0])
-SMALL_2STAGE = dict(arch_layout=["m4", ["T1m4", ["T8"], "m4T1"], "m4"], d_model=[512, 768, 1024],
-                    d_intermediate=[0, 2048, 2816],
-                    attn_cfg=dict(num_heads=[8, 12, 16], rotary_emb_dim=[32, 32, 32], window_size=[1023, 1023, -1]),
-                    target_compression=[3.0, 3.0])
-
-
-def hnet_configs(sizes: list[str]) -> dict[str, HNetConfig]:
-    out = {}
-    if "small" in sizes:
-        out["hnet-1stage-small"] = config_from_dict(SMALL_1STAGE)
-        out["hnet-2stage-small"] = config_from_dict(SMALL_2STAGE)
-    if "L" in sizes:
-        for name, ratios in (("hnet_1stage_L", [6.0]), ("hnet_2stage_L", [3.0, 3.0])):
-            raw = load_config(ROOT / "configs" / f"{name}.json").to_dict() | {"target_compression": ratios}
-            out[name.replace("_", "-")] = config_from_dict(raw)
-    return out
+UNIT = 8192  # tokens per batch unit
+SMALL = {
+    "hnet-1stage-small": dict(arch_layout=["m4", ["T8"], "m4"], d_model=[512, 768], d_intermediate=[0, 2048],
+                              attn_cfg=dict(num_heads=[8, 12], rotary_emb_dim=[32, 32], window_size=[1023, -1]),
+                              target_compression=[6.0]),
+    "hnet-2stage-small": dict(arch_layout=["m4", ["T1m4", ["T8"], "m4T1"], "m4"], d_model=[512, 768, 1024],
+                              d_intermediate=[0, 2048, 2816], target_compression=[3.0, 3.0],
+                              attn_cfg=dict(num_heads=[8, 12, 16], rotary_emb_dim=[32, 32, 32],
+                                            window_size=[1023, 1023, -1])),
+}
+MODELS = ("hnet-2stage-L", "hnet-1stage-L", "dna-hnet", *SMALL)
 
 
-def matched_baseline(kind: str, hnet: HNetConfig, seq_len: int) -> HNetConfig:
-    """An isotropic stack at the H-Net's outer width with the closest forward FLOPs per byte."""
-    target = forward_flops(hnet, lengths_at_compression([seq_len], hnet.target_compression))
-    d = hnet.d_model[0]
-    heads = hnet.attn_cfg.num_heads[0]
-
-    def build(n: int) -> HNetConfig:
-        return config_from_dict(dict(arch_layout=[f"{kind}{n}"], d_model=[d],
-                                     d_intermediate=[int(8 * d / 3) if kind == "T" else 0],
-                                     attn_cfg=dict(num_heads=[heads], rotary_emb_dim=[32], window_size=[-1])))
-
-    best = min(range(1, 200), key=lambda n: abs(forward_flops(build(n), [[seq_len]]) - target))
-    return build(best)
+def hnet_config(name: str) -> tuple[HNetConfig, int]:
+    """The H-Net ``name`` and its window length in tokens."""
+    if name in SMALL:
+        return config_from_dict(SMALL[name]), UNIT
+    if name == "dna-hnet":
+        run = load_run_config(ROOT / "configs" / "quality" / "dna-hnet.yaml")
+        cfg = run.model_config.to_dict() | {"target_compression": run.target_compression()}
+        return config_from_dict(cfg), 4096
+    ratios = {"hnet-1stage-L": [6.0], "hnet-2stage-L": [3.0, 3.0]}[name]
+    raw = load_config(ROOT / "configs" / f"{name.replace('-', '_')}.json").to_dict()
+    return config_from_dict(raw | {"target_compression": ratios}), UNIT
 
 
-def measure(name: str, cfg: HNetConfig, args) -> dict:
-    torch.manual_seed(0)
-    model = HNetLM(cfg, device="cuda")
-    model.init_weights()
-    lengths = [args.seq_len] * args.batch
-    packing = Packing.from_lengths(lengths, device="cuda")
-    tokens = torch.randint(0, 256, (sum(lengths),), device="cuda")
-    if cfg.target_compression:
-        tune_router(model, tokens, packing, cfg.target_compression)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-    step = make_train_step(model, tokens, packing, opt, torch.compile(model) if args.compile else None)
+def variant_context(variant: str, model: HNetLM):
+    """(context manager, compile flag) for ``variant``, e.g. ``fused+compile``."""
+    parts = set(variant.split("+"))
+    unknown = parts - {"base", "fused", "compile", "ckpt"}
+    if unknown:
+        sys.exit(f"bench/train_throughput.py: --variants: unknown {', '.join(sorted(unknown))}")
+    set_activation_checkpointing(model, "blocks" if "ckpt" in parts else "none")
+    return fused_ops("fused" in parts), "compile" in parts
 
-    ms, out = time_steps(step, args.warmup, args.steps, torch.device("cuda"))
-    seconds = ms / 1e3
-    peak_gib = torch.cuda.max_memory_allocated() / 2**30
-    with count_syncs(torch.device("cuda")) as syncs:
-        step()
-    busy_ms = profile_steps(step, 1, None, torch.device("cuda"))["gpu_busy_ms_per_step"]
-    per_stage = stage_lengths(packing, out.routing)
-    flops = training_flops(cfg, per_stage)
-    peak = peak_flops(torch.cuda.get_device_name())
-    row = dict(model=name, layout=str(cfg.arch_layout).replace("'", ""), params=sum(p.numel() for p in model.parameters()),
-               compression=[round(r.compression_ratio(), 2) for r in out.routing],
-               tokens_per_s=sum(lengths) / seconds, tflops=flops / seconds / 1e12,
-               mfu=(flops / seconds / peak) if peak else float("nan"),
-               gflop_per_byte=flops / 3 / sum(lengths) / 1e9, peak_gib=peak_gib,
-               syncs=sum(syncs.values()), gpu_idle=max(0.0, 1 - busy_ms / 1e3 / seconds))
-    print(row, flush=True)
-    del model, opt
+
+def measure(name: str, cfg: HNetConfig, model: HNetLM, tokens: torch.Tensor, packing: Packing, variant: str,
+            args) -> dict:
+    device = tokens.device
+    cuda = device.type == "cuda"
+    context, compile_ = variant_context(variant, model)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.0, fused=cuda)
+    row = dict(model=name, layout=str(cfg.arch_layout).replace("'", ""), variant=variant,
+               params=sum(p.numel() for p in model.parameters()), tokens=tokens.numel())
     torch.cuda.empty_cache()
+    try:
+        with context:
+            step = make_train_step(model, tokens, packing, opt, compile=compile_)
+            ms, routing = time_steps(step, args.warmup, args.steps, device)
+            peak_gib = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+            busy_ms = profile_steps(step, 1, None, device).get("gpu_busy_ms_per_step", float("nan"))
+    except torch.cuda.OutOfMemoryError:
+        print(f"{name} {variant} at {tokens.numel()} tokens: out of memory", flush=True)
+        return row | dict(oom=True)
+    finally:
+        del opt
+        model.zero_grad(set_to_none=True)
+    seconds = ms / 1e3
+    flops = training_flops(cfg, stage_lengths(packing, routing))
+    peak = peak_flops(torch.cuda.get_device_name()) if cuda else None
+    row |= dict(compression=[round(r.compression_ratio(), 2) for r in routing], tokens_per_s=tokens.numel() / seconds,
+                tflops=flops / seconds / 1e12, mfu=(flops / seconds / peak) if peak else float("nan"),
+                peak_gib=peak_gib, gpu_idle=max(0.0, 1 - busy_ms / 1e3 / seconds), oom=False)
+    print(row, flush=True)
     return row
+
+
+def bench_model(name: str, cfg: HNetConfig, window: int, args) -> list[dict]:
+    """Every batch × variant of one model, on one set of weights (router tuned once)."""
+    torch.manual_seed(0)
+    model = HNetLM(cfg, device=args.device)
+    model.init_weights()
+    batches = [int(b) for b in args.batches.split(",")]
+    window = min(window, args.unit)
+    packings = {b: Packing.from_lengths([window] * (b * args.unit // window), device=args.device) for b in batches}
+    gen = torch.Generator().manual_seed(1)  # the same tokens for every variant and for each model's baselines
+    tokens = {b: torch.randint(0, cfg.vocab_size, (b * args.unit // window * window,), generator=gen).to(args.device)
+              for b in batches}
+    if cfg.target_compression:
+        tune_router(model, tokens[batches[0]], packings[batches[0]], cfg.target_compression, steps=args.tune_steps)
+    rows = [measure(name, cfg, model, tokens[b], packings[b], v, args) | {"batch": b}
+            for b in batches for v in args.variants.split(",")]
+    del model
+    torch.cuda.empty_cache()
+    return rows
+
+
+def render(rows: list[dict], args) -> str:
+    by_key = {(r["model"], r["batch"], r["variant"]): r for r in rows}
+    first_variant = args.variants.split(",")[0]
+    lines = ["| model | layout | params | batch (tokens) | variant | compression | tokens/s | TFLOP/s | MFU | "
+             f"GPU idle | peak GiB | × {first_variant} | H-Net FLOP-throughput ÷ this |",
+             "|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        head = f"| {r['model']} | `{r['layout']}` | {r['params'] / 1e6:.0f} M | {r['batch']} × {args.unit} | {r['variant']} |"
+        if r["oom"]:
+            lines.append(head + " out of memory | | | | | | | |")
+            continue
+        base = by_key.get((r["model"], r["batch"], first_variant))
+        speedup = f"{r['tflops'] / base['tflops']:.2f}" if base and not base["oom"] and base is not r else ""
+        hnet = by_key.get((r.get("hnet", r["model"]), r["batch"], r["variant"]))
+        vs = f"{hnet['tflops'] / r['tflops']:.2f}" if "hnet" in r and hnet and not hnet["oom"] else ""
+        lines.append(head + f" {r['compression']} | {r['tokens_per_s']:,.0f} | {r['tflops']:.1f} | "
+                     f"{100 * r['mfu']:.1f}% | {100 * r['gpu_idle']:.0f}% | {r['peak_gib']:.1f} | {speedup} | {vs} |")
+    return "\n".join([
+        f"Device: **{torch.cuda.get_device_name() if args.device == 'cuda' else 'cpu'}**, torch {torch.__version__}. Forward + backward + AdamW, "
+        f"bf16 autocast, fast kernels; {args.warmup} warm-up + {args.steps} timed steps per row.",
+        f"Reproduce: `{command_line()}`", "", *lines, "",
+        f"× {first_variant}: this row's FLOP throughput over the `{first_variant}` row of the same model and batch "
+        "(same run, same weights). Last column: the H-Net's FLOP throughput over this baseline's at the same batch "
+        "and variant; the goal is ≥ 0.95. GPU idle: 1 − (GPU busy time in a profiled step) / (step time)."])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="small,L")
-    parser.add_argument("--seq-len", type=int, default=8192)
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--models", default="hnet-2stage-L,dna-hnet", help=f"comma-separated: {', '.join(MODELS)}")
+    parser.add_argument("--batches", default="8,16", help="8192-token units per step, comma-separated")
+    parser.add_argument("--variants", default="base,fused", help="comma-separated: base, fused, compile, ckpt, a+b")
+    parser.add_argument("--baselines", default="T,m", help="matched isotropic baselines: T (Transformer), m (Mamba-2)")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--tune-steps", type=int, default=60)
     parser.add_argument("--section", default="train_throughput")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--unit", type=int, default=UNIT, help="tokens per batch unit (smaller for a CPU smoke run)")
+    parser.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run (implies --no-write)")
+    parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        sys.exit("bench/train_throughput.py needs a CUDA GPU")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("bench/train_throughput.py needs a CUDA GPU (or --device cpu for a smoke run)")
     rows = []
-    for name, cfg in hnet_configs(args.sizes.split(",")).items():
-        hnet = measure(name, cfg, args)
-        rows.append(hnet | {"vs": ""})
-        for kind, label in (("T", "transformer"), ("m", "mamba2")):
-            base = measure(f"{label} (matched to {name})", matched_baseline(kind, cfg, args.seq_len), args)
-            rows.append(base | {"vs": f"{hnet['tflops'] / base['tflops']:.2f}"})
-    lines = ["| model | layout | params | compression | GFLOP/byte | tokens/s | TFLOP/s | MFU | syncs/step | GPU idle | peak GiB | H-Net FLOP-throughput ÷ this |",
-             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['model']} | `{r['layout']}` | {r['params'] / 1e6:.0f} M | {r['compression']} | {r['gflop_per_byte']:.3f} | "
-                     f"{r['tokens_per_s']:,.0f} | {r['tflops']:.1f} | {100 * r['mfu']:.1f}% | {r['syncs']} | {100 * r['gpu_idle']:.0f}% | "
-                     f"{r['peak_gib']:.1f} | {r['vs']} |")
-    write_section(args.out, args.section, "\n".join([
-        f"Device: **{torch.cuda.get_device_name()}**. {args.batch} × {args.seq_len} bytes per step, bf16 autocast, "
-        f"AdamW, fast kernels{', torch.compile' if args.compile else ''}.",
-        f"Reproduce: `python bench/train_throughput.py --sizes {args.sizes} --seq-len {args.seq_len} --batch {args.batch}"
-        f"{' --compile' if args.compile else ''}`", "",
-        *lines, "",
-        "The last column is the H-Net's FLOP throughput (FLOPs/s) relative to the baseline's; the goal is ≥ 0.9. "
-        "syncs/step: host↔device synchronisations in one training step (CUDA's sync debug mode); GPU idle: "
-        "1 − (GPU busy time in a profiled step) / (step time), the share of the step the GPU waits for the host."]))
+    for name in args.models.split(","):
+        if name not in MODELS:
+            sys.exit(f"bench/train_throughput.py: --models: unknown {name!r} (use {', '.join(MODELS)})")
+        cfg, window = hnet_config(name)
+        rows += bench_model(name, cfg, window, args)
+        for kind in filter(None, args.baselines.split(",")):
+            label = {"T": "transformer", "m": "mamba2"}[kind]
+            base = bench_model(f"{label} (matched to {name})", matched_baseline(kind, cfg, window), window, args)
+            rows += [r | {"hnet": name} for r in base]
+    text = render(rows, args)
+    print(text)
+    if not args.no_write and args.device == "cuda":
+        write_section(args.out, args.section, text)
 
 
 if __name__ == "__main__":

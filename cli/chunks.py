@@ -11,7 +11,7 @@ from hnet_seq.cli.main import CHECKPOINT_HELP, command
 @command("chunks")
 def chunks(
     inputs: list[Path] = typer.Argument(None, help="FASTA or text files (every record is shown); or use "
-                                        "--sequence/--text, or --region with --reference.", show_default=False),
+                                        "--sequence, or --region with --reference.", show_default=False),
     checkpoint: Path = typer.Option(..., "--checkpoint", help=CHECKPOINT_HELP),
     config: Path = typer.Option(None, "--config", help="JSON config of an official .pt checkpoint."),
     modality: str = typer.Option(None, "--modality", help="Override the checkpoint's modality."),

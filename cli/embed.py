@@ -22,7 +22,7 @@ def embed(
     region: str = typer.Option(None, "--region", help="One region CONTIG:START-END of --reference, 1-based "
                                "inclusive as in samtools (chr1:1001-2000 is BED chr1 1000 2000)."),
     reference: Path = typer.Option(None, "--reference", help="Reference FASTA for --bed or --region."),
-    chunks: bool = typer.Option(False, "--chunks", help="Also write one row per chunk per stage: seq_id, chrom, "
+    chunks: bool = typer.Option(False, "--chunks/--no-chunks", help="Also write one row per chunk per stage: seq_id, chrom, "
                                 "start, end (0-based half-open, input/genomic coordinates), stage, "
                                 "boundary_prob, vector."),
     chunks_out: Path = typer.Option(None, "--chunks-out", help="Chunk rows file (default: OUT with "
@@ -33,7 +33,7 @@ def embed(
                               "of stage s."),
     layer: str = typer.Option("output", "--layer", help="output (the level's output states) or input (what "
                               "enters it: embeddings at 0, the chunk's first encoder state at s >= 1)."),
-    rc_average: bool = typer.Option(False, "--rc-average", help="DNA: also embed the reverse complement and "
+    rc_average: bool = typer.Option(False, "--rc-average/--no-rc-average", help="DNA: also embed the reverse complement and "
                                     "average (coordinates mapped back)."),
     window: int = typer.Option(8192, "--window", help="Tile length (positions) for long sequences."),
     overlap: int = typer.Option(None, "--overlap", help="Left context given to every tile after the first "

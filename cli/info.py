@@ -17,8 +17,8 @@ def info(
     checkpoint: Path = typer.Option(None, "--checkpoint", help="A checkpoint directory written by "
                                     "'hnet-seq train', or its run directory (its latest checkpoint); "
                                     "its config.json is used."),
-    device: str = typer.Option("cuda" if __import__("torch").cuda.is_available() else "cpu",
-                               help="Device whose kernel backends to report."),
+    device: str = typer.Option(None, help="Device whose kernel backends to report (default: cuda if "
+                               "available, else cpu)."),
     list_configs: bool = typer.Option(False, "--list-configs", help="List the packaged model configs and "
                                       "training presets, then exit."),
 ) -> None:
@@ -45,6 +45,10 @@ def info(
         return
     if (config is None) == (checkpoint is None):
         raise UserError("give exactly one of --config or --checkpoint")
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     path = resolve_config(config) if config is not None else resolve_checkpoint(checkpoint) / "config.json"
     cfg = load_config(path)
     stages, backbone, total = summarize(cfg)

@@ -9,7 +9,9 @@ import functools
 from typing import Callable
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
+from hnet_seq import __version__
 from hnet_seq.errors import UserError
 
 # The --checkpoint help of every command that loads a model.
@@ -17,8 +19,39 @@ CHECKPOINT_HELP = ("Checkpoint directory, or a training run directory (its lates
                    "official .pt (then --config, unless its name is a packaged config's, e.g. "
                    "hnet_2stage_L.pt), or a Hugging Face Hub repo id (cartesia-ai/hnet_2stage_L).")
 
+
+class _HelpAsWritten:
+    """Help shown as written: ``[bracketed]`` text is not Rich markup (it was swallowed: the
+    score-variants convention lost ``[p+m:S+W]``), and flags show no ``<bool>`` value type."""
+
+    def __init__(self, *args, **kwargs):
+        from rich.markup import escape
+
+        super().__init__(*args, **kwargs)
+        self.help = escape(self.help) if self.help else self.help
+        for p in self.params:
+            if getattr(p, "help", None):
+                p.help = escape(p.help)
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)  # includes --help, made per call
+        for p in params:
+            if getattr(p, "is_flag", False) and p.metavar is None:
+                p.metavar = ""
+        return params
+
+
+class HelpCommand(_HelpAsWritten, TyperCommand):
+    pass
+
+
+class HelpGroup(_HelpAsWritten, TyperGroup):
+    pass
+
+
 app = typer.Typer(
     name="hnet-seq",
+    cls=HelpGroup,
     help="H-Net (dynamic chunking) models for DNA, UTF-8 bytes and audio.\n\n"
     "Train on FASTA, text or audio; embed sequences with per-chunk coordinates; score sequences "
     "and genetic variants. Run 'hnet-seq COMMAND --help' for each command's options.",
@@ -28,8 +61,16 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"hnet-seq {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
     kernels: str = typer.Option(None, "--kernels", envvar="HNET_SEQ_KERNELS",
                                 help="Kernel backends: auto (default), reference, fast, or per op "
                                 "e.g. 'ssd=reference,attention=fast'."),
@@ -62,7 +103,7 @@ def command(name: str):
     """Register ``fn`` as ``hnet-seq NAME`` with the one-line error handling."""
 
     def decorate(fn: Callable) -> Callable:
-        app.command(name)(user_errors_as_one_line(fn))
+        app.command(name, cls=HelpCommand)(user_errors_as_one_line(fn))
         return fn
 
     return decorate

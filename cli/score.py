@@ -44,13 +44,18 @@ def score(
       hnet-seq score udhr/*.txt --checkpoint hnet_2stage_L.pt --config configs/hnet_2stage_L.json -o bpb.tsv
 
       hnet-seq score region.fa --checkpoint CK --per-position lp.parquet
+
+      torchrun --nproc-per-node 4 -m hnet_seq.cli score chr20.fa --checkpoint CK -o chr20.tsv
     """
+    from hnet_seq.inference.batching import dist_info
     from hnet_seq.inference.io import write_tsv
     from hnet_seq.inference.score import SCORE_SCHEMA, score as run
 
     s = run(checkpoint, inputs or [], out, config=config, modality=modality, bed=bed, region=region,
             reference=reference, per_position=per_position, window=window, overlap=overlap,
             batch_tokens=batch_tokens, device=device, precision=precision, progress=not quiet, keep_scores=out is None)
+    if not dist_info().is_main:  # rank 0 merged the ranks' results and reports them
+        return
     if out is None:  # the columns of a -o table, in the same format
         write_tsv(SCORE_SCHEMA, (sc.row() for sc in s.scores))
     typer.echo(f"scored {s.positions:,} units in {s.seconds:.1f} s"

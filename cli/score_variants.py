@@ -6,11 +6,14 @@ from pathlib import Path
 import typer
 
 from hnet_seq.cli.main import command
+from hnet_seq.errors import UserError
 
 
 @command("score-variants")
 def score_variants(
-    vcf: Path = typer.Option(..., "--vcf", help="Variants: .vcf, .vcf.gz or .bcf (read with pysam)."),
+    vcf: Path = typer.Option(None, "--vcf", help="Variants: .vcf, .vcf.gz or .bcf (read with pysam)."),
+    saturate: str = typer.Option(None, "--saturate", help="Instead of --vcf: every SNV of CONTIG:START-END "
+                                 "(1-based inclusive, as samtools), sharing one reference pass per window."),
     reference: Path = typer.Option(..., "--reference", help="Reference FASTA (plain or bgzip; indexed on first use)."),
     checkpoint: Path = typer.Option(..., "--checkpoint", help="DNA checkpoint directory, or a training run "
                                     "directory (its latest checkpoint)."),
@@ -20,8 +23,8 @@ def score_variants(
                                  "INFO HNET_SCORE, HNET_SITE_LLR, HNET_FLAGS; every record kept, in order."),
     config: Path = typer.Option(None, "--config", help="Config override (rarely needed)."),
     window: int = typer.Option(8192, "--window", help="Genomic span scored around each variant (bp)."),
-    rc_average: bool = typer.Option(False, "--rc-average", help="Score both strands and average."),
-    strict: bool = typer.Option(False, "--strict", help="A REF that does not match the reference is fatal "
+    rc_average: bool = typer.Option(False, "--rc-average/--no-rc-average", help="Score both strands and average."),
+    strict: bool = typer.Option(False, "--strict/--no-strict", help="A REF that does not match the reference is fatal "
                                 "(default: reported and skipped)."),
     windows_fasta: Path = typer.Option(None, "--windows-fasta", help="Write every scored allele's ref and alt "
                                        "windows as FASTA (to check or rescore them with 'hnet-seq score')."),
@@ -29,6 +32,9 @@ def score_variants(
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA), float32 or bfloat16."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no per-record skip messages."),
+    share_prefix: bool = typer.Option(True, "--share-prefix/--no-share-prefix", help="Run each reference window "
+                                      "once and only the ALT suffix after the variant (same scores); "
+                                      "--no-share-prefix: a full pass per window."),
 ) -> None:
     """Score = log-likelihood(alt window) - log-likelihood(ref window), nats, per ALT allele.
 
@@ -46,6 +52,11 @@ def score_variants(
 
       hnet-seq score-variants --vcf calls.bcf --reference genome.fa --checkpoint CK --rc-average \\
           --vcf-out annotated.vcf.gz -o scores.parquet
+
+      hnet-seq score-variants --saturate chr17:43044294-43045294 --reference genome.fa --checkpoint CK -o sge.tsv
+
+    --saturate scores the three SNVs of every base of the region; each scoring region of at
+    most W/2 bases shares one window of W bases centred on it (see hnet_seq.inference.saturation).
     """
     from hnet_seq.inference.batching import dist_info
     from hnet_seq.inference.io import write_tsv
@@ -63,9 +74,21 @@ def score_variants(
         elif shown[0] == 21:
             typer.echo("(further skipped alleles: see the status/reason columns)", err=True)
 
-    s = run(checkpoint, vcf, reference, out, vcf_out=vcf_out, config=config, window=window, rc_average=rc_average,
-            strict=strict, batch_tokens=batch_tokens, device=device, precision=precision,
-            windows_fasta=windows_fasta, progress=not quiet, keep_alleles=out is None, on_skip=report)
+    if (vcf is None) == (saturate is None):
+        raise UserError("give --vcf or --saturate (one of them)")
+    if saturate is not None:
+        if vcf_out is not None or windows_fasta is not None:
+            raise UserError("--vcf-out and --windows-fasta need --vcf, not --saturate")
+        from hnet_seq.inference.saturation import saturation_mutagenesis
+
+        s = saturation_mutagenesis(checkpoint, reference, saturate, out, window=window, rc_average=rc_average,
+                                   share_prefix=share_prefix, config=config, batch_tokens=batch_tokens,
+                                   device=device, precision=precision, keep_alleles=out is None)
+    else:
+        s = run(checkpoint, vcf, reference, out, vcf_out=vcf_out, config=config, window=window,
+                rc_average=rc_average, strict=strict, batch_tokens=batch_tokens, device=device,
+                precision=precision, windows_fasta=windows_fasta, progress=not quiet, keep_alleles=out is None,
+                on_skip=report, share_prefix=share_prefix)
     if not main:
         return
     if out is None:  # the columns of a -o table, in the same format

@@ -54,23 +54,20 @@ def shard(
 
     Read them back in Python with hnet_seq.data.read_shards("shards/udhr", shuffle_buffer=1000).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from hnet_seq.data.shards import check_output_dir, write_shards
     from hnet_seq.modalities import get_adapter
+    from hnet_seq.progress import progress_bar
 
     adapter = get_adapter(modality, **parse_options(option))
     files = adapter.expand_inputs(inputs)
     check_output_dir(out)  # before the progress bar starts
     records = 0
-    with Progress(TextColumn("[bold]shard[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("files  {task.fields[records]} records"), TimeElapsedColumn()) as bar:
-        task = bar.add_task(str(out), total=len(files), records=0)
+    with progress_bar(True, f"shard {out}", total=len(files), unit="files") as bar:
 
         def advance(path: Path, n: int) -> None:
             nonlocal records
             records += n
-            bar.update(task, advance=1, records=records)
+            bar.advance(1)
 
         shards = write_shards(adapter, files, out, int(max_shard_mb * (1 << 20)), progress=advance)
     size = sum(p.stat().st_size for p in shards)

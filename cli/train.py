@@ -104,6 +104,8 @@ def train_command(
         start = (f" (from {result.first_heldout_bits_per_unit:.3f} at step 0)"
                  if result.first_heldout_bits_per_unit is not None else "")
         parts.append(f"held-out {result.heldout_bits_per_unit:.3f} bits/{unit}{start}")
+        if result.heldout_unscored:
+            parts.append(f"{result.heldout_unscored} held-out N positions not scored")
     if result.checkpoint is not None:
         parts.append(f"checkpoint: {result.checkpoint}")
     typer.echo("; ".join(parts), err=True)

@@ -20,7 +20,7 @@ from huggingface_hub import ModelHubMixin
 from torch import nn
 
 from .config import HNetConfig
-from .nn.hnet import HNet, HNetState
+from .nn.hnet import HNet, HNetState, map_state
 from .nn.packing import Packing, pack, unpack
 from .nn.routing import RoutingOutput
 
@@ -96,6 +96,22 @@ class HNetLM(nn.Module, ModelHubMixin, library_name="hnet-seq", tags=["h-net", "
             rows = torch.arange(inputs.shape[0], device=inputs.device)
         hidden, routing = self.backbone.step(self.embeddings(inputs), state, rows)
         return self.lm_head(hidden), routing
+
+    def prefill(self, inputs: torch.Tensor, state: HNetState, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Feed a block of positions per row, in parallel, continuing ``state`` (updated in place).
+
+        ``inputs (B, L)`` or ``(B, L, F)``; ``lengths (B,)``: valid positions per row (left-aligned,
+        default all ``L``) → logits ``(B, L, out)`` (padding positions hold garbage).  Equals the
+        full forward of everything fed so far, position for position; ``step`` is the one-position case.
+        """
+        if lengths is None:
+            lengths = torch.full((inputs.shape[0],), inputs.shape[1], device=inputs.device, dtype=torch.long)
+        return self.lm_head(self.backbone.prefill(self.embeddings(inputs), lengths.long(), state))
+
+    @staticmethod
+    def select_state(state: HNetState, index: torch.Tensor) -> HNetState:
+        """A new state whose row ``i`` is a copy of ``state``'s row ``index[i]`` (copy, expand, gather)."""
+        return map_state(state, lambda t: t.index_select(0, index))
 
     # ---- Hugging Face Hub (ModelHubMixin) --------------------------------------------------
     def _save_pretrained(self, save_directory: Path) -> None:

@@ -55,7 +55,11 @@ class ModalityAdapter(ABC):
     input_key: str = "tokens"  # key of the model input in packed batches: "tokens" or "frames"
     data_key: str = "tokens"  # name of ``Record.data`` in shards (``<key>.tokens.npy``)
     units_per_position: int = 1  # units predicted at one position (raw audio: samples per frame)
-    unknown_token: int | None = None  # token that windowing may limit (DNA: N)
+    # An input-only token (DNA: N, which IUPAC codes also become): fed to the model but never a
+    # scored target -- weight 0 in training and held-out loss, NaN NLL in score/score-variants,
+    # left out of pooled embeddings -- and windowing limits how much of a window it may fill.
+    unknown_token: int | None = None
+    unknown_name: str = ""  # how outputs name it ("N")
     file_suffixes: tuple[str, ...] = ()  # files picked up when an input is a directory
     default_data: str | None = None  # file or folder in hnet_seq/resources a run reads when given no data
 
@@ -102,6 +106,21 @@ class ModalityAdapter(ABC):
         """
         x = self.encode(record).numpy()
         return {"inputs": x, "targets": x, "weights": np.ones(len(x), np.float32)}
+
+    def unscorable(self, tokens: np.ndarray | torch.Tensor) -> np.ndarray | None:
+        """``(L,) bool``, True where a token is :attr:`unknown_token`; None when every token is scorable."""
+        if self.unknown_token is None:
+            return None
+        t = tokens.cpu().numpy() if isinstance(tokens, torch.Tensor) else np.asarray(tokens)
+        return t == self.unknown_token if t.ndim == 1 else None
+
+    def scored_arrays(self, record: Record) -> dict[str, np.ndarray]:
+        """:meth:`example_arrays` with weight 0 on unscorable targets: what training and scoring use."""
+        arrays = self.example_arrays(record)
+        unscored = self.unscorable(arrays["targets"])
+        if unscored is not None and unscored.any():
+            arrays = {**arrays, "weights": np.where(unscored, np.float32(0), arrays["weights"]).astype(np.float32)}
+        return arrays
 
     # ---- model parts ---------------------------------------------------------------------
     @abstractmethod

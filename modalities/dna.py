@@ -4,7 +4,8 @@ Encoding is one numpy table lookup per record (a 5 Mbp genome takes milliseconds
 ambiguity codes become N (and ``U`` reads as ``T``); anything else is an error naming the
 record.  The soft-mask (lowercase, usually repeats) is ``meta["mask"]``, a bool array; the
 loss policy is ``soft_mask="ignore"`` (weight 1 everywhere) or ``"downweight"`` (weight
-``soft_mask_weight`` on masked positions, as GPN does; 0 drops them from the loss).
+``soft_mask_weight`` on masked positions, as GPN does; 0 drops them from the loss).  N is
+input only: it is never a scored target (see ``ModalityAdapter.unknown_token``).
 """
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ def reverse_complement(tokens):
 @register_adapter("dna")
 class DNAAdapter(DiscreteAdapter):
     unit_name = "base"
-    unknown_token = N_TOKEN
+    unknown_token = N_TOKEN  # N (and IUPAC codes): model input, never a scored target
+    unknown_name = "N"
     vocab_size = 5
     default_data = "shigella_sonnei_53G_plasmids.fa.gz"
     symbols = "ACGTN"  # token order: the columns of per-position distributions

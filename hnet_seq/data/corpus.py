@@ -18,7 +18,7 @@ from .regions import Interval, tile
 
 
 class Corpus:
-    """``arrays[id]`` = ``adapter.example_arrays(record)``; ``lengths[id]`` its positions."""
+    """``arrays[id]`` = ``adapter.scored_arrays(record)``; ``lengths[id]`` its positions."""
 
     def __init__(self, adapter, records: Iterable):
         self.adapter = adapter
@@ -28,9 +28,11 @@ class Corpus:
             source = str(r.meta.get("source", "?"))
             if r.id in self.arrays:
                 raise UserError(f"{source}: record id '{r.id}' already read from {self.sources[r.id]}")
-            self.arrays[r.id], self.sources[r.id] = adapter.example_arrays(r), source
+            self.arrays[r.id], self.sources[r.id] = adapter.scored_arrays(r), source
         self.lengths = {k: len(a["inputs"]) for k, a in self.arrays.items()}
         self._unknown_cumsum: dict[str, np.ndarray] = {}
+        # Of the last windows() call: windows dropped for N, and N inside dropped / kept windows.
+        self.unknown_stats = {"windows_dropped": 0, "unknown_skipped": 0, "unknown_kept": 0}
 
     def __len__(self) -> int:
         return len(self.arrays)
@@ -40,7 +42,10 @@ class Corpus:
         """Spans of ``window + 1`` positions inside ``intervals`` (default: whole records).
 
         For adapters with an ``unknown_token`` (DNA: N), records entirely unknown are skipped
-        with a warning and windows with more than ``max_n_frac`` unknown positions are dropped.
+        with a warning and windows with more than ``max_n_frac`` unknown positions, or with no
+        scorable target at all, are dropped (a whole-chromosome N gap makes no window).  The N
+        left in kept windows are inputs only (weight 0 as targets); :attr:`unknown_stats` counts
+        what was dropped and kept.
         """
         if intervals is None:
             intervals = [Interval(k, 0, n) for k, n in self.lengths.items()]
@@ -63,16 +68,23 @@ class Corpus:
         for iv in spans:
             by_contig.setdefault(iv.contig, []).append(iv)
         kept, skipped = [], []
+        stats = {"windows_dropped": 0, "unknown_skipped": 0, "unknown_kept": 0}
         for contig, ivs in by_contig.items():
             cs = self._cumsum(contig)
+            s = np.array([iv.start for iv in ivs])
+            e = np.array([iv.end for iv in ivs])
+            unknown = cs[e] - cs[s]
             if cs[-1] == len(cs) - 1:
                 skipped.append(f"'{contig}'")
                 warnings.warn(f"{self.sources[contig]}: record '{contig}' is all N: skipped", stacklevel=3)
-                continue
-            s = np.array([iv.start for iv in ivs])
-            e = np.array([iv.end for iv in ivs])
-            ok = (cs[e] - cs[s]) <= max_frac * (e - s)
+                ok = np.zeros(len(ivs), bool)
+            else:  # targets are positions start+1 .. end-1: at least one must be scorable
+                ok = (unknown <= max_frac * (e - s)) & (cs[e] - cs[s + 1] < e - s - 1)
             kept += [iv for iv, k in zip(ivs, ok) if k]
+            stats["windows_dropped"] += int((~ok).sum())
+            stats["unknown_skipped"] += int(unknown[~ok].sum())
+            stats["unknown_kept"] += int(unknown[ok].sum())
+        self.unknown_stats = stats
         return kept, skipped
 
     def _cumsum(self, contig: str) -> np.ndarray:

@@ -53,6 +53,7 @@ class WindowDataset(IterableDataset):
         self.corpus, self.token_budget, self.seed, self.shuffle = corpus, token_budget, seed, shuffle
         self.rc_augment, self.rank, self.world_size, self.epochs = rc_augment, rank, world_size, epochs
         self.windows = corpus.windows(window, stride, intervals, max_n_frac)
+        self.unknown_stats = dict(corpus.unknown_stats)  # N dropped with windows / left in them
         self._lengths = np.array([len(w) - 1 for w in self.windows])
         self._start = {"seed": seed, "epoch": 0, "position": 0}  # where every pass begins
         self._last = dict(self._start)  # just after the last batch yielded in this process

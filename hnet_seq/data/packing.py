@@ -89,7 +89,7 @@ def stream_batches(adapter, records: Iterable, window: int, token_budget: int) -
     """
     pending, used = [], 0
     for record in records:
-        arrays = adapter.example_arrays(record)
+        arrays = adapter.scored_arrays(record)
         for iv in tile([Interval(record.id, 0, len(arrays["inputs"]))], window + 1, stride=window):
             ex = make_example(arrays, iv)
             if used + len(ex.inputs) > token_budget and pending:

@@ -8,6 +8,7 @@ module             API                                             command
 :mod:`.embed`      :func:`embed` (pooled rows, per-chunk rows)     ``hnet-seq embed``
 :mod:`.score`      :func:`score` (log-likelihood, bits per unit)   ``hnet-seq score``
 :mod:`.variants`   :func:`score_variants` (VCF/BCF + reference)    ``hnet-seq score-variants``
+:mod:`.saturation` :func:`saturation_mutagenesis` (every SNV)      ``score-variants --saturate``
 :mod:`.generate`   :func:`generate`, :func:`continue_audio`        ``hnet-seq generate``
 :mod:`.chunks`     :func:`boundary_tracks`, ``render_html`` ...    ``hnet-seq chunks``
 =================  ==============================================  =====================
@@ -23,9 +24,10 @@ from .batching import InferenceModel, load, plan_tiles
 from .chunks import boundary_tracks, plot_tracks, render_html, render_terminal
 from .embed import embed, read_chunks
 from .generate import continue_audio, generate, sequence_logprobs
+from .saturation import saturation_mutagenesis
 from .score import score
 from .variants import score_variants
 
 __all__ = ["InferenceModel", "boundary_tracks", "continue_audio", "embed", "generate", "load", "plan_tiles",
-           "plot_tracks", "read_chunks", "render_html", "render_terminal", "score", "score_variants",
-           "sequence_logprobs"]
+           "plot_tracks", "read_chunks", "render_html", "render_terminal", "saturation_mutagenesis", "score",
+           "score_variants", "sequence_logprobs"]

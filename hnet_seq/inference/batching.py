@@ -203,8 +203,11 @@ class Runner:
 
     ``chunk_vectors``: return the (owned) vector of every chunk at every stage;
     ``probs``: return stage boundary probabilities at candidate positions;
-    ``pool_level``: level whose owned vectors are summed (and last vector kept) per tile;
-    ``scores``: compute per-position NLL with the adapter's loss (needs ``targets``).
+    ``pool_level``: level whose owned vectors are summed (and last vector kept) per tile; positions
+    whose input the adapter calls unscorable (DNA: N) are not summed (at stage ``s >= 1``: chunks
+    that start at one);
+    ``scores``: compute per-position NLL with the adapter's loss (needs ``targets``); NaN where the
+    target is unscorable (``adapter.unscorable``: DNA N), exactly as for a tile's first position.
     """
 
     def __init__(self, im: InferenceModel, *, layer: str = "output", chunk_vectors: bool = False,
@@ -276,7 +279,8 @@ class Runner:
         seq0 = np.repeat(np.arange(n_items), lengths)
         pos0 = np.arange(int(cu[-1])) - cu[seq0]
         own = np.array([it.own_start for it in items], np.int64)
-        inputs = _to_device(torch.cat([it.inputs for it in items]), dev)
+        host_inputs = torch.cat([it.inputs for it in items])
+        inputs = _to_device(host_inputs, dev)
         if inputs.dtype in (torch.uint8, torch.int16, torch.int32):
             inputs = inputs.long()
         packing = Packing(_to_device(torch.from_numpy(cu.astype(np.int32)), dev), int(lengths.max()),
@@ -291,9 +295,16 @@ class Runner:
         if self.chunk_vectors:
             host["vec"] = {s: _to_host(store[s].float()) for s in range(1, len(routing) + 1)}
         if self.pool_level is not None:
-            host["pool"] = self._pool(store[self.pool_level].float(), routing, seq0, pos0 >= own[seq0], n_items)
+            # Unscorable inputs (DNA: N) are left out of the pool, as they are out of every score.
+            pooled = pos0 >= own[seq0]
+            unknown = im.adapter.unscorable(host_inputs)
+            if unknown is not None:
+                pooled &= ~unknown
+            host["pool"] = self._pool(store[self.pool_level].float(), routing, seq0, pooled, n_items)
         if self.scores:
-            targets = _to_device(torch.cat([it.targets for it in items]), dev)
+            host_targets = torch.cat([it.targets for it in items])
+            host["unscored"] = im.adapter.unscorable(host_targets)  # (T,) bool at target positions, or None
+            targets = _to_device(host_targets, dev)
             # nll[t] is the loss of predicting t+1; position p's is nll[p-1] (rolled into place on the host)
             host["nll"] = _to_host(im.adapter.loss(logits, torch.roll(targets, -1, 0)).float())
         event = None
@@ -363,6 +374,8 @@ class Runner:
             nll_at = np.roll(host["nll"].numpy(), 1)
             starts = job.cu[:-1][np.diff(job.cu) > 0]
             nll_at[starts] = np.nan  # the first position of a tile has nothing before it
+            if host["unscored"] is not None:
+                nll_at[host["unscored"]] = np.nan  # an unscorable target (DNA: N) is never scored
             for res, a in zip(results, split(nll_at[owned[0]], seq[0][owned[0]])):
                 res.nll = a
         return results

@@ -5,7 +5,9 @@ chunks of chunking stage ``s`` (``s >= 1``); ``layer`` picks its ``output`` stat
 or its ``input`` states (see :mod:`.batching`).  The pooled vector of a sequence is the mean
 over the positions of level ``stage`` (``pool="mean"``; with ``stage >= 1`` that is the mean
 over the chunks of that stage, which ``pool="chunks"`` selects with ``stage`` defaulting to 1)
-or the vector of its last position there (``pool="last"``).
+or the vector of its last position there (``pool="last"``).  N positions (DNA's unscorable
+input) are left out of the mean (at ``stage >= 1``: chunks that start at an N); chunk rows are
+unaffected.
 
 Chunk rows (``chunks=True``).  Stage ``s``'s chunk boundaries are the level-``s`` positions;
 their input position is found by composing the boundary masks of stages ``1..s``.  A chunk
@@ -48,8 +50,8 @@ from hnet_seq.errors import UserError
 from .batching import (CoordMap, InferenceModel, Runner, Tile, WorkItem, all_sum, barrier, batches_by_budget,
                        broadcast_ok, default_batch_tokens, default_overlap, init_distributed, load,
                        plan_tiles, record_inputs, tiling_description)
-from .io import (AtomicFile, Outputs, TableWriter, check_output_path, iter_records, output_format, progress_bar,
-                 vector_field)
+from .io import (AtomicFile, Outputs, TableWriter, check_output_path, input_total, iter_records, output_format,
+                 progress_bar, vector_field)
 from .parts import RECORD, merge_parts, part_path, with_record_column
 
 POOLS = ("mean", "chunks", "last")
@@ -319,8 +321,11 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
                               pa.field("stage", pa.int8()), pa.field("boundary_prob", pa.float32()),
                               pa.field("vector", pa.list_(pa.float32()))])
     summary = EmbedSummary(out=out, chunks_out=Path(chunks_out) if chunks and fmt == "parquet" else None, metadata=meta)
+    total = None
     if records is None:
         records = iter_records(adapter, inputs, bed=bed, region=region, reference=reference)
+        if progress and dist.is_main:
+            total = input_total(inputs, bed=bed, region=region, reference=reference)
     npz: dict[str, list] = {k: [] for k in ("seq_id", "chrom", "start", "end", "strand", "length", "embedding",
                                             "chunk_record", "chunk_stage", "chunk_start", "chunk_end",
                                             "chunk_prob", "chunk_vector")}
@@ -402,7 +407,9 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
                     pending.append(job)
                     yield from job.items()
 
-            with progress_bar(progress and dist.is_main, "embed", unit=adapter.unit_name + "s") as bar:
+            # both strands with --rc-average; rank 0 shows about its share of the records
+            share = total * (2 if rc_average else 1) // dist.world if total else None
+            with progress_bar(progress and dist.is_main, "embed", share, unit=adapter.unit_name + "s") as bar:
                 for group, results in runner.stream(batches_by_budget(jobs(), budget)):
                     for res, item in zip(results, group):
                         job, strand, tile = item.tag

@@ -19,12 +19,13 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from hnet_seq.errors import UserError
+from hnet_seq.progress import progress_bar  # noqa: F401  (the inference commands' bar)
 
 META_KEY = b"hnet_seq"
 # Stored with every table (schema metadata and sidecar); a caller's own "conventions" replace these.
@@ -65,6 +66,54 @@ def iter_records(adapter, inputs: Sequence[str | Path] = (), *, bed: str | Path 
     if any(is_shard):
         raise UserError("mix of .tar shards and other inputs: give one kind at a time")
     return adapter.read_records(paths)
+
+
+def input_total(inputs: Sequence[str | Path] = (), *, bed: str | Path | None = None, region: str | None = None,
+                reference: str | Path | None = None) -> int | None:
+    """Bases that DNA inputs hold, when that is cheap to know (a progress bar's total and ETA):
+    the sizes of the BED intervals or of the region, or the contig lengths in every FASTA's
+    ``.fai``; else None."""
+    from hnet_seq.data.regions import parse_region, read_bed
+
+    try:
+        if bed is not None:
+            return sum(iv.end - iv.start for iv in read_bed(bed))
+        if region is not None:
+            lengths = _fai_lengths(reference) if reference is not None else None
+            iv = parse_region(region, lengths, str(reference)) if lengths else None
+            return iv.end - iv.start if iv else None
+    except (UserError, OSError, ValueError):  # reported as it should be when the records are read
+        return None
+    total = 0
+    for p in inputs:
+        lengths = _fai_lengths(p)
+        if lengths is None:
+            return None
+        total += sum(lengths.values())
+    return total or None
+
+
+def _fai_lengths(path: str | Path) -> dict[str, int] | None:
+    """Contig lengths from the ``.fai`` beside a FASTA (None without one)."""
+    fai = Path(f"{path}.fai")
+    if not (Path(path).is_file() and fai.is_file()):
+        return None
+    with open(fai) as f:
+        return {cols[0]: int(cols[1]) for cols in (line.split("\t") for line in f) if len(cols) > 1}
+
+
+def vcf_record_count(path: str | Path) -> int | None:
+    """Records in a VCF/BCF (one quick pysam pass; records are not decoded), or None if unreadable."""
+    import pysam
+
+    verbosity = pysam.set_verbosity(0)  # its header warnings are shown once, by the real pass
+    try:
+        with pysam.VariantFile(str(path)) as vf:
+            return sum(1 for _ in vf)
+    except (OSError, ValueError):
+        return None
+    finally:
+        pysam.set_verbosity(verbosity)
 
 
 def _region_records(adapter, inputs, bed, region, reference) -> Iterator:
@@ -437,57 +486,3 @@ def write_fasta(handle, name: str, sequence: str, width: int = 60) -> None:
     handle.write(f">{name}\n")
     for i in range(0, len(sequence), width):
         handle.write(sequence[i:i + width] + "\n")
-
-
-def progress_bar(enabled: bool, description: str, total: float | None = None, unit: str = "units"):
-    """A rich progress bar on stderr (a no-op object when ``enabled`` is False)."""
-    if not enabled:
-        return _NoProgress()
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn(f"[bold]{description}[/]"), BarColumn(),
-                   TextColumn("{task.completed:,.0f}" + ("/{task.total:,.0f}" if total else "") + f" {unit}"),
-                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                   console=Console(stderr=True), transient=True)
-    return _Progress(bar, total)
-
-
-class _NoProgress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def advance(self, n: float = 1, **fields) -> None:
-        pass
-
-
-class _Progress:
-    def __init__(self, bar, total):
-        import time
-
-        self.bar, self.total, self._t0, self._done = bar, total, time.perf_counter(), 0.0
-        self.task = bar.add_task("", total=total, rate="")
-
-    def __enter__(self):
-        self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self.bar.__exit__(*exc)
-
-    def advance(self, n: float = 1, **fields) -> None:
-        import time
-
-        self._done += n
-        dt = max(time.perf_counter() - self._t0, 1e-9)
-        self.bar.update(self.task, advance=n, rate=f"{self._done / dt:,.0f}/s", **fields)
-
-
-def iter_len_hint(items: Iterable) -> int | None:
-    try:
-        return len(items)  # type: ignore[arg-type]
-    except TypeError:
-        return None

@@ -1,12 +1,15 @@
 """Multi-process (torchrun) outputs: every rank writes a part, rank 0 merges them in input order.
 
-Rank ``r`` of ``W`` processes the records ``i`` with ``i % W == r`` and writes its rows with an
-extra ``_record`` column (the input index ``i``).  Parts are sorted by ``_record``, so rank 0
-merges them with a streaming k-way merge (a few row batches in memory at a time) and writes
-the final file without the ``_record`` column.
+Every rank writes its rows with an extra ``_record`` column, a key that increases in input
+order: the record index ``i`` when rank ``r`` of ``W`` processes the records ``i % W == r``
+(embed, score-variants), or the tile number when the ranks share the tiles (score, so that one
+long contig keeps every GPU busy).  Parts are sorted by ``_record``, so rank 0 merges them with
+a streaming k-way merge (a few row batches in memory at a time) and writes the final file
+without the ``_record`` column.
 """
 from __future__ import annotations
 
+import contextlib
 import heapq
 from pathlib import Path
 from typing import Iterator
@@ -14,6 +17,8 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from hnet_seq.errors import UserError
 
 from .io import TableWriter
 
@@ -25,40 +30,30 @@ def part_path(path: str | Path, rank: int) -> Path:
     return path.with_name(f".{path.name}.part{rank}.parquet")
 
 
+def _runs(table: pa.Table) -> Iterator[tuple[int, pa.Table]]:
+    """``(key, rows)`` for every run of equal ``_record`` values of ``table``."""
+    rec = table.column(RECORD).to_numpy()
+    bounds = [0, *(np.flatnonzero(rec[1:] != rec[:-1]) + 1).tolist(), len(rec)] if len(rec) else [0]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        yield int(rec[a]), table.slice(a, b - a)
+
+
 def _groups(path: Path) -> Iterator[tuple[int, pa.Table]]:
     """``(record index, rows of that record)`` in file order."""
-    f = pq.ParquetFile(str(path))
     carry: pa.Table | None = None
-    for batch in f.iter_batches(batch_size=16384):
+    for batch in pq.ParquetFile(str(path)).iter_batches(batch_size=16384):
         table = pa.Table.from_batches([batch])
-        if carry is not None:
-            table = pa.concat_tables([carry, table])
-        rec = table.column(RECORD).to_numpy()
-        if len(rec) == 0:
-            continue
-        # everything but the last record of this batch is complete
-        cut = int((rec != rec[-1]).nonzero()[0][-1]) + 1 if (rec != rec[-1]).any() else 0
-        start = 0
-        while start < cut:
-            end = start + 1
-            while end < cut and rec[end] == rec[start]:
-                end += 1
-            yield int(rec[start]), table.slice(start, end - start)
-            start = end
-        carry = table.slice(cut)
-    if carry is not None and carry.num_rows:
-        rec = carry.column(RECORD).to_numpy()
-        start = 0
-        while start < len(rec):
-            end = start + 1
-            while end < len(rec) and rec[end] == rec[start]:
-                end += 1
-            yield int(rec[start]), carry.slice(start, end - start)
-            start = end
+        runs = list(_runs(pa.concat_tables([carry, table]) if carry is not None else table))
+        if runs:
+            yield from runs[:-1]  # the last record may go on in the next batch
+            carry = runs[-1][1]
+    if carry is not None:
+        yield from _runs(carry)
 
 
-def merge_parts(parts: list[Path], out: TableWriter) -> int:
-    """Stream-merge part files (each sorted by ``_record``) into ``out``; returns rows written."""
+def merged_groups(parts: list[Path]) -> Iterator[tuple[int, pa.Table]]:
+    """``(key, rows)`` of every part file (each sorted by ``_record``) in key order; equal keys
+    come one part after another, in the order of ``parts``."""
     iters = [_groups(p) for p in parts if p.exists()]
     heap = []
     for k, it in enumerate(iters):
@@ -66,9 +61,18 @@ def merge_parts(parts: list[Path], out: TableWriter) -> int:
         if first is not None:
             heap.append((first[0], k, first[1]))
     heapq.heapify(heap)
-    rows = 0
     while heap:
         rec, k, table = heapq.heappop(heap)
+        yield rec, table
+        nxt = next(iters[k], None)
+        if nxt is not None:
+            heapq.heappush(heap, (nxt[0], k, nxt[1]))
+
+
+def merge_parts(parts: list[Path], out: TableWriter) -> int:
+    """Stream-merge part files (each sorted by ``_record``) into ``out``; returns rows written."""
+    rows = 0
+    for _, table in merged_groups(parts):
         cols = {}
         for name in out.schema.names:
             col = table.column(name)
@@ -86,14 +90,27 @@ def merge_parts(parts: list[Path], out: TableWriter) -> int:
                 cols[name] = col.to_pylist()
         out.write_columns(cols)
         rows += table.num_rows
-        nxt = next(iters[k], None)
-        if nxt is not None:
-            heapq.heappush(heap, (nxt[0], k, nxt[1]))
     return rows
+
+
+@contextlib.contextmanager
+def all_ranks_succeed(what: str):
+    """Leave the block on every rank together: when another rank failed, raise a
+    :class:`UserError` here too (so that an enclosing :class:`~.io.Outputs` writes nothing)."""
+    from .batching import broadcast_ok
+
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        ok = broadcast_ok(ok)  # this rank's own exception, if any, goes on after the vote
+    if not ok:
+        raise UserError(f"{what} failed on another rank; no output written")
 
 
 def with_record_column(schema: pa.Schema) -> pa.Schema:
     return schema.append(pa.field(RECORD, pa.int64()))
 
 
-__all__ = ["RECORD", "merge_parts", "part_path", "with_record_column"]
+__all__ = ["RECORD", "all_ranks_succeed", "merge_parts", "merged_groups", "part_path", "with_record_column"]

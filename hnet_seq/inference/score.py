@@ -6,13 +6,22 @@ text is scored; a DNA sequence's first base is not).  ``log_likelihood`` is the 
 of ``log p(x_p | x_<p)`` over scored positions (the modality's loss: cross-entropy over the
 vocabulary for DNA and bytes, the mixture likelihood for audio), ``units_scored`` counts
 the bases/bytes/samples they cover, and ``bits_per_unit = -log_likelihood / (units * ln 2)``.
+N (and IUPAC codes read as N) is fed to the model but never scored: a DNA record of ``L``
+bases with ``n`` N has ``units_scored = L - 1 - (N among positions 1..L-1)`` in one tile (the
+adapter's ``unknown_token``; the table's metadata says so under ``not_scored``).
 
 Inputs longer than ``window`` are tiled (see :mod:`.batching`): each position is scored once,
 by the tile that gives it at least ``overlap`` positions of left context.  With ``overlap=0``
 the first position of every tile after the first is not scored.
+
+Under torchrun the ranks share the tiles (tile ``k`` of the whole input, counted across
+records, goes to rank ``k % W``), so one long contig keeps every GPU busy; every rank writes
+partial sums per record to a part file and rank 0 adds them up in input order (:mod:`.parts`).
 """
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -24,9 +33,11 @@ import pyarrow as pa
 
 from hnet_seq.errors import UserError
 
-from .batching import (InferenceModel, Runner, WorkItem, batches_by_budget, default_batch_tokens, load,
-                       default_overlap, plan_tiles, record_inputs, tiling_description)
-from .io import Outputs, TableWriter, check_output_path, iter_records, output_format, progress_bar
+from .batching import (InferenceModel, Runner, WorkItem, barrier, batches_by_budget, default_batch_tokens,
+                       default_overlap, dist_info, init_distributed, load, plan_tiles, record_inputs,
+                       tiling_description)
+from .io import Outputs, TableWriter, check_output_path, input_total, iter_records, output_format, progress_bar
+from .parts import RECORD, all_ranks_succeed, merge_parts, merged_groups, part_path, with_record_column
 
 LN2 = math.log(2.0)
 
@@ -50,6 +61,11 @@ class SequenceScore:
         return {"seq_id": self.seq_id, "chrom": self.chrom, "start": self.start, "end": self.end,
                 "strand": self.strand, "length": self.length, "units_scored": self.units_scored,
                 "log_likelihood": self.log_likelihood, "bits_per_unit": self.bits_per_unit}
+
+
+# What the ranks' partial rows of one record add up to; the other fields are the record's own.
+SUMMED = ("units_scored", "log_likelihood")
+OWN = tuple(f.name for f in dataclasses.fields(SequenceScore) if f.name not in SUMMED)
 
 
 @dataclass
@@ -90,6 +106,8 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
     """
     overlap = default_overlap(window, overlap)
     plan_tiles(1, window, overlap)  # check --window/--overlap before any work
+    if dist_info().world > 1 and out is None:
+        raise UserError("under torchrun, give --out (rank 0 merges the ranks' results into it)")
     if out is not None:
         out = check_output_path(out)
         fmt = output_format(out, ("tsv", "parquet"))
@@ -99,40 +117,51 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
     im = load(checkpoint, config, device=device, modality=modality, precision=precision)
     adapter = im.adapter
     runner = Runner(im, scores=True)
+    dist = init_distributed(im.device)
+    multi = dist.world > 1
     budget = batch_tokens or default_batch_tokens(im.device)
     meta = {"kind": "scores", "checkpoint": im.checkpoint, "modality": adapter.name, "window": window,
             "overlap": overlap, "tiling": tiling_description(window, overlap), "units": adapter.unit_name,
             "log_likelihood": "nats, sum of log p(x_p | x_<p) over scored positions"}
+    if adapter.unknown_token is not None:
+        meta["not_scored"] = (f"{adapter.unknown_name or adapter.unknown_token} positions are model input only: "
+                              f"never scored, not in units_scored or bits_per_unit")
     summary = ScoreSummary(out=out, per_position=per_position, metadata=meta)
+    total = None
     if records is None:
         records = iter_records(adapter, inputs, bed=bed, region=region, reference=reference)
+        if progress and dist.is_main:
+            total = input_total(inputs, bed=bed, region=region, reference=reference)
     scale = getattr(adapter, "units_per_position", 1) or 1
     t0 = time.perf_counter()
-    with Outputs() as outs:
-        table = outs.add(TableWriter(out, SCORE_SCHEMA, meta, fmt)) if out is not None else None
-        pos_w = outs.add(TableWriter(per_position, POSITION_SCHEMA, meta, "parquet", rows_per_batch=262144)) \
-            if per_position is not None else None
-        pending: list[list] = []  # [SequenceScore, tiles remaining, cmap]
+    with Outputs() as outs, all_ranks_succeed("scoring"):
+        table, pos_w = _writers(outs, summary, fmt if out is not None else None, dist.rank, multi)
+        pending: list[list] = []  # [SequenceScore, tiles remaining, cmap, record index]
+        tile_numbers = itertools.count()  # over all records: tile k is rank k % world's
 
         def items():
-            for record in records:
+            for index, record in enumerate(records):
                 x, y, cmap = record_inputs(adapter, record, scoring=True)
                 if x.shape[0] == 0:
                     raise UserError(f"record '{record.id}' is empty")
+                tiles = [(k, t) for k, t in zip(tile_numbers, plan_tiles(int(x.shape[0]), window, overlap))
+                         if k % dist.world == dist.rank]
+                if not tiles:
+                    continue
                 m = record.meta or {}
                 start, end = cmap.span(0, x.shape[0])
                 sc = SequenceScore(record.id, m.get("contig", record.id), int(start), int(end), len(record),
                                    m.get("strand", "."))
-                tiles = plan_tiles(int(x.shape[0]), window, overlap)
-                entry = [sc, len(tiles), cmap]
+                entry = [sc, len(tiles), cmap, index]
                 pending.append(entry)
-                for t in tiles:
-                    yield WorkItem(x[t.start:t.end], t.own_start - t.start, y[t.start:t.end], (entry, t))
+                for k, t in tiles:
+                    yield WorkItem(x[t.start:t.end], t.own_start - t.start, y[t.start:t.end], (entry, t, k))
 
-        with progress_bar(progress, "score", unit=adapter.unit_name + "s") as bar:
+        share = total // dist.world if total else None  # rank 0 shows its share of the tiles
+        with progress_bar(progress and dist.is_main, "score", share, unit=adapter.unit_name + "s") as bar:
             for group, results in runner.stream(batches_by_budget(items(), budget)):
                 for res, item in zip(results, group):
-                    entry, tile = item.tag
+                    entry, tile, number = item.tag
                     sc, cmap = entry[0], entry[2]
                     nll = res.nll
                     ok = ~np.isnan(nll)
@@ -143,14 +172,58 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
                         p = np.arange(tile.own_start, tile.end)[ok]
                         k = len(p)
                         pos_w.write_columns({"seq_id": [sc.seq_id] * k, "chrom": [sc.chrom] * k,
-                                             "position": cmap.position(p), "logprob": (-nll[ok]).astype(np.float32)})
+                                             "position": cmap.position(p), "logprob": (-nll[ok]).astype(np.float32),
+                                             **({RECORD: np.full(k, number, np.int64)} if multi else {})})
                 bar.advance(sum(len(it) - it.own_start for it in group))
                 while pending and pending[0][1] == 0:
-                    sc = pending.pop(0)[0]
+                    sc, _, _, index = pending.pop(0)
                     summary.positions += sc.length
                     if table is not None:
-                        table.write_row(**sc.row())
-                    if keep_scores:
+                        table.write_row(**sc.row(), **({RECORD: index} if multi else {}))
+                    if keep_scores and not multi:
                         summary.scores.append(sc)
+    if multi:
+        barrier()
+        if dist.is_main:
+            _merge_ranks(summary, fmt, dist.world, keep_scores)
+        barrier()
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _writers(outs: Outputs, summary: ScoreSummary, fmt: str | None, rank: int, multi: bool):
+    """The table and per-position writers (None where not asked for); under torchrun, this rank's
+    parts, whose rows carry the ``_record`` key (record index; tile number per position)."""
+    out, per_position, meta = summary.out, summary.per_position, summary.metadata
+    table = pos_w = None
+    if out is not None:
+        table = outs.add(TableWriter(part_path(out, rank), with_record_column(SCORE_SCHEMA), meta, "parquet",
+                                     sidecar=False) if multi else TableWriter(out, SCORE_SCHEMA, meta, fmt))
+    if per_position is not None:
+        pos_w = outs.add(TableWriter(part_path(per_position, rank) if multi else per_position,
+                                     with_record_column(POSITION_SCHEMA) if multi else POSITION_SCHEMA, meta,
+                                     "parquet", rows_per_batch=262144, sidecar=not multi))
+    return table, pos_w
+
+
+def _merge_ranks(summary: ScoreSummary, fmt: str, world: int, keep_scores: bool) -> None:
+    """Rank 0: add up every record's partial rows over the ranks, in input order, and join the
+    per-position parts; the parts are removed."""
+    out, per_position, meta = summary.out, summary.per_position, summary.metadata
+    parts = [part_path(out, r) for r in range(world)]
+    pos_parts = [part_path(per_position, r) for r in range(world)] if per_position is not None else []
+    summary.positions = 0
+    with Outputs() as outs:
+        table = outs.add(TableWriter(out, SCORE_SCHEMA, meta, fmt))
+        for _, groups in itertools.groupby(merged_groups(parts), key=lambda g: g[0]):
+            rows = [r for _, t in groups for r in t.to_pylist()]
+            sc = SequenceScore(**{c: sum(r[c] for r in rows) if c in SUMMED else rows[0][c] for c in OWN + SUMMED})
+            table.write_row(**sc.row())
+            summary.positions += sc.length
+            if keep_scores:
+                summary.scores.append(sc)
+        if per_position is not None:
+            merge_parts(pos_parts, outs.add(TableWriter(per_position, POSITION_SCHEMA, meta, "parquet",
+                                                        rows_per_batch=262144)))
+    for p in parts + pos_parts:
+        p.unlink(missing_ok=True)

@@ -49,7 +49,8 @@ from hnet_seq.errors import UserError
 
 from .batching import (InferenceModel, Runner, WorkItem, all_sum, barrier, batches_by_budget, broadcast_ok,
                        default_batch_tokens, init_distributed, load)
-from .io import AtomicFile, Outputs, TableWriter, check_output_path, output_format, progress_bar, write_fasta
+from .io import (AtomicFile, Outputs, TableWriter, check_output_path, output_format, progress_bar,
+                 vcf_record_count, write_fasta)
 from .parts import RECORD, merge_parts, part_path, with_record_column
 
 N_TOKEN = 4
@@ -353,7 +354,8 @@ def score_variants(checkpoint: str | Path | InferenceModel, vcf: str | Path, ref
                    config: str | Path | None = None, window: int = 8192, rc_average: bool = False,
                    strict: bool = False, batch_tokens: int | None = None, device: str | None = None,
                    precision: str = "auto", windows_fasta: str | Path | None = None, progress: bool = True,
-                   records_per_block: int = 512, keep_alleles: bool = False, on_skip=None) -> VariantSummary:
+                   records_per_block: int = 512, keep_alleles: bool = False, on_skip=None,
+                   share_prefix: bool = True) -> VariantSummary:
     """Score every ALT allele of ``vcf`` against ``reference`` (see the module docstring).
 
     ``out``: TSV or parquet table; ``vcf_out``: annotated ``.vcf``/``.vcf.gz``/``.bcf``;
@@ -361,6 +363,8 @@ def score_variants(checkpoint: str | Path | InferenceModel, vcf: str | Path, ref
     (records ``v<record>_<alt>_ref`` / ``_alt``), to check or rescore them.  ``on_skip(allele)``
     is called for every skipped allele (the CLI prints them).  Under torchrun each rank scores
     a strided share of the records and rank 0 writes the outputs in input order.
+    ``share_prefix``: run each reference window once and only the ALT suffixes after it
+    (:mod:`.variant_prefix`; same scores within float tolerance); False: full pass per window.
     """
     if window < 4:
         raise UserError(f"--window {window}: too small")
@@ -418,13 +422,18 @@ def score_variants(checkpoint: str | Path | InferenceModel, vcf: str | Path, ref
                         _prepare(a, ref, window, strict, where, windows, rc_average)
                         alleles.append(a)
                 todo = [k for k, v in windows.items() if v[2] is None]
-                items = []
-                for k in todo:
-                    x = torch.from_numpy(windows[k][0])
-                    items.append(WorkItem(x, 0, x.long(), k))
-                for _, results in runner.stream(batches_by_budget(items, budget)):
-                    for res in results:
-                        windows[res.tag][2] = -res.nll
+                if share_prefix:
+                    from .variant_prefix import fill_windows
+
+                    fill_windows(im, windows, [a.keys for a in alleles if a.status == "scored"], budget)
+                else:
+                    items = []
+                    for k in todo:
+                        x = torch.from_numpy(windows[k][0])
+                        items.append(WorkItem(x, 0, x.long(), k))
+                    for _, results in runner.stream(batches_by_budget(items, budget)):
+                        for res in results:
+                            windows[res.tag][2] = -res.nll
                 summary.windows += len(todo)
                 for a in alleles:
                     if a.status == "scored":
@@ -463,7 +472,9 @@ def score_variants(checkpoint: str | Path | InferenceModel, vcf: str | Path, ref
                         cache[k] = windows[k]
 
             block: list = []
-            with progress_bar(progress and dist.is_main, "score-variants", unit="records") as bar:
+            total = vcf_record_count(vcf) if progress and dist.is_main else None
+            share = total // dist.world if total else None  # rank 0 shows its share of the records
+            with progress_bar(progress and dist.is_main, "score-variants", share, unit="records") as bar:
                 try:
                     for index, rec in enumerate(vf):
                         summary.records += 1

@@ -7,6 +7,8 @@
 ``rmsnorm_fast``        mamba-ssm Triton ``rmsnorm_fn``
 ======================  ===================================================================
 
+``attention_kvcache_fast`` (prefill over a KV cache) is PyTorch's SDPA with a mask, in the input dtype.
+
 Each op's availability is independent: a name is defined in this module only when its
 dependency imported.  Asking for a missing one (the registry does ``getattr``) raises an
 ``AttributeError`` that says why, which ``hnet-seq info`` shows as the reason.
@@ -32,7 +34,8 @@ import os
 
 import torch
 
-from .reference import attention_reference, rmsnorm_reference, ssd_reference
+from .reference import (attention_kvcache_reference, attention_reference, kvcache_visible, rmsnorm_reference,
+                        ssd_reference)
 
 _UNAVAILABLE: dict[str, str] = {}
 
@@ -57,19 +60,21 @@ except Exception as e:  # ImportError, or a mamba-ssm CUDA extension built for a
 
 
 def _ssd_fast(x, dt, A, B, C, *, chunk_size, D=None, dt_bias=None, dt_softplus=False,
-              seq_idx=None, return_final_state=False):
+              seq_idx=None, return_final_state=False, initial_states=None):
     """mamba-ssm ``mamba_chunk_scan_combined`` with the contract of :func:`ssd_reference`."""
     b, l, h, p = x.shape
-    if l == 0:
+    if l == 0 or (initial_states is not None and seq_idx is not None):  # the reference explains or raises
         return ssd_reference(x, dt, A, B, C, chunk_size=chunk_size, D=D, dt_bias=dt_bias,
-                             dt_softplus=dt_softplus, seq_idx=seq_idx, return_final_state=return_final_state)
+                             dt_softplus=dt_softplus, seq_idx=seq_idx, return_final_state=return_final_state,
+                             initial_states=initial_states)
     out_dtype = x.dtype
     common = torch.promote_types(torch.promote_types(x.dtype, B.dtype), C.dtype)
     xc, Bc, Cc = x.to(common), B.to(common), C.to(common)
     if seq_idx is not None:
         seq_idx = seq_idx.to(torch.int32).contiguous()
+    extra = {} if initial_states is None else {"initial_states": initial_states.float().contiguous()}
     out = _mamba_chunk_scan(xc, dt, A, Bc, Cc, chunk_size, D=D, dt_bias=dt_bias, seq_idx=seq_idx,
-                            dt_softplus=dt_softplus, return_final_states=return_final_state)
+                            dt_softplus=dt_softplus, return_final_states=return_final_state, **extra)
     if return_final_state:
         y, final_state = out
         return y.to(out_dtype), final_state.float()
@@ -152,8 +157,21 @@ def _attention_fast(q, k, v, cu_seqlens, max_seqlen, *, window_size=-1, softmax_
     return out
 
 
+def _attention_kvcache_fast(q, k, v, positions, valid, *, window_size=-1, softmax_scale=None):
+    """:func:`attention_kvcache_reference` in the input dtype: PyTorch's fused SDPA with a mask
+    (memory-efficient kernel on fp16/bf16); fp32 inputs take the reference."""
+    if q.dtype not in (torch.float16, torch.bfloat16):
+        return attention_kvcache_reference(q, k, v, positions, valid, window_size=window_size,
+                                           softmax_scale=softmax_scale)
+    visible = kvcache_visible(positions, valid, k.shape[1], window_size)
+    out = torch.nn.functional.scaled_dot_product_attention(
+        q.transpose(1, 2), k.to(q.dtype).transpose(1, 2), v.to(q.dtype).transpose(1, 2),
+        attn_mask=visible[:, None], scale=softmax_scale)
+    return out.transpose(1, 2)
+
+
 for _name, _fn in (("ssd_fast", _ssd_fast), ("rmsnorm_fast", _rmsnorm_fast),
-                   ("attention_fast", _attention_fast)):
+                   ("attention_fast", _attention_fast), ("attention_kvcache_fast", _attention_kvcache_fast)):
     if _name not in _UNAVAILABLE:
         globals()[_name] = _fn
 del _name, _fn
@@ -161,6 +179,7 @@ del _name, _fn
 
 def availability() -> dict[str, str]:
     """``{op: "available (...)" or the reason it is not}`` for the ops of this module."""
-    backends = {"ssd_fast": "mamba_ssm", "rmsnorm_fast": "mamba_ssm", "attention_fast": ATTENTION_BACKEND}
+    backends = {"ssd_fast": "mamba_ssm", "rmsnorm_fast": "mamba_ssm", "attention_fast": ATTENTION_BACKEND,
+                "attention_kvcache_fast": "torch SDPA"}
     return {name: (f"unavailable: {_UNAVAILABLE[name]}" if name in _UNAVAILABLE
                    else f"available ({backends[name]})") for name in backends}

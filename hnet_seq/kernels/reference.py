@@ -34,11 +34,15 @@ def _segsum(a: torch.Tensor) -> torch.Tensor:
 
 
 def ssd_reference(x, dt, A, B, C, *, chunk_size, D=None, dt_bias=None, dt_softplus=False,
-                  seq_idx=None, return_final_state=False):
+                  seq_idx=None, return_final_state=False, initial_states=None):
     """Chunked SSD scan: ``h_t = exp(dt_t A) h_{t-1} + dt_t B_t x_t``, ``y_t = C_t h_t + D x_t``.
 
     x (b,l,h,p), dt (b,l,h), A (h,), B and C (b,l,g,n) → y (b,l,h,p) [, final state (b,h,p,n)].
+    ``initial_states (b,h,p,n)`` is ``h_{-1}`` of each batch row (a continuation); it cannot be
+    combined with ``seq_idx``, whose reset at position 0 would wipe it.
     """
+    if initial_states is not None and seq_idx is not None:
+        raise ValueError("ssd: initial_states needs one sequence per batch row (no seq_idx)")
     out_dtype = x.dtype
     b, l, h, p = x.shape
     g = B.shape[2]
@@ -68,11 +72,13 @@ def ssd_reference(x, dt, A, B, C, *, chunk_size, D=None, dt_bias=None, dt_softpl
     decay_to_end = torch.exp(F.pad(a[..., 1:].flip(-1).cumsum(-1).flip(-1), (0, 1)))
     chunk_states = torch.einsum("bclhn,bhcl,bclhp->bchpn", B, decay_to_end, xdt)
     # Across chunks: the same recurrence one level up, as one matrix product.  The state
-    # entering chunk z is sum_{c < z} exp(decay of chunks c+1..z-1) * chunk_states[c]; with a
-    # zero state prepended that is a segment-sum over chunk decays (a Python loop over chunks
-    # instead costs O(nc^2) in backward: every per-chunk slice back-propagates a full zero tensor).
+    # entering chunk z is sum_{c < z} exp(decay of chunks c+1..z-1) * chunk_states[c] (plus the
+    # decayed initial state); with that state prepended it is a segment-sum over chunk decays.
+    # A Python loop over chunks instead costs O(nc^2) in backward: every per-chunk slice
+    # back-propagates a full zero tensor.
     chunk_log_decay = F.pad(a.sum(-1), (1, 0))  # (b, h, nc + 1)
-    states = torch.cat([torch.zeros_like(chunk_states[:, :1]), chunk_states], dim=1)  # (b, nc + 1, h, p, n)
+    start = torch.zeros_like(chunk_states[:, 0]) if initial_states is None else initial_states.float()
+    states = torch.cat([start[:, None], chunk_states], dim=1)  # (b, nc + 1, h, p, n)
     states = torch.einsum("bhzc,bchpn->bzhpn", torch.exp(_segsum(chunk_log_decay)), states)
     entering, state = states[:, :-1], states[:, -1]  # (b, nc, h, p, n), final (b, h, p, n)
     y = y + torch.einsum("bclhn,bchpn,bhcl->bclhp", C, entering, torch.exp(a.cumsum(-1)))
@@ -143,3 +149,25 @@ def rmsnorm_reference(x, weight, *, z=None, eps=1e-5, group_size=None, norm_befo
     if z is not None and norm_before_gate:
         out = out * F.silu(z.float())
     return out.to(out_dtype)
+
+
+def kvcache_visible(positions, valid, n_keys: int, window_size: int = -1):
+    """``(b, l, n_keys)`` bool: which cached keys each new query sees (see :func:`attention_kvcache_reference`)."""
+    j = torch.arange(n_keys, device=positions.device)
+    visible = j[None, None] <= positions[..., None]
+    if window_size >= 0:
+        visible &= j[None, None] >= positions[..., None] - window_size
+    return visible | ~valid[..., None]
+
+
+def attention_kvcache_reference(q, k, v, positions, valid, *, window_size=-1, softmax_scale=None):
+    """Causal attention of a block of new queries over a key cache, one row per sequence.
+
+    q (b,l,h,p) at ``positions`` (b,l), k and v (b,m,h,p) (the cache, new keys included),
+    ``valid`` (b,l) bool → (b,l,h,p).  Query at position ``t`` sees keys ``t-window_size … t``;
+    invalid (padding) queries see every key, so that their garbage stays finite.
+    """
+    visible = kvcache_visible(positions, valid, k.shape[1], window_size)
+    qs, ks, vs = (t.transpose(1, 2).float() for t in (q, k, v))
+    out = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=visible[:, None], scale=softmax_scale)
+    return out.transpose(1, 2).to(q.dtype)

@@ -65,6 +65,10 @@ class KernelOp:
     reference: Callable
     fast: str | None = None
     description: str = ""
+    traceable: bool = False  # the fast version is PyTorch that torch.compile can trace into
+    # Whether "auto" picks the fast version on CUDA; False keeps an op opt-in
+    # (HNET_SEQ_KERNELS=name=fast) until it has been measured to pay.
+    auto_fast: bool = True
     _fast_fn: Callable | None = field(default=None, repr=False)
     _fast_error: str | None = field(default=None, repr=False)
 
@@ -93,11 +97,11 @@ class KernelOp:
                 raise RuntimeError(f"kernel '{self.name}': fast backend forced but unavailable "
                                    f"({reason or 'needs a CUDA device'})")
             return "fast"
-        return "fast" if (fn is not None and on_cuda) else "reference"
+        return "fast" if (fn is not None and on_cuda and self.auto_fast) else "reference"
 
     def __call__(self, x: torch.Tensor, *args, **kwargs):
         if self.backend_for(x.device) == "fast":
-            if torch.compiler.is_compiling():
+            if torch.compiler.is_compiling() and not self.traceable:
                 return _opaque_to_compile(self._fast_fn, x, *args, **kwargs)
             return self._fast_fn(x, *args, **kwargs)
         return self.reference(x, *args, **kwargs)

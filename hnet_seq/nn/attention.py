@@ -92,3 +92,27 @@ class CausalSelfAttention(nn.Module):
         scores = scores.masked_fill(~visible[:, None], float("-inf"))
         out = torch.einsum("bhl,blhp->bhp", F.softmax(scores, dim=-1), values).to(x.dtype)
         return self.out_proj(out.flatten(-2))
+
+    def prefill(self, x: torch.Tensor, lengths: torch.Tensor, state: KVCache) -> torch.Tensor:
+        """A block per row after the cached keys: ``x (B, L, d_model)`` → ``(B, L, d_model)``.
+
+        Row ``b``'s ``lengths[b]`` valid positions are appended to its cache (grown when full); each
+        attends to the cache and to the new positions before it (padding attends too, never stored).
+        """
+        Bn, L, d = x.shape
+        pos = state.lengths[:, None] + torch.arange(L, device=x.device)  # (B, L)
+        valid = torch.arange(L, device=x.device)[None] < lengths[:, None]
+        end = state.lengths + lengths
+        n_keys = int(end.max())
+        if n_keys > state.k.shape[1]:  # grow (amortised doubling): callers need not know the final length
+            grow = (0, 0, 0, 0, 0, max(n_keys, 2 * state.k.shape[1]) - state.k.shape[1])
+            state.k, state.v = F.pad(state.k, grow), F.pad(state.v, grow)
+        q, k, v = (t.unflatten(0, (Bn, L)) for t in self._qkv(
+            x.reshape(Bn * L, d), *rotary_tables(pos.reshape(-1), self.rotary_emb_dim, self.rotary_base)))
+        rows, cols = valid.nonzero(as_tuple=True)
+        state.k[rows, pos[rows, cols]] = k[rows, cols].to(state.k.dtype)
+        state.v[rows, pos[rows, cols]] = v[rows, cols].to(state.v.dtype)
+        state.lengths.copy_(end)
+        out = kernels.attention_kvcache(q, state.k[:, :n_keys], state.v[:, :n_keys], pos, valid,
+                                        window_size=self.window_size)
+        return self.out_proj(out.flatten(-2))

@@ -70,3 +70,42 @@ def dechunk_step(inner: torch.Tensor, boundary_mask: torch.Tensor, boundary_prob
         out[boundary_mask] = (p * inner.float() + (1 - p) * out[boundary_mask].float()).to(out.dtype)
     state.last[rows] = out
     return out
+
+
+def chunk_block(h: torch.Tensor, prob: torch.Tensor, mask: torch.Tensor):
+    """Padded chunk starts of a block: ``h (B, L, d)``, ``mask (B, L)`` →
+    ``inner (B, L', d)``, ``inner_prob (B, L')``, ``counts (B,)`` (each row's starts, left-aligned)."""
+    counts = mask.sum(1)
+    width = int(counts.max()) if counts.numel() else 0
+    rank = mask.cumsum(1) - 1
+    rows, cols = mask.nonzero(as_tuple=True)
+    inner = h.new_zeros(h.shape[0], width, h.shape[-1])
+    inner_prob = prob.new_zeros(h.shape[0], width)
+    inner[rows, rank[rows, cols]] = h[rows, cols]
+    inner_prob[rows, rank[rows, cols]] = prob[rows, cols]
+    return inner, inner_prob, counts
+
+
+def dechunk_block(inner: torch.Tensor, inner_prob: torch.Tensor, counts: torch.Tensor, mask: torch.Tensor,
+                  state: DechunkState, chunk_size: int = 256) -> torch.Tensor:
+    """The EMA of :func:`dechunk` continued from ``state``: ``inner (B, L', d)`` → ``(B, L, d)``.
+
+    Positions before a row's first new chunk start still belong to the chunk that the state ends in.
+    """
+    Bn, Lp, d = inner.shape
+    if Lp == 0:  # no row starts a chunk in this block
+        return state.last[:, None].to(inner.dtype).expand(-1, mask.shape[1], -1)
+    valid = torch.arange(Lp, device=inner.device)[None] < counts[:, None]
+    p = inner_prob.float().clamp(PROB_CLAMP, 1 - PROB_CLAMP)
+    dt = torch.where(valid, -torch.log1p(-p), 0.0)  # padding: no decay, no input
+    gain = torch.where(valid, p / dt.clamp(min=PROB_CLAMP), 0.0)
+    headdim = EMA_HEADDIM if d % EMA_HEADDIM == 0 else d
+    heads = d // headdim
+    smoothed, final = kernels.ssd(
+        inner.reshape(Bn, Lp, heads, headdim), dt[..., None].expand(Bn, Lp, heads).contiguous(),
+        -torch.ones(heads, device=inner.device), gain[:, :, None, None], torch.ones_like(gain)[:, :, None, None],
+        chunk_size=chunk_size, initial_states=state.last.float().reshape(Bn, heads, headdim, 1),
+        return_final_state=True)
+    values = torch.cat([state.last[:, None].to(smoothed.dtype), smoothed.reshape(Bn, Lp, d)], dim=1)
+    state.last.copy_(final.reshape(Bn, d).to(state.last.dtype))
+    return values.gather(1, mask.cumsum(1)[..., None].expand(-1, -1, d))

@@ -8,16 +8,27 @@ dechunked output scaled by ``ste(selected_prob)`` (value 1, gradient to the rout
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
 
 from ..config import HNetConfig
-from .chunking import DechunkState, chunk, dechunk, dechunk_step, ste
+from .chunking import DechunkState, chunk, chunk_block, dechunk, dechunk_block, dechunk_step, ste
 from .isotropic import Isotropic
 from .packing import Packing
 from .routing import RoutingModule, RoutingOutput, RoutingState
+
+
+def map_state(state, fn):
+    """A copy of a decoding state (nested dataclasses and lists) with ``fn`` applied to every tensor."""
+    if isinstance(state, torch.Tensor):
+        return fn(state)
+    if isinstance(state, list):
+        return [map_state(s, fn) for s in state]
+    if state is None:
+        return None
+    return type(state)(**{f.name: map_state(getattr(state, f.name), fn) for f in fields(state)})
 
 
 @dataclass
@@ -111,3 +122,24 @@ class HNet(nn.Module):
         selected = torch.where(mask, prob, 1 - prob)[:, None]
         out = (out.float() * ste(selected) + residual).to(h.dtype)
         return self.decoder.step(out, state.decoder, rows)[..., :d_in], [(prob, mask), *inner_routing]
+
+    def prefill(self, x: torch.Tensor, lengths: torch.Tensor, state: HNetState) -> torch.Tensor:
+        """A block of positions per row continuing ``state``: ``(B, L, d_in)`` → ``(B, L, d_in)``.
+
+        Row ``b`` has ``lengths[b]`` valid positions; each inner stage gets the block's new chunk
+        starts of every row (a padded block of its own) and its dechunk EMA continues from the state.
+        """
+        d_in = x.shape[-1]
+        x = self._widen(x)
+        if self.is_innermost:
+            return self.main_network.prefill(x, lengths, state.main)[..., :d_in]
+        h = self.encoder.prefill(x, lengths, state.encoder)
+        residual = self._residual(h)
+        prob, mask = self.routing_module.prefill(h, lengths, state.routing)
+        inner, inner_prob, counts = chunk_block(h, prob, mask)
+        if inner.shape[1]:
+            inner = self.main_network.prefill(inner, counts, state.main)
+        out = dechunk_block(inner, inner_prob, counts, mask, state.dechunk, self.ema_chunk_size)
+        selected = torch.where(mask, prob, 1 - prob)[..., None]
+        out = (out.float() * ste(selected) + residual).to(h.dtype)
+        return self.decoder.prefill(out, lengths, state.decoder)[..., :d_in]

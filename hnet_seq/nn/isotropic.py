@@ -10,7 +10,9 @@ import re
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
+from .. import kernels
 from ..config import HNetConfig
 from .attention import CausalSelfAttention
 from .mamba2 import Mamba2
@@ -22,6 +24,23 @@ from .packing import Packing
 def parse_layout(layout: str) -> list[str]:
     """``"T1m4"`` → ``["T", "m", "m", "m", "m"]``."""
     return [kind for kind, n in re.findall(r"([mMtT])(\d+)", layout) for _ in range(int(n))]
+
+
+CHECKPOINTING = ("none", "blocks", "stages")
+
+
+def set_activation_checkpointing(model: nn.Module, mode: str) -> None:
+    """Recompute activations in the backward instead of keeping them, for every stack in ``model``.
+
+    ``blocks``: each block keeps only its input residual; ``stages``: each isotropic stack
+    (encoder, main network, decoder) keeps only its input, the least memory and the most
+    recomputation.  ``none``: keep everything (the default).  Only where gradients are on.
+    """
+    if mode not in CHECKPOINTING:
+        raise ValueError(f"activation checkpointing: unknown mode {mode!r} (use {', '.join(CHECKPOINTING)})")
+    for module in model.modules():
+        if isinstance(module, Isotropic):
+            module.checkpointing = mode
 
 
 class Block(nn.Module):
@@ -54,10 +73,11 @@ class Block(nn.Module):
         # The fp32 residual plus a (possibly bf16) branch output promotes to fp32 inside the add
         # kernel: exactly ``residual + out.float()``, without a separate cast kernel and copy.
         dtype = self.norm1.weight.dtype
-        residual = residual + run_mixer(self.norm1(residual.to(dtype)))
-        if self.mlp is not None:
-            residual = residual + self.mlp(self.norm2(residual.to(dtype)))
-        return residual
+        out = run_mixer(self.norm1(residual.to(dtype)))
+        if self.mlp is None:
+            return residual + out
+        h, residual = kernels.add_rmsnorm(out, residual, self.norm2.weight, eps=self.norm2.eps)
+        return residual + self.mlp(h)
 
     def forward(self, residual: torch.Tensor, packing: Packing) -> torch.Tensor:
         """fp32 residual ``(T, d)`` → fp32 residual ``(T, d)``."""
@@ -65,6 +85,9 @@ class Block(nn.Module):
 
     def step(self, residual: torch.Tensor, state, rows: torch.Tensor) -> torch.Tensor:
         return self._residual_update(residual, lambda h: self.mixer.step(h, state, rows))
+
+    def prefill(self, residual: torch.Tensor, lengths: torch.Tensor, state) -> torch.Tensor:
+        return self._residual_update(residual, lambda h: self.mixer.prefill(h, lengths, state))
 
 
 class Isotropic(nn.Module):
@@ -75,6 +98,7 @@ class Isotropic(nn.Module):
         self.layout = layout
         self.layers = nn.ModuleList(Block(kind, cfg, stage, device, dtype) for kind in parse_layout(layout))
         self.rmsnorm = RMSNorm(cfg.d_model[stage], device=device, dtype=dtype)
+        self.checkpointing = "none"  # see set_activation_checkpointing
 
     @property
     def height(self) -> int:
@@ -82,9 +106,16 @@ class Isotropic(nn.Module):
         return sum(layer.residual_writes for layer in self.layers)
 
     def forward(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
+        if self.checkpointing == "stages" and torch.is_grad_enabled():
+            return checkpoint(self._forward, x, packing, use_reentrant=False)
+        return self._forward(x, packing)
+
+    def _forward(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
         residual = x.float()
+        per_block = self.checkpointing == "blocks" and torch.is_grad_enabled()
         for layer in self.layers:
-            residual = layer(residual, packing)
+            residual = (checkpoint(layer, residual, packing, use_reentrant=False) if per_block
+                        else layer(residual, packing))
         return self.rmsnorm(residual.to(x.dtype))
 
     def new_state(self, batch_size: int, max_len: int, device=None, dtype=None) -> list:
@@ -95,4 +126,11 @@ class Isotropic(nn.Module):
         residual = x.float()
         for layer, layer_state in zip(self.layers, state):
             residual = layer.step(residual, layer_state, rows)
+        return self.rmsnorm(residual.to(x.dtype))
+
+    def prefill(self, x: torch.Tensor, lengths: torch.Tensor, state: list) -> torch.Tensor:
+        """A block per row continuing ``state``: ``(B, L, d)`` → ``(B, L, d)`` (see :meth:`HNetLM.prefill`)."""
+        residual = x.float()
+        for layer, layer_state in zip(self.layers, state):
+            residual = layer.prefill(residual, lengths, layer_state)
         return self.rmsnorm(residual.to(x.dtype))

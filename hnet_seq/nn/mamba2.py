@@ -98,3 +98,27 @@ class Mamba2(nn.Module):
         y = (ssm * C[:, :, None]).sum(-1) + xs * self.D.float()[:, None]
         y = self.norm(y.reshape(-1, self.d_inner).to(x.dtype), z)
         return self.out_proj(y)
+
+    def prefill(self, x: torch.Tensor, lengths: torch.Tensor, state: Mamba2State) -> torch.Tensor:
+        """A block of positions per row, continuing ``state``: ``x (B, L, d_model)`` → ``(B, L, d_model)``.
+
+        Row ``b`` holds ``lengths[b]`` valid positions (left-aligned); the state is advanced past
+        them only.  Padding gets ``dt = 0`` (no decay, no input), so it cannot touch the state.
+        """
+        Bn, L, _ = x.shape
+        valid = (torch.arange(L, device=x.device)[None] < lengths[:, None])[..., None]  # (B, L, 1)
+        z, xBC, dt = self._split(self.in_proj(x))
+        # The conv continues from the cached inputs: run it over [cached | new] and drop the cached part.
+        window = torch.cat([state.conv.to(xBC.dtype), xBC], dim=1)  # (B, k-1+L, c)
+        tail = lengths[:, None] + torch.arange(self.d_conv - 1, device=x.device)  # last k-1 valid inputs
+        state.conv.copy_(window.gather(1, tail[..., None].expand(-1, -1, self.conv_dim)))
+        xBC = kernels.conv1d(window, self.conv1d.weight[:, 0], self.conv1d.bias, None, "silu")[:, self.d_conv - 1:]
+        xs, B, C = torch.split(xBC, [self.d_inner, self.ngroups * self.d_state, self.ngroups * self.d_state], -1)
+        dt = F.softplus(dt.float() + self.dt_bias.float()).masked_fill(~valid, 0.0)
+        y, ssm = kernels.ssd(
+            xs.masked_fill(~valid, 0).reshape(Bn, L, self.nheads, self.headdim), dt, -torch.exp(self.A_log.float()),
+            B.reshape(Bn, L, self.ngroups, self.d_state), C.reshape(Bn, L, self.ngroups, self.d_state),
+            chunk_size=self.chunk_size, D=self.D, initial_states=state.ssm, return_final_state=True)
+        state.ssm.copy_(ssm)
+        y = self.norm(y.reshape(Bn, L, self.d_inner), z)
+        return self.out_proj(y)

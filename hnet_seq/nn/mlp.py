@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from .. import kernels
 
 
 class SwiGLU(nn.Module):
@@ -17,5 +18,4 @@ class SwiGLU(nn.Module):
         self.fc2 = nn.Linear(hidden, d_model, bias=False, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        up, gate = self.fc1(x).chunk(2, dim=-1)
-        return self.fc2(F.silu(gate) * up)
+        return self.fc2(kernels.swiglu(self.fc1(x)))

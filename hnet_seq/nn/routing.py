@@ -115,3 +115,20 @@ class RoutingModule(nn.Module):
         state.last_hidden[rows] = h.to(state.last_hidden.dtype)
         state.seen[rows] = True
         return prob, prob > 0.5
+
+    def prefill(self, h: torch.Tensor, lengths: torch.Tensor, state: RoutingState):
+        """``h (B, L, d)``, ``lengths[b]`` valid per row → (boundary_prob (B, L), boundary_mask (B, L)).
+
+        Padding is never a boundary; the state keeps each row's last valid hidden state.
+        """
+        Bn, L, _ = h.shape
+        previous = torch.cat([state.last_hidden[:, None].to(h.dtype), h[:, :-1]], dim=1)
+        prob = self._prob(previous, h)
+        first = (torch.arange(L, device=h.device) == 0)[None] & ~state.seen[:, None]
+        prob = torch.where(first, torch.ones_like(prob), prob)
+        valid = torch.arange(L, device=h.device)[None] < lengths[:, None]
+        last = h[torch.arange(Bn, device=h.device), (lengths - 1).clamp(min=0)]
+        has = lengths > 0
+        state.last_hidden.copy_(torch.where(has[:, None], last.to(state.last_hidden.dtype), state.last_hidden))
+        state.seen |= has
+        return prob, (prob > 0.5) & valid

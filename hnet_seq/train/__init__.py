@@ -9,8 +9,19 @@
 * :mod:`.loop` — :func:`train`.
 """
 from .config import RunConfig, list_presets, load_run_config, run_config_from_dict
-from .loop import NonFiniteLoss, TrainingInterrupted, TrainResult, train
-from .objective import Objective, ratio_loss, ratio_loss_value
 
 __all__ = ["NonFiniteLoss", "Objective", "RunConfig", "TrainResult", "TrainingInterrupted", "list_presets",
            "load_run_config", "ratio_loss", "ratio_loss_value", "run_config_from_dict", "train"]
+
+# The loop and objective need torch; they load on first access so that reading a config (the
+# CLI's help lists the presets) stays light.
+_LAZY = {"NonFiniteLoss": ".loop", "TrainingInterrupted": ".loop", "TrainResult": ".loop", "train": ".loop",
+         "Objective": ".objective", "ratio_loss": ".objective", "ratio_loss_value": ".objective"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

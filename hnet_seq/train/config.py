@@ -25,6 +25,7 @@ from typing import Any, Optional, Union
 import yaml
 
 from ..config import ConfigError, HNetConfig, _build, config_from_dict, read_mapping
+from ..nn.isotropic import CHECKPOINTING
 
 SCHEDULES = ("cosine", "wsd", "constant")
 NONFINITE = ("stop", "skip")
@@ -62,7 +63,10 @@ class DataSection:
     # evenly over the whole held-out set (a fixed sample of a genome, not its first megabases).
     eval_sample: str = "first"
     rc_augment: bool = False  # DNA: read each training window from a random strand
-    max_n_frac: float = 0.1  # DNA: drop windows with more N than this
+    # DNA: drop windows whose share of N exceeds this (a human chromosome's Mbp N gaps make no
+    # window; windows with no scorable base are always dropped).  N left in a window is input
+    # only: never a target in the loss.  metrics.jsonl says how many N were dropped / kept.
+    max_n_frac: float = 0.1
     shuffle_buffer: int = 1000  # shards: records held for shuffling
     num_workers: int = 0  # DataLoader worker processes per rank
 
@@ -107,6 +111,7 @@ class TrainSection:
     device: str = "auto"  # auto: cuda when available
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     compile: bool = False
+    activation_checkpointing: str = "none"  # none | blocks | stages: recompute activations in the backward
     parallel: str = "ddp"  # data-parallel flavour under torchrun: ddp or fsdp (FSDP2 fully_shard)
     on_nonfinite: str = "stop"  # NaN/inf loss or gradient: stop (keep last good checkpoint) or skip the step
     max_skipped_steps: int = 20  # with on_nonfinite=skip, stop after this many skipped steps in a row
@@ -117,7 +122,7 @@ class TrainSection:
 @dataclass(frozen=True)
 class LoggingSection:
     every: int = 1  # write a metrics.jsonl record every N steps
-    print_every: int = 0  # also print a line every N steps (0: only when there is no progress bar, every 50)
+    print_every: int = 0  # no progress bar: a line every N steps (0: every $HNET_SEQ_PROGRESS_SECONDS s, 30)
     eval_every: int = 200  # held-out evaluation every N steps (0: only at the end)
     progress: Union[str, bool] = "auto"  # rich progress bar: auto (on a terminal), on, off
     tensorboard: bool = False
@@ -189,14 +194,19 @@ def list_presets() -> list[str]:
 
 
 def resolve_config_path(name: str | Path) -> Path:
-    """A path as given, else a preset name (``dna-tiny`` or ``dna-tiny.yaml``) in ``configs/``."""
+    """A file as given, else a preset name (``dna-tiny`` or ``dna-tiny.yaml``) in ``configs/``.
+
+    A folder of a preset's name in the working directory (``audio/``) does not hide the preset.
+    """
     path = Path(name)
-    if path.exists():
+    if path.is_file():
         return path
     for candidate in (presets_dir() / str(name), presets_dir() / f"{name}.yaml"):
         if candidate.is_file() and not path.parent.name:
             return candidate
     presets = ", ".join(list_presets())
+    if path.is_dir():
+        raise ConfigError(f"{name}: is a folder, not a config file or preset (presets: {presets})")
     raise ConfigError(f"{name}: no such config file or preset (presets: {presets})")
 
 
@@ -291,6 +301,7 @@ def validate_run(cfg: RunConfig) -> RunConfig:
     _check_choice(cfg.train.on_nonfinite, NONFINITE, "train.on_nonfinite")
     _check_choice(cfg.train.parallel, PARALLEL, "train.parallel")
     _check_choice(cfg.train.precision, PRECISION, "train.precision")
+    _check_choice(cfg.train.activation_checkpointing, CHECKPOINTING, "train.activation_checkpointing")
     _check_choice(cfg.train.device, DEVICES, "train.device")
     _check_choice(cfg.logging.progress, ("auto", "on", "off"), "logging.progress")
     _check_positive(cfg.optim.lr, "optim.lr")

@@ -169,6 +169,10 @@ class TrainData:
                                          max_n_frac=d.max_n_frac, seed=self.seed, shuffle=True,
                                          rc_augment=d.rc_augment, rank=rank, world_size=world_size, epochs=None)
         self.eval_batches: list[dict] = []
+        # N (unscorable) positions: dropped with their windows, or left in windows as input only.
+        self.unknown_stats: dict[str, dict] = {}
+        if isinstance(self.dataset, WindowDataset):
+            self.unknown_stats["train"] = self.dataset.unknown_stats
         if heldout_corpus is not None and d.eval_tokens > 0:
             ds = WindowDataset(heldout_corpus, d.seq_len, budget, intervals=heldout_intervals,
                                max_n_frac=d.max_n_frac, shuffle=False, rank=rank, world_size=world_size,
@@ -183,6 +187,7 @@ class TrainData:
                     batch.pop("state", None)
                     self.eval_batches.append(batch)
             self.eval_dataset = ds
+            self.unknown_stats["heldout"] = ds.unknown_stats
         self.state: dict = self.dataset.state_dict()
 
     # ---- iteration -----------------------------------------------------------------------
@@ -219,6 +224,12 @@ class TrainData:
     @property
     def eval_positions(self) -> int:
         return sum(int(b["cu_seqlens"][-1]) for b in self.eval_batches)
+
+    @property
+    def eval_unscored(self) -> int:
+        """Held-out targets of this rank that are never scored (DNA: N), so not in the loss."""
+        masks = [self.adapter.unscorable(b["targets"]) for b in self.eval_batches]
+        return sum(int(m.sum()) for m in masks if m is not None)
 
 
 __all__ = ["Batch", "TrainData", "check_paths", "default_paths", "is_shard_spec", "to_device"]

@@ -38,6 +38,7 @@ import torch
 from ..errors import UserError
 from ..flops import training_flops
 from ..model import HNetLM
+from ..nn.isotropic import set_activation_checkpointing
 from ..nn.routing import stage_lengths
 from . import checkpointing as ckpt
 from .config import RunConfig, save_run_config
@@ -73,6 +74,7 @@ class TrainResult:
     elapsed_s: float
     first_heldout_bits_per_unit: float | None = None  # held-out before training (step 0)
     rank: int = 0
+    heldout_unscored: int = 0  # held-out targets never scored (DNA: N), not in the bits/unit
 
 
 # ---- run directory -------------------------------------------------------------------------
@@ -96,6 +98,11 @@ def prepare_run_dir(run_dir: str | Path, resume: bool) -> Path:
     if has_run and not resume:
         raise UserError(f"{run_dir}: already holds a run; pass --resume to continue it, or choose another --out")
     return run_dir
+
+
+def _absolute(path: str) -> str:
+    """An existing path made absolute; brace patterns and URLs stay as given."""
+    return str(Path(path).resolve()) if Path(path).exists() else path
 
 
 def check_inputs(cfg: RunConfig, data_paths: list[str] | None) -> None:
@@ -198,6 +205,7 @@ class _Trainer:
         torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
         model, self.adapter = _build_model(model_cfg, cfg.modality.name, cfg.modality.options, info.device)
         model.init_weights()
+        set_activation_checkpointing(model, cfg.train.activation_checkpointing)
         self.n_params = sum(p.numel() for p in model.parameters())
         self.data = TrainData(cfg, self.adapter, info.rank, info.world_size, self.data_paths)
         self.unit = self.adapter.unit_name
@@ -219,6 +227,7 @@ class _Trainer:
         self.last_checkpoint: Path | None = None
         self.first_eval: float | None = None
         self.last_eval: float | None = None
+        self.last_unscored = 0
         self.peak = None
         if info.device.type == "cuda":
             from ..flops import peak_flops
@@ -228,12 +237,15 @@ class _Trainer:
         if self.resume:
             self._load()
         if info.is_main:
-            save_run_config(dataclasses.replace(cfg, model_config=model_cfg), self.run_dir / RUN_CONFIG)
+            # The paths --data gave (absolute), so that `train --resume --out RUN` needs no --data.
+            data = dataclasses.replace(cfg.data, paths=[_absolute(p) for p in self.data.paths])
+            save_run_config(dataclasses.replace(cfg, model_config=model_cfg, data=data), self.run_dir / RUN_CONFIG)
         self.metrics = MetricsWriter(self.run_dir, enabled=info.is_main, tensorboard=cfg.logging.tensorboard)
         self.metrics.write({"kind": "resume" if self.resume else "start", "step": self.step, "unit": self.unit,
                             "modality": cfg.modality.name, "world_size": info.world_size,
                             "backend": info.backend, "device": str(info.device), "params": self.n_params,
-                            "target_compression": self.targets, "steps": cfg.train.steps})
+                            "target_compression": self.targets, "steps": cfg.train.steps,
+                            "unknown": self.data.unknown_stats})
 
     def _load(self) -> None:
         path = ckpt.latest_checkpoint(self.run_dir)
@@ -290,7 +302,8 @@ class _Trainer:
         model = self.model if self.cfg.train.parallel == "fsdp" and self.info.enabled else unwrap(self.model)
         model.eval()
         n = len(self.targets)
-        sums = torch.zeros(2 + 2 * n, dtype=torch.float64, device=self.info.device)
+        sums = torch.zeros(3 + 2 * n, dtype=torch.float64, device=self.info.device)
+        sums[-1] = self.data.eval_unscored  # N targets: in the windows, not in the loss
         upp = getattr(self.adapter, "units_per_position", 1)
         for raw in self.data.eval_batches:
             if self.stop.signal is not None and not self.info.enabled:  # a partial evaluation would mislead
@@ -304,12 +317,13 @@ class _Trainer:
             for r in out.routing:
                 parts += [r.boundary_mask.double().sum(), torch.tensor(float(r.boundary_mask.numel()),
                                                                        dtype=torch.float64, device=sums.device)]
-            sums += torch.stack(parts)
+            sums[:-1] += torch.stack(parts)
         model.train()
         total = self.reduce(sums).tolist()
         bpu = total[0] / max(total[1], 1.0) / LN2
         comp = [total[3 + 2 * i] / max(total[2 + 2 * i], 1.0) for i in range(n)]
         return {"kind": "eval", "step": self.step, "bits_per_unit": bpu, "compression": comp, "units": total[1],
+                "unscored": total[-1],
                 "units_seen": self.units_seen, "flops_seen": self.flops_seen, "elapsed_s": self.elapsed()}
 
     def run_eval(self) -> None:
@@ -320,6 +334,7 @@ class _Trainer:
         if self.step == 0:
             self.first_eval = rec["bits_per_unit"]
         self.last_eval = rec["bits_per_unit"]
+        self.last_unscored = int(rec["unscored"])
         self.console.eval(self.step, rec["bits_per_unit"], rec["compression"])
 
     def nonfinite(self, what: str, value: float) -> None:
@@ -435,7 +450,7 @@ class _Trainer:
         path = self.save() if cfg.checkpoint.at_end else self.last_checkpoint
         self.console.close()
         return TrainResult(self.run_dir, self.step, path, self.last_eval, self.unit, self.elapsed(), self.first_eval,
-                           info.rank)
+                           info.rank, self.last_unscored)
 
 
 __all__ = ["NonFiniteLoss", "TrainResult", "TrainingInterrupted", "check_inputs", "prepare_run_dir", "train"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -122,24 +123,37 @@ def summary_line(rec: dict, unit: str, last_eval: float | None) -> str:
 
 
 class Console:
-    """A rich progress bar on a terminal (rank 0), else plain lines every ``print_every`` steps."""
+    """Rank 0's view of training: a rich bar on a terminal, else plain lines.
+
+    The bar fits 80 columns: ``train ━━━━ step 120/1000 0:01:10 ETA 0:08:20 1.910 bits/base``
+    (about 75 with a million steps; held-out results are lines above it, the rest is in
+    metrics.jsonl; on a narrower terminal the tail is cut, never wrapped).  Plain lines (SLURM logs, nohup)
+    come every ``print_every`` steps when set, else every ``$HNET_SEQ_PROGRESS_SECONDS`` seconds
+    (default 30), each with step/total and the ETA.
+    """
 
     def __init__(self, total: int, start: int, unit: str, mode: str = "auto", print_every: int = 0,
                  enabled: bool = True):
-        self.unit, self.enabled = unit, enabled
+        from hnet_seq.progress import plain_interval
+
+        self.unit, self.enabled, self.total, self.start = unit, enabled, total, start
         is_tty = sys.stderr.isatty()
         self.use_bar = enabled and (mode == "on" or (mode == "auto" and is_tty))
-        self.print_every = print_every or (0 if self.use_bar else 50)
+        self.print_every = print_every
+        self.seconds = plain_interval() if enabled and not self.use_bar and not print_every else None
         self.last_eval: float | None = None
         self.progress = None
+        self._t0 = self._last = time.monotonic()
         if self.use_bar:
             from rich.console import Console as RichConsole
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.table import Column
 
-            self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                                     console=RichConsole(stderr=True), transient=False)
+            self.progress = Progress(
+                TextColumn("[bold]train"), BarColumn(bar_width=12), TextColumn("step {task.completed}/{task.total}"),
+                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True, overflow="ellipsis")),
+                console=RichConsole(stderr=True), transient=False)
             self.task = self.progress.add_task("train", total=total, completed=start, info="")
             self.progress.start()
 
@@ -155,10 +169,22 @@ class Console:
         if not self.enabled:
             return
         if self.progress is not None:
-            info = summary_line(rec, self.unit, self.last_eval) if rec else ""
+            info = f"{rec['bits_per_unit']:.3f} bits/{self.unit}" if rec else ""
             self.progress.update(self.task, completed=step, **({"info": info} if rec else {}))
-        elif rec and self.print_every and step % self.print_every == 0:
-            self.log(f"step {step}: " + summary_line(rec, self.unit, self.last_eval))
+            return
+        now = time.monotonic()
+        due = (step % self.print_every == 0) if self.print_every else now - self._last >= self.seconds
+        if rec and due:
+            self._last = now
+            self.log(self.plain_line(step, now - self._t0) + ": " + summary_line(rec, self.unit, self.last_eval))
+
+    def plain_line(self, step: int, elapsed: float) -> str:
+        """``step 120/1000 (12.0%), elapsed 0:01:10, ETA 0:08:20`` (ETA from this session's steps)."""
+        from hnet_seq.progress import clock, eta_seconds
+
+        text = f"step {step}/{self.total} ({100 * step / max(self.total, 1):.1f}%), elapsed {clock(elapsed)}"
+        left = eta_seconds(step - self.start, self.total - self.start, elapsed)
+        return text + (f", ETA {clock(left)}" if left is not None else "")
 
     def eval(self, step: int, bpu: float, compression: list[float]) -> None:
         self.last_eval = bpu

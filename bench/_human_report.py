@@ -1,0 +1,146 @@
+"""The ``human`` section of ``docs/results.md`` and its figures, from ``OUT/human/results.json``
+(``bench/quality_human.py``; rebuilt by ``--report-only`` without the run folders)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import _quality as q
+from _report import write_section
+
+NEUTRAL = 0.005  # bits/base: a diagnostic within this of its baseline neither helps nor hurts
+
+
+def report(results: dict, out: Path) -> None:
+    docs = q.docs_dir(results, out)
+    models = results["models"]
+    caption = f"Device: {results['device']}. Command: `{results['commands'][-1] if results['commands'] else ''}`."
+    lines = ["## Human DNA (GRCh37): H-Net against isotropic models, each at its tuned LR", "",
+             *q.provenance(results), "", data_text(results), ""]
+    lines += main_table(results) + [""] + sweep_table(results) + [""]
+    if models:
+        img = q.plot_curves(results, docs / "img" / "quality_human.png", "base",
+                            "held out: GRCh37 chrX 60-70 Mb (spread sample), main runs at each model's tuned LR")
+        lines += [f"![human curves](img/{img.name})", "", caption, ""]
+    if "hnet" in models and len(models) > 1:
+        lines += ["Data and compute efficiency of the 1-stage H-Net (`hnet`) over each other model (read on the "
+                  "curves' best-so-far held-out bits, as in the DNA section):", "",
+                  *q.efficiency_table(results, "base"), ""]
+    lines += compression_table(results) + [""] + diagnostics_table(results) + [""]
+    lines += chunk_tables(results) + [""] + variant_table(results)
+    write_section(docs / "results.md", "human", "\n".join(lines))
+    print("\n".join(lines))
+
+
+def data_text(results: dict) -> str:
+    d = results["data"]
+    b, c = d["bases"], d["chr22_ref_check"]
+    return (f"Trained on GRCh37 chr20 ({b['train_chr20']:,} ACGT bases) and chrX [0, {d['split']['train_x_end']:,}) "
+            f"({b['train_chrX']:,}); held out chrX [{d['split']['heldout_x'][0]:,}, {d['split']['heldout_x'][1]:,}) "
+            f"({b['heldout_chrX']:,}) and the human rows of the chr22 EPO primate alignment ({d['maf_blocks']:,} blocks, "
+            f"{b['heldout_chr22']:,}). Every record is an N-free piece: bits per base count A/C/G/T only. The chr22 "
+            f"reference built from the alignment (N between blocks) matches {c['ref_match']:,} of {c['snvs']:,} 1000 "
+            f"Genomes SNV REF alleles ({c['outside_alignment']:,} outside the alignment, {c['ref_mismatch']:,} "
+            f"mismatched); {d['rare']:,} rare (AF < 0.01) and {d['common']:,} common (AF > 0.05) of them are scored.")
+
+
+def main_table(results: dict) -> list[str]:
+    lines = ["| model | layout, d_model | params | tuned LR | train MFLOP/base (at target) | bases seen | held-out "
+             "chrX 60-70 Mb bits/base | chr22 bits/base | train bits/base (last 10 logs) | gap (chrX − train) | "
+             "final compression |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, m in results["models"].items():
+        comp = "/".join(f"{c:.2f}" for c in m["curve"][-1]["compression"]) or "–"
+        lines.append(f"| {name} | `{m['layout']}`, {m['d_model']} | {m['params'] / 1e6:.1f} M | {m['lr']:.3g} | "
+                     f"{m['flops_per_unit'] / 1e6:.1f} | {m['units_seen'] / 1e6:.1f} M | {m['heldout_x']['bits']:.4f} | "
+                     f"{m['heldout_22']['bits']:.4f} | {m['train_bits_end']:.4f} | "
+                     f"{m['heldout_x']['bits'] - m['train_bits_end']:+.4f} | {comp} |")
+    return ["Final held-out bits per base of each main run (whole held-out sets unless `--score-bases`; "
+            "bases scored: " + ", ".join(f"{n} {m['heldout_x']['bases']:,} / {m['heldout_22']['bases']:,}"
+                                         for n, m in results["models"].items()) + "):", "", *lines]
+
+
+def sweep_table(results: dict) -> list[str]:
+    by_model: dict[str, dict] = {}
+    for row in results.get("sweep", {}).values():
+        by_model.setdefault(row["model"], {})[row["lr"]] = row["bits"]
+    lrs = sorted({lr for rows in by_model.values() for lr in rows})
+    if not lrs:
+        return []
+    bases = next(iter(results["sweep"].values()))["bases"]
+    lines = [f"Learning-rate sweep ({bases / 1e6:.1f} M bases per run, last held-out eval on the chrX sample; "
+             "bold: the LR of the main run; warmup and WSD schedule shared):", "",
+             "| model | " + " | ".join(f"lr {lr:.3g}" for lr in lrs) + " |", "|---|" + "---:|" * len(lrs)]
+    for model, rows in by_model.items():
+        cells = [("**{:.4f}**" if lr == results["best_lr"].get(model) else "{:.4f}").format(rows[lr])
+                 if lr in rows else "–" for lr in lrs]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def compression_table(results: dict) -> list[str]:
+    lines = ["Router compression over training (held-out eval sample, bases per chunk per stage) against the target:", "",
+             "| model | target | " + " | ".join(f"eval {i}" for i in range(1, 9)) + " |", "|---|---|" + "---:|" * 8]
+    for name, m in results["models"].items():
+        if not m["curve"][-1]["compression"]:
+            continue
+        evals = [r for r in m["curve"] if r["units_seen"] > 0][-8:]
+        cells = ["/".join(f"{c:.2f}" for c in r["compression"]) for r in evals]
+        lines.append(f"| {name} | {'/'.join(f'{t:g}' for t in results['targets'][name])} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def diagnostics_table(results: dict) -> list[str]:
+    diag = results.get("diagnostics", {})
+    if not diag:
+        return []
+    base_lr = results["best_lr"].get("hnet")
+    base = next((r for r in results["sweep"].values() if r["model"] == "hnet" and r["lr"] == base_lr), None)
+    lines = [f"Why: diagnostic runs of the 1-stage H-Net at its tuned LR ({base_lr:.3g}) and the sweep budget, against "
+             f"its sweep run at that LR ({base['bits']:.4f} bits/base). Main-network type is `hnet` (T15) vs `hnet-m` "
+             f"(M10) above; the train-vs-held-out gap is in the first table. Within ±{NEUTRAL} bits of the baseline "
+             "a change is read as no effect.", "",
+             "| change | held-out bits/base | Δ vs baseline | final compression | reading |", "|---|---:|---:|---:|---|"]
+    for row in diag.values():
+        delta = row["bits"] - base["bits"]
+        reading = "helps (a cause)" if delta < -NEUTRAL else "hurts" if delta > NEUTRAL else "no effect (ruled out)"
+        comp = "/".join(f"{c:.2f}" for c in row["compression"])
+        lines.append(f"| {row['what']} | {row['bits']:.4f} | {delta:+.4f} | {comp} | {reading} |")
+    return lines
+
+
+def chunk_tables(results: dict) -> list[str]:
+    lines = ["What the chunks learn: first-stage chunk starts per base by sequence class (held-out chrX for CpG, "
+             "tandem repeats and low complexity; held-out chr22 alignment rows for human/chimp differences), "
+             "± binomial s.e.:", ""]
+    hnets = {n: m["chunks"] for n, m in results["models"].items() if "chunks" in m}
+    if not hnets:
+        return []
+    keys = list(next(iter(hnets.values()))["counts"])
+    lines += ["| positions | " + " | ".join(hnets) + " |", "|---|" + "---:|" * len(hnets)]
+    for key in keys:
+        cells = []
+        for c in hnets.values():
+            p, se = q.rate(c["counts"].get(key, [0, 0]))
+            cells.append(f"{p:.4f} ± {se:.4f} ({c['counts'].get(key, [0, 0])[1]:,})")
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    lines += ["", "Chunk-start rate at offsets from CpG C's and from diverged bases (offset 0: the site):", "",
+              "| model | site | " + " | ".join(str(o) for o in range(-3, 4)) + " |", "|---|---|" + "---:|" * 7]
+    for name, c in hnets.items():
+        lo = c["offsets"][0]
+        for site, (k, n) in c["profiles"].items():
+            cells = [f"{k[o - lo] / max(n[o - lo], 1):.4f}" for o in range(-3, 4)]
+            lines.append(f"| {name} | {site} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def variant_table(results: dict) -> list[str]:
+    lines = ["Variant scores (−(LL(alt) − LL(ref)), window = training window) as classifiers, AUROC with a 95% "
+             "bootstrap interval (1000 resamples); 0.5 is chance:", "",
+             "| model | pathogenic vs common (97 SNVs) | rare (AF < 0.01) vs common (AF > 0.05), 1000G chr22 |",
+             "|---|---:|---:|"]
+    for name, m in results["models"].items():
+        cells = []
+        for key in ("pathogenic_vs_common", "rare_vs_common_chr22"):
+            v = m["variants"][key]
+            cells.append(f"{v['auroc']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}] ({v['positives']} vs {v['negatives']})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines

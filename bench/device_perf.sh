@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Issue 14, training throughput: everything in one GPU session of at most ~9 minutes.
+#
+#     OUT=/some/dir bash bench/device_perf.sh [tests] [sweep] [long] [profile] [compile]
+#
+# With no arguments tests, sweep, long and profile run (~8 min); compile is a second call, in this order (each under its own time limit, so one
+# that hangs or runs out of memory does not take the rest with it):
+#   tests    pytest -m gpu tests/test_fused.py: fused ops == reference on CUDA
+#   sweep    bench/train_throughput.py: hnet-2stage-L and dna-hnet with their matched Transformer
+#            and Mamba-2, 2/8/16 × 8192 tokens per step, variants base (before) and fused (after)
+#   long     bench/long_window.py: one 8 k / 100 k / 1 M bp window of the 100 M DNA H-Net
+#   profile  bench/profile_step.py for the H-Net, Transformer and Mamba-2 at 8 × 8192 (top kernels)
+#   compile  bench/train_throughput.py at 8 × 8192: fused against fused+compile
+# Markdown sections land in $OUT/benchmarks.md (the section names of docs/benchmarks.md), logs
+# in $OUT/*.log, profiler summaries in $OUT/profile-*/summary.json.
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/device_perf}
+mkdir -p "$OUT"
+export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-/tmp/triton}
+export PYTHONUNBUFFERED=1
+PY=${PY:-python}
+DOC="$OUT/benchmarks.md"
+stages=${*:-tests sweep long profile}
+t0=$(date +%s)
+
+stage() {  # stage NAME LIMIT_S COMMAND...: run with a time limit, log, report the time taken
+    local name=$1 limit=$2
+    shift 2
+    local start
+    start=$(date +%s)
+    echo "=== $name (limit ${limit}s, $(( start - t0 ))s into the session)"
+    timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+    local rc=$?
+    echo "=== $name: exit $rc after $(( $(date +%s) - start ))s"
+    tail -n 40 "$OUT/$name.log"
+}
+
+# hnet_seq.modalities/.cli/.configs are mapped from top-level folders: only an install provides them.
+$PY -c "import hnet_seq.modalities" 2>/dev/null || $PY -m pip install -q --no-deps --no-build-isolation -e . > "$OUT/install.log" 2>&1
+$PY -c "import hnet_seq.kernels.fast as f; print(f.availability())" | tee "$OUT/kernels.txt"
+grep -q "ssd_fast': 'available" "$OUT/kernels.txt" || echo "WARNING: no mamba-ssm: H-Net/Mamba-2 rows use the reference SSD (not representative)"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
+for s in $stages; do
+    case $s in
+    tests) stage tests 60 $PY -m pytest -q -m gpu tests/test_fused.py ;;
+    sweep) stage sweep 240 $PY bench/train_throughput.py --models hnet-2stage-L,dna-hnet --batches 2,8,16 \
+               --variants base,fused --warmup 5 --steps 10 --tune-steps 40 --out "$DOC" ;;
+    long) stage long 60 $PY bench/long_window.py --tune-steps 30 --out "$DOC" ;;
+    profile)
+        for m in hnet transformer mamba2; do
+            stage "profile-$m" 40 $PY bench/profile_step.py --model "$m" --batch 8 --tune-steps 30 --warmup 3 \
+                --steps 5 --profile-steps 1 --out "$OUT/profile-$m"
+        done ;;
+    compile) stage compile 420 $PY bench/train_throughput.py --models dna-hnet,hnet-2stage-L --batches 8 \
+                 --variants fused,fused+compile --warmup 5 --steps 10 --tune-steps 40 \
+                 --section train_throughput_compile --out "$DOC" ;;
+    *) echo "unknown stage $s"; exit 2 ;;
+    esac
+done
+echo "=== done after $(( $(date +%s) - t0 ))s; sections in $DOC"

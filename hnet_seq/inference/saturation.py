@@ -1,0 +1,141 @@
+"""Saturation mutagenesis: every SNV at every position of a region (what SGE assays measure).
+
+``saturation_mutagenesis(model, reference, "chr17:43044294-43045294")`` scores the three ALTs
+of each reference base of the region (``CONTIG:START-END``, 0-based half-open as ``--region``
+elsewhere; ``hnet-seq score-variants --saturate``).  Rows have the columns of
+``score-variants`` (``pos`` 1-based, as in a VCF), in genomic order, ALTs in ``ACGT`` order.
+
+Windows.  The region is cut into scoring regions of at most ``window // 2`` bases; each gets one
+window of ``window`` bases centred on it, which every SNV inside it shares: one reference pass
+per window (per strand with ``rc_average``), and with ``share_prefix`` (the default) only each
+ALT's suffix after the variant (:mod:`.variant_prefix`).  Every variant thus has at least
+``window // 4`` bases of context on either side, but it is not centred as ``score-variants``
+centres a VCF record: its score is that of the same span scored as a full window (which the
+tests check), not that of a ``--vcf`` run at the same position.  Reference bases ``N`` are
+reported as skipped (``reference_not_acgt``, one row); windows past a contig end are padded with N and flagged
+``contig_edge``, as in ``score-variants``.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hnet_seq.data.regions import parse_region
+from hnet_seq.errors import UserError
+
+from .batching import InferenceModel, Runner, WorkItem, batches_by_budget, default_batch_tokens, load
+from .io import Outputs, TableWriter, check_output_path, output_format
+from .variant_prefix import fill_windows
+from .variants import TABLE_SCHEMA, Allele, VariantSummary, _finish, _Reference
+
+BASES = "ACGT"
+PIECES_PER_PASS = 8  # scoring regions whose windows are scored together
+
+
+def scoring_regions(start: int, end: int, window: int) -> list[tuple[int, int, int]]:
+    """``[(a, b, S), ...]``: pieces ``[a, b)`` of ``[start, end)`` of at most ``window // 2``
+    bases and the start ``S`` of the window ``[S, S + window)`` centred on each."""
+    step = max(window // 2, 1)
+    pieces = [(a, min(a + step, end)) for a in range(start, end, step)]
+    return [(a, b, (a + b) // 2 - window // 2) for a, b in pieces]
+
+
+def _alleles(ref: _Reference, contig: str, piece: tuple[int, int, int], window: int, windows: dict,
+             rc: bool, first: int) -> list[Allele]:
+    """The SNV alleles of one scoring region, their windows added to ``windows``."""
+    from hnet_seq.modalities.dna import encode_ascii, reverse_complement
+
+    a, b, S = piece
+    toks, clipped = ref.window(contig, S, S + window)
+    rkey = ("ref", contig, S, S + window)
+    windows[rkey] = [toks, clipped, None]
+    if rc:
+        windows[rkey + ("-",)] = [reverse_complement(toks), clipped, None]
+    seq = ref.fa.fetch(contig, a, b).upper()
+    alleles = []
+    for p in range(a, b):
+        base = seq[p - a]
+        if base not in BASES:  # one row says why the position has no SNVs
+            allele = Allele(first + p - a, 0, contig, p + 1, ".", base, ".", contig=contig)
+            allele.skip("reference_not_acgt", f"reference base is {base}")
+            alleles.append(allele)
+            continue
+        for j, alt in enumerate(x for x in BASES if x != base):
+            allele = Allele(first + p - a, j, contig, p + 1, ".", base, alt, contig=contig, start=S, end=S + window)
+            alleles.append(allele)
+            if clipped:
+                allele.flags.append("contig_edge")
+            akey = ("alt", contig, S, S + window, p, 1, alt)
+            alt_toks = toks.copy()
+            alt_toks[p - S] = encode_ascii(alt)[0][0]
+            windows[akey] = [alt_toks, clipped, None]
+            allele.keys = (rkey, akey)
+            if rc:
+                windows[akey + ("-",)] = [reverse_complement(alt_toks), clipped, None]
+                allele.keys += (rkey + ("-",), akey + ("-",))
+    return alleles
+
+
+def _full_pass(im: InferenceModel, windows: dict, budget: int) -> None:
+    """The recomputation ``share_prefix=False`` runs: every window in full, packed by ``budget``."""
+    items = [WorkItem(torch.from_numpy(v[0]), 0, torch.from_numpy(v[0]).long(), k) for k, v in windows.items()]
+    for _, results in Runner(im, scores=True).stream(batches_by_budget(items, budget)):
+        for res in results:
+            windows[res.tag][2] = -res.nll
+
+
+def saturation_mutagenesis(checkpoint: str | Path | InferenceModel, reference: str | Path, region: str,
+                           out: str | Path | None = None, *, window: int = 8192, rc_average: bool = False,
+                           share_prefix: bool = True, config: str | Path | None = None,
+                           batch_tokens: int | None = None, device: str | None = None,
+                           precision: str = "auto", keep_alleles: bool = True) -> VariantSummary:
+    """Score every SNV of ``region`` (see the module docstring); rows in ``out`` (TSV or parquet)
+    when given, and in ``summary.alleles_list`` with ``keep_alleles``."""
+    if window < 4:
+        raise UserError(f"--window {window}: too small")
+    fmt = None
+    if out is not None:
+        out = check_output_path(out)
+        fmt = output_format(out, ("tsv", "parquet"))
+    im = load(checkpoint, config, device=device, precision=precision)
+    if im.adapter.name != "dna":
+        raise UserError(f"saturation mutagenesis needs a DNA model; this checkpoint reads {im.adapter.name}")
+    ref = _Reference(reference)
+    iv = parse_region(region, ref.lengths, str(reference))  # 1-based inclusive, as --region
+    contig, start, end = ref.resolve(iv.contig), iv.start, iv.end
+    budget = max(batch_tokens or default_batch_tokens(im.device), window + 64)
+    summary = VariantSummary(out=out)
+    meta = {"kind": "saturation_mutagenesis", "checkpoint": im.checkpoint, "reference": str(reference),
+            "region": f"{contig}:{start}-{end}", "window": window, "rc_average": rc_average,
+            "convention": "scoring regions of <= W//2 bases, each in one window of W bases centred on it; "
+                          "score = LL(alt window) - LL(ref window) in nats"}
+    t0 = time.perf_counter()
+    pieces = scoring_regions(start, end, window)
+    with Outputs() as outs:
+        table = outs.add(TableWriter(out, TABLE_SCHEMA, meta, fmt)) if out is not None else None
+        for i in range(0, len(pieces), PIECES_PER_PASS):
+            windows: dict = {}
+            alleles = [x for piece in pieces[i:i + PIECES_PER_PASS]
+                       for x in _alleles(ref, contig, piece, window, windows, rc_average, piece[0] - start)]
+            scored = [x for x in alleles if x.status == "scored"]
+            if share_prefix:
+                fill_windows(im, windows, [x.keys for x in scored], budget)
+            else:
+                _full_pass(im, windows, budget)
+            summary.windows += len(windows)
+            for x in alleles:
+                summary.records, summary.alleles = summary.records + (x.index == 0), summary.alleles + 1
+                if x.status == "scored":
+                    _finish(x, windows, rc_average)
+                    summary.scored += 1
+                else:
+                    summary.skipped[x.flags[0]] = summary.skipped.get(x.flags[0], 0) + 1
+                if table is not None:
+                    table.write_row(**x.row())
+                if keep_alleles:
+                    summary.alleles_list.append(x)
+    summary.seconds = time.perf_counter() - t0
+    return summary

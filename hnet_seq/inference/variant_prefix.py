@@ -1,0 +1,224 @@
+"""Variant scoring that shares the reference pass (``score-variants --share-prefix``).
+
+The model is causal, so a reference window ``R`` and an alternate window ``A`` give the same
+logits at every position of their longest common prefix ``R[:o] == A[:o]``.  Instead of two
+full forward passes, the reference is fed once through :meth:`HNetLM.prefill` in pieces that
+end at every split ``o`` of its alleles; the decoding state at ``o`` (conv, SSM, routing,
+dechunk EMA and attention KV of every stage) is copied for each ALT and only the suffix
+``A[o:]`` is run from it.  The reverse strand is the same computation on the reverse
+complements, whose shared prefix is the part after the variant in forward coordinates.
+
+* Exact: log-probabilities equal those of the full forward pass of each window (fp32:
+  within ~1e-5; bf16: within the batch-to-batch noise the full passes have too).  Any ALT
+  works (SNVs, MNVs, insertions, deletions): the split is the longest common prefix, so an
+  indel's suffix simply has another length.
+* Chains: the states at a window's splits ``o_1 < o_2 < ...`` are built in rounds.  Round 0
+  runs ``R[0:o_1]``; each later round takes up to :data:`MAX_GROUP` further splits and runs,
+  from the last state, one row ``R[base:o_j]`` per split in parallel (``G²/2`` positions for
+  ``G`` consecutive splits: saturation mutagenesis pays ~32 positions per state).
+* Suffixes of all ALTs of a round (and the reference's own tail after its last split) are
+  packed into batches of at most ``budget`` padded positions.
+
+:func:`shared_logprobs` is the engine (token arrays in, per-position log-probabilities out);
+``score_variants(share_prefix=True)`` and :mod:`.saturation` call it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .batching import InferenceModel
+
+MAX_GROUP = 64  # splits advanced in parallel per round (rows of one prefill)
+
+
+@dataclass
+class _Window:
+    """One reference window: its splits (sorted) and, per split, the ALTs that branch there."""
+
+    tokens: np.ndarray
+    splits: list[int] = field(default_factory=list)
+    alts: dict[int, list[int]] = field(default_factory=dict)  # split -> indices into the ALT list
+    pieces: list[np.ndarray] = field(default_factory=list)  # logits of the chain, in order, then of R[o_K:]
+
+    @property
+    def logits(self) -> np.ndarray:
+        """``(len(tokens), V)``: the reference's logits, as one full forward pass gives them."""
+        return np.concatenate(self.pieces)
+
+
+def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
+    """Length of the longest common prefix of two token arrays."""
+    n = min(len(a), len(b))
+    diff = np.flatnonzero(a[:n] != b[:n])
+    return int(diff[0]) if diff.size else n
+
+
+def _groups(splits: list[int], group_tokens: int) -> list[tuple[int, list[int]]]:
+    """``[(base, [o_j, ...]), ...]``: round 0 is ``(0, [o_1])``, later rounds take consecutive
+    splits while ``rows * (o_last - base)`` (the padded positions of the round) fits."""
+    rounds = [(0, splits[:1])]
+    rest = splits[1:]
+    while rest:
+        base = rounds[-1][1][-1]
+        k = 1
+        while k < min(len(rest), MAX_GROUP) and (k + 1) * (rest[k] - base) <= group_tokens:
+            k += 1
+        rounds.append((base, rest[:k]))
+        rest = rest[k:]
+    return rounds
+
+
+class _Engine:
+    def __init__(self, im: InferenceModel, budget: int):
+        self.im, self.model, self.budget = im, im.model, budget
+        self.device = im.device
+        self.positions = 0  # padded positions run (what the bench compares)
+        self.vocab = self.model.lm_head.out_features
+
+    @torch.no_grad()
+    def prefill(self, rows: list[np.ndarray], state) -> torch.Tensor:
+        """Feed ``rows`` (token arrays, one per state row) → logits ``(b, L, V)`` on the host."""
+        lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+        width = int(lengths.max())
+        tokens = np.zeros((len(rows), width), np.int64)
+        for i, r in enumerate(rows):
+            tokens[i, :len(r)] = r
+        self.positions += len(rows) * width
+        with self.im.autocast():
+            logits = self.model.prefill(torch.from_numpy(tokens).to(self.device), state, lengths.to(self.device))
+        return logits.float().cpu()
+
+    def new_state(self, n: int):
+        # KV caches start empty and grow as prefill fills them: an inner stage holds ~1/compression
+        # of the positions, and copies of a state (one per ALT) then copy only what is filled.
+        return self.model.new_state(n, 0)
+
+    def suffixes(self, state, jobs: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
+        """Run each job ``(state row, tokens)`` from a copy of that row → its logits ``(len, V)``."""
+        out: list[np.ndarray | None] = [None] * len(jobs)
+        order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][1]))
+        batch: list[int] = []
+
+        def flush():
+            index = torch.tensor([jobs[i][0] for i in batch], device=self.device)
+            logits = self.prefill([jobs[i][1] for i in batch], self.model.select_state(state, index))
+            for row, i in enumerate(batch):
+                out[i] = logits[row, :len(jobs[i][1])].numpy()
+            batch.clear()
+
+        for i in order:
+            if not len(jobs[i][1]):
+                out[i] = np.zeros((0, self.vocab), np.float32)
+                continue
+            if batch and (len(batch) + 1) * len(jobs[batch[0]][1]) > self.budget:
+                flush()
+            batch.append(i)
+        if batch:
+            flush()
+        return out
+
+
+def _run_windows(engine: _Engine, windows: list[_Window], alts: list[np.ndarray],
+                 alt_logits: list, group_tokens: int) -> None:
+    """Build every window's chain and every ALT's suffix logits (fills ``alt_logits``)."""
+    plans = [_groups(w.splits, group_tokens) for w in windows]
+    state = engine.new_state(len(windows))
+    row_of = list(range(len(windows)))  # each window's chain state: its row in ``state``
+    for r in range(max(len(p) for p in plans)):
+        active = [i for i, p in enumerate(plans) if r < len(p)]
+        rows, owner, jobs, job_of = [], [], [], []
+        for i in active:
+            base, group = plans[i][r]
+            w = windows[i]
+            for o in group:
+                rows.append(w.tokens[base:o])
+                owner.append(i)
+        index = torch.tensor([row_of[i] for i in owner], device=engine.device)
+        state = engine.model.select_state(state, index)
+        logits = engine.prefill(rows, state) if max(len(x) for x in rows) else None
+        k = 0
+        for i in active:
+            base, group = plans[i][r]
+            w = windows[i]
+            for o in group:
+                for a in w.alts[o]:
+                    jobs.append((k, alts[a][o:]))
+                    job_of.append(a)
+                k += 1
+            if o > base:
+                w.pieces.append(logits[k - 1, :o - base].numpy())
+            row_of[i] = k - 1
+            if r == len(plans[i]) - 1:  # the reference's own tail after its last split
+                jobs.append((k - 1, w.tokens[o:]))
+                job_of.append(("tail", i))
+        for j, res in zip(job_of, engine.suffixes(state, jobs)):
+            if isinstance(j, tuple):
+                windows[j[1]].pieces.append(res)
+            else:
+                alt_logits[j] = res
+
+
+def _logprobs(im: InferenceModel, logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """Per-position log p (``(n,)`` float32) from logits at positions 0..n-1; NaN at position 0
+    and wherever the target is unscorable (DNA: N), as the Runner's full passes give it."""
+    lp = np.full(len(tokens), np.nan, np.float32)
+    if len(tokens) > 1:
+        nll = im.adapter.loss(torch.from_numpy(logits[:len(tokens) - 1]), torch.from_numpy(tokens[1:]).long())
+        lp[1:] = -nll.numpy()
+        unscored = im.adapter.unscorable(tokens[1:])
+        if unscored is not None:
+            lp[1:][unscored] = np.nan
+    return lp
+
+
+def shared_logprobs(im: InferenceModel, refs: list[np.ndarray], alts: list[tuple[int, np.ndarray]],
+                    budget: int) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+    """Per-position log-probabilities of every reference window and every ALT window.
+
+    ``refs``: token arrays; ``alts``: ``(index into refs, tokens)``.  Returns ``(ref_lps, alt_lps,
+    positions run)``, each log-prob array as the full forward pass of that window gives it
+    (``log p(x_i | x_<i)``, NaN at position 0).
+    """
+    windows = [_Window(r) for r in refs]
+    alt_tokens = [np.asarray(t) for _, t in alts]
+    splits = []
+    for a, (w, t) in enumerate(alts):
+        o = max(min(common_prefix(refs[w], t), len(t) - 1), 0)  # at least one position of suffix
+        splits.append(o)
+        windows[w].alts.setdefault(o, []).append(a)
+    for w in windows:
+        w.splits = sorted(w.alts) or [len(w.tokens)]
+        w.alts.setdefault(w.splits[0], [])
+    max_len = max([len(r) for r in refs] + [len(t) for t in alt_tokens] + [1])
+    engine = _Engine(im, budget)
+    alt_logits: list = [None] * len(alts)
+    group_tokens = max(budget // 8, 1024)
+    per_batch = max(1, budget // max_len)  # windows whose chains run together
+    for start in range(0, len(windows), per_batch):
+        _run_windows(engine, windows[start:start + per_batch], alt_tokens, alt_logits, group_tokens)
+    chains = [w.logits for w in windows]
+    ref_lps = [_logprobs(im, c, w.tokens) for c, w in zip(chains, windows)]
+    alt_lps = [_logprobs(im, np.concatenate([chains[w][:o], alt_logits[a]]), alt_tokens[a])
+               for a, ((w, _), o) in enumerate(zip(alts, splits))]
+    return ref_lps, alt_lps, engine.positions
+
+
+def fill_windows(im: InferenceModel, windows: dict, pairs, budget: int) -> int:
+    """``score_variants``' hook: ``windows[key] = [tokens, clipped, log-probs]``; ``pairs`` lists
+    each allele's window keys ``(ref, alt[, ref-, alt-])``.  Fills the log-probs of every window
+    named there (reference pass shared per strand) and returns the positions run."""
+    ref_keys: dict = {}
+    alt_keys: dict = {}
+    for keys in pairs:
+        for r, a in zip(keys[::2], keys[1::2]):
+            ref_keys.setdefault(r, len(ref_keys))
+            alt_keys.setdefault(a, ref_keys[r])
+    refs = [windows[k][0] for k in ref_keys]
+    ref_lps, alt_lps, positions = shared_logprobs(im, refs, [(w, windows[k][0]) for k, w in alt_keys.items()],
+                                                  budget)
+    for k, lp in zip(list(ref_keys) + list(alt_keys), ref_lps + alt_lps):
+        windows[k][2] = lp
+    return positions

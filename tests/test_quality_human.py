@@ -1,0 +1,76 @@
+"""bench/quality_human.py: the human GRCh37 bench end to end on the shipped excerpt, and its pieces."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXCERPT = ROOT / "tests" / "data" / "human_excerpt"
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def test_acgt_runs_cut_at_every_n_and_drop_short_runs():
+    import _human as h
+
+    t = h.tokens_of("NNACGTACGTNACGNNNNGGGGGGGGN")
+    assert h.acgt_runs(t, 4) == [(2, 10), (18, 26)]
+    assert h.acgt_runs(t, 1) == [(2, 10), (11, 14), (18, 26)]
+
+
+def test_auroc_matches_the_pairwise_definition():
+    import _human as h
+
+    rng = np.random.default_rng(1)
+    s, y = rng.integers(0, 5, 60).astype(float), rng.random(60) < 0.4  # ties on purpose
+    pairs = [(1.0 if a > b else 0.5 if a == b else 0.0) for a in s[y] for b in s[~y]]
+    got = h.auroc(s, y, boots=200)
+    assert got["auroc"] == pytest.approx(np.mean(pairs))
+    assert got["ci95"][0] <= got["auroc"] <= got["ci95"][1]
+
+
+def test_maf_human_rows_and_chr22_reference_match_the_1000g_ref_alleles(tmp_path):
+    import _human as h
+
+    blocks = h.maf_blocks(EXCERPT / "chr22_epo_primates.maf.gz")
+    assert len(blocks) == 30 and all(len(b.human) == len(b.diverged) for b in blocks)
+    assert 0 < sum(b.diverged.sum() for b in blocks) < 0.05 * sum(len(b.human) for b in blocks)
+    ref = h.chr22_reference(blocks, 51_304_566, tmp_path / "22.fa")
+    got = h.af_classes(EXCERPT / "chr22_1000g.vcf.gz", ref, tmp_path / "classes.vcf")
+    assert got["counts"]["ref_match"] > 100 and got["counts"]["ref_mismatch"] == 0
+    assert set(got["labels"].values()) == {True, False}
+
+
+def test_smoke_runs_the_whole_plan_and_counts_acgt_only(tmp_path):
+    """sweep -> main at the best LR + a diagnostic -> final scoring, chunks, AUROCs -> report."""
+    out = tmp_path / "qh"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "quality_human.py"), "--smoke", "--out-dir", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((out / "human" / "results.json").read_text())
+    assert set(res["models"]) == {"hnet", "mamba2"} and len(res["sweep"]) == 4 and "ratio-0.1" in res["diagnostics"]
+    for model in ("hnet", "mamba2"):
+        rows = {r["lr"]: r["bits"] for r in res["sweep"].values() if r["model"] == model}
+        assert res["best_lr"][model] == min(rows, key=rows.get) == res["models"][model]["lr"]
+    heldout = (out / "human" / "data" / "heldout_chrX.fa").read_text().splitlines()
+    acgt = sum(len(line) for line in heldout if not line.startswith(">"))
+    assert "N" not in "".join(line for line in heldout if not line.startswith(">"))
+    for m in res["models"].values():
+        # every A/C/G/T but the first of each record (no context) is scored, no N ever
+        assert m["heldout_x"]["bases"] == acgt - sum(1 for line in heldout if line.startswith(">"))
+        assert math.isfinite(m["heldout_22"]["bits"]) and 0 < m["heldout_x"]["bits"] < 3
+        assert m["variants"]["pathogenic_vs_common"]["positives"] + m["variants"]["pathogenic_vs_common"]["negatives"] == 97
+    assert res["models"]["hnet"]["chunks"]["counts"]["human/chimp diverged base"][1] > 0
+    section = (out / "docs" / "results.md").read_text()
+    assert "<!-- human:begin -->" in section and "Learning-rate sweep" in section
+
+
+def test_fetch_names_a_missing_deb_folder_and_exits_2(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "fetch_grch37.py"), "--cache", str(tmp_path),
+                           "--debs", str(tmp_path / "nope")], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "--debs" in proc.stderr
