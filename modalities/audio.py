@@ -79,6 +79,8 @@ class AudioAdapter(ModalityAdapter):
         self.units_per_position = frame_size if features == "raw" else 1
         self.n_fft = round(0.025 * sample_rate)  # 25 ms window, 10 ms hop
         self.hop = round(0.010 * sample_rate)
+        # coordinates are samples (raw) or log-mel frames
+        self.units_per_second = sample_rate if features == "raw" else sample_rate / self.hop
 
     @property
     def frame_dim(self) -> int:

@@ -50,7 +50,7 @@ from hnet_seq.errors import UserError
 from .batching import (CoordMap, InferenceModel, Runner, Tile, WorkItem, all_sum, barrier, batches_by_budget,
                        broadcast_ok, default_batch_tokens, default_overlap, init_distributed, load,
                        plan_tiles, record_inputs, tiling_description)
-from .io import (AtomicFile, Outputs, TableWriter, check_output_path, input_total, iter_records, output_format,
+from .io import (AtomicFile, Outputs, Seconds, TableWriter, check_output_path, input_total, iter_records, output_format,
                  progress_bar, vector_field)
 from .parts import RECORD, merge_parts, part_path, with_record_column
 
@@ -332,18 +332,20 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
     t0 = time.perf_counter()
     multi = dist.world > 1
     ok = False
+    seconds = Seconds.of(adapter, "start", "end")  # audio: time beside the sample coordinates
     with Outputs() as outs:
         try:
             if fmt == "parquet":
                 seq_target = part_path(out, dist.rank) if multi else out
                 seq_w = outs.add(TableWriter(seq_target, with_record_column(seq_schema) if multi else seq_schema,
-                                             meta, "parquet", rows_per_batch=1024, sidecar=not multi))
+                                             meta, "parquet", rows_per_batch=1024, sidecar=not multi,
+                                             seconds=None if multi else seconds))
                 chunk_w = None
                 if chunks:
                     chunk_target = part_path(chunks_out, dist.rank) if multi else chunks_out
                     schema = with_record_column(chunk_schema) if multi else chunk_schema
                     chunk_w = outs.add(TableWriter(chunk_target, schema, meta, "parquet", rows_per_batch=65536,
-                                                   sidecar=not multi))
+                                                   sidecar=not multi, seconds=None if multi else seconds))
 
             def write_chunk(job: _RecordJob, s: int, starts, ends, probs, vecs) -> int:
                 a, b = job.cmap.span(starts, ends)
@@ -437,10 +439,11 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
         barrier()
         if dist.is_main:
             with Outputs() as outs:
-                w = outs.add(TableWriter(out, seq_schema, meta, "parquet", rows_per_batch=1024))
+                w = outs.add(TableWriter(out, seq_schema, meta, "parquet", rows_per_batch=1024, seconds=seconds))
                 merge_parts([part_path(out, r) for r in range(dist.world)], w)
                 if chunks:
-                    w = outs.add(TableWriter(chunks_out, chunk_schema, meta, "parquet", rows_per_batch=65536))
+                    w = outs.add(TableWriter(chunks_out, chunk_schema, meta, "parquet", rows_per_batch=65536,
+                                             seconds=seconds))
                     merge_parts([part_path(chunks_out, r) for r in range(dist.world)], w)
             for r in range(dist.world):
                 part_path(out, r).unlink(missing_ok=True)

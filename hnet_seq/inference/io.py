@@ -212,6 +212,41 @@ def _flat_float32(rows: list[np.ndarray]) -> pa.Array:
     return pa.array(np.concatenate([r.reshape(-1) for r in rows]) if rows else np.zeros(0, np.float32), pa.float32())
 
 
+class Seconds:
+    """Time beside coordinates, for a modality with a clock (``adapter.units_per_second``, audio).
+
+    Each coordinate column ``c`` (sample indices, or frames for log-mel) gets ``c_s`` (seconds,
+    float64) right after it, and the table a ``sample_rate`` column (the audio's rate, Hz).
+    """
+
+    def __init__(self, units_per_second: float, sample_rate: int, columns: Sequence[str]):
+        self.units_per_second, self.sample_rate, self.columns = float(units_per_second), int(sample_rate), tuple(columns)
+
+    @classmethod
+    def of(cls, adapter, *columns: str) -> "Seconds | None":
+        """For ``adapter``'s coordinates in ``columns``; None for a modality without a clock."""
+        ups = getattr(adapter, "units_per_second", None)
+        return None if ups is None else cls(ups, adapter.sample_rate, columns)
+
+    def schema(self, schema: pa.Schema) -> pa.Schema:
+        fields = []
+        for f in schema:
+            fields.append(f)
+            if f.name in self.columns:
+                fields.append(pa.field(f"{f.name}_s", pa.float64()))
+        return pa.schema(fields + [pa.field("sample_rate", pa.int32())], metadata=schema.metadata)
+
+    def add(self, columns: dict[str, Any]) -> dict[str, Any]:
+        """``columns`` (one row's values, or equal-length arrays) with the time columns added."""
+        out = dict(columns)
+        for c in self.columns:
+            v = columns[c]
+            out[f"{c}_s"] = np.asarray(v, np.float64) / self.units_per_second if np.ndim(v) else v / self.units_per_second
+        n = len(columns[self.columns[0]]) if np.ndim(columns[self.columns[0]]) else None
+        out["sample_rate"] = self.sample_rate if n is None else np.full(n, self.sample_rate, np.int32)
+        return out
+
+
 class TableWriter:
     """Stream rows (dicts of columns) to parquet or TSV; the file appears only on :meth:`close`.
 
@@ -223,12 +258,18 @@ class TableWriter:
     (zstd-compressed) by a background thread, in order, so that the
     caller goes on computing meanwhile (``background=False``: in the calling thread).  At most
     one batch waits for the thread, which bounds memory to about three batches.
+    ``seconds`` (:class:`Seconds`) adds time columns beside coordinate columns (audio).
     """
 
     def __init__(self, path: str | Path, schema: pa.Schema, metadata: dict | None = None,
                  fmt: str | None = None, rows_per_batch: int = 8192, background: bool = True,
-                 sidecar: bool = True):
+                 sidecar: bool = True, seconds: Seconds | None = None):
         self.path = Path(path)
+        self.seconds = seconds
+        if seconds is not None:
+            schema = seconds.schema(schema)
+            metadata = {**(metadata or {}), "sample_rate": seconds.sample_rate,
+                        "seconds": "columns *_s are the coordinate beside them in seconds"}
         self.fmt = fmt or output_format(self.path, ("parquet", "tsv"))
         self.metadata = {"conventions": TABLE_CONVENTIONS, **(metadata or {})}
         self.schema = schema.with_metadata({META_KEY: json.dumps(self.metadata).encode()})
@@ -257,6 +298,8 @@ class TableWriter:
             raise
 
     def write_row(self, **row: Any) -> None:
+        if self.seconds is not None:
+            row = self.seconds.add(row)
         for name, segments in self._columns.items():
             segments.append([row.get(name)])
         self._buffered += 1
@@ -266,6 +309,8 @@ class TableWriter:
     def write_columns(self, columns: dict[str, Any]) -> None:
         """Append many rows at once: every column maps to a sequence or numpy array of equal length
         (a vector column may be a 2-D array, one row per row)."""
+        if self.seconds is not None:
+            columns = self.seconds.add(columns)
         n = None
         for name, segments in self._columns.items():
             if name not in columns:
@@ -415,14 +460,17 @@ def _tsv_line(cells: Iterable[str]) -> str:
     return "\t".join(cells) + "\n"
 
 
-def write_tsv(schema: pa.Schema, rows: Iterable[dict], stream=None) -> None:
+def write_tsv(schema: pa.Schema, rows: Iterable[dict], stream=None, seconds: Seconds | None = None) -> None:
     """Rows (dicts) as a plain TSV with ``schema``'s columns, as :class:`TableWriter` writes them
-    (default stream: stdout)."""
+    (default stream: stdout; ``seconds`` as for :class:`TableWriter`)."""
     import sys
 
     stream = stream or sys.stdout
+    if seconds is not None:
+        schema = seconds.schema(schema)
     stream.write(_tsv_line(schema.names))
     for row in rows:
+        row = seconds.add(row) if seconds is not None else row
         stream.write(_tsv_line(_tsv_cell(row.get(name)) for name in schema.names))
 
 
