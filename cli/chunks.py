@@ -82,7 +82,7 @@ def chunks(
     if png is not None:
         if len(tracks) > 1:
             raise UserError("--png draws one sequence: pick it with --record or --region")
-        plot_tracks(tracks[0], png, bin_size=bin_size, annotations=annotations)
+        plot_tracks(tracks[0], png, bin_size=bin_size, annotations=annotations, sample_rate=adapter.sample_rate)
         typer.echo(f"wrote {png}", err=True)
     elif annotations is not None:
         raise UserError("--annotations is a track of --png: give --png too")

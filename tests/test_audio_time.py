@@ -74,3 +74,19 @@ def test_dna_outputs_have_no_time_columns(tmp_path):
     names = pq.read_table(tmp_path / "s.parquet").column_names
     assert "sample_rate" not in names and "start_s" not in names
     assert "per second" not in result.output
+
+
+def test_chunks_png_of_audio_draws_waveform_and_spectrogram(tmp_path, cka, speech):
+    from PIL import Image
+
+    png = tmp_path / "a.png"
+    result = invoke("chunks", speech[0], "--checkpoint", cka, "--png", png)
+    assert result.exit_code == 0, result.output
+    ck = make_checkpoint(tmp_path / "bytes", "tiny_1stage.json", "bytes")
+    doc = tmp_path / "d.txt"
+    doc.write_text("All human beings are born free and equal in dignity and rights. " * 4)
+    text_png = tmp_path / "t.png"
+    assert invoke("chunks", doc, "--checkpoint", ck, "--png", text_png).exit_code == 0
+    # one stage track each; audio adds two panels of the same height (1.9 in at 110 dpi)
+    extra = Image.open(png).size[1] - Image.open(text_png).size[1]
+    assert abs(extra - 2 * 1.9 * 110) <= 2

@@ -211,8 +211,14 @@ def render_html(tracks: ChunkTracks | list[ChunkTracks], path: str | Path, *, ti
 
 # ---- PNG ------------------------------------------------------------------------------------
 def plot_tracks(tracks: ChunkTracks, path: str | Path, *, bin_size: int | None = None,
-                annotations: str | Path | None = None, title: str | None = None) -> Path:
-    """PNG: per stage, chunk starts per kb and mean boundary probability in bins along the sequence."""
+                annotations: str | Path | None = None, title: str | None = None,
+                sample_rate: int | None = None) -> Path:
+    """PNG: per stage, chunk starts per kb and mean boundary probability in bins along the sequence.
+
+    With ``sample_rate`` (audio: ``tracks.data`` are samples) the waveform and a log-mel
+    spectrogram are drawn under the boundary tracks, with the chunk starts of the last stage
+    over both, and the axis is in seconds.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -229,7 +235,7 @@ def plot_tracks(tracks: ChunkTracks, path: str | Path, *, bin_size: int | None =
     centres = x0 + (edges[:-1] + edges[1:]) / 2
     widths = np.diff(edges)
     feats = bed_features(annotations, tracks.chrom, x0, x0 + L) if annotations else []
-    n_tracks = len(tracks.stages) + (1 if annotations else 0)
+    n_tracks = len(tracks.stages) + (1 if annotations else 0) + (2 if sample_rate else 0)
     fig, axes = plt.subplots(n_tracks, 1, figsize=(12, 1.9 * n_tracks + 0.6), sharex=True, squeeze=False)
     axes = axes[:, 0]
     for s, st in enumerate(tracks.stages):
@@ -262,8 +268,16 @@ def plot_tracks(tracks: ChunkTracks, path: str | Path, *, bin_size: int | None =
         ax.set_ylim(0, 3)
         ax.set_yticks([])
         ax.set_ylabel(f"{Path(annotations).name}\n({len(feats)})", fontsize=8)
+    if sample_rate:
+        _plot_audio(axes[-2], axes[-1], np.asarray(tracks.data, np.float32), sample_rate, x0,
+                    tracks.stages[-1].starts if tracks.stages else np.zeros(0, np.int64))
     axes[-1].set_xlim(x0, x0 + L)
     axes[-1].set_xlabel(f"{tracks.chrom} position" if tracks.modality == "dna" else "position", fontsize=9)
+    if sample_rate:
+        step = next(s for s in (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 1e9) if L / sample_rate / s <= 12)
+        axes[-1].xaxis.set_major_locator(matplotlib.ticker.MultipleLocator(step * sample_rate, offset=x0))
+        axes[-1].xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / sample_rate:g}"))
+        axes[-1].set_xlabel(f"time (s); {sample_rate} Hz samples", fontsize=9)
     fig.suptitle(title or f"{tracks.seq_id}: chunk boundaries per stage", fontsize=11)
     fig.tight_layout()
     out = AtomicFile(path)
@@ -275,6 +289,28 @@ def plot_tracks(tracks: ChunkTracks, path: str | Path, *, bin_size: int | None =
         plt.close(fig)
         out.abort()
         raise
+
+
+def _plot_audio(wave_ax, mel_ax, samples: np.ndarray, sample_rate: int, x0: int, starts: np.ndarray) -> None:
+    """Waveform and log-mel spectrogram (torchaudio; 25 ms windows, 10 ms hop, 64 bands) on a
+    sample axis, the chunk ``starts`` (samples) drawn over both."""
+    import torch
+    import torchaudio.transforms as T
+
+    n = len(samples)
+    wave_ax.plot(x0 + np.arange(n), samples, color="#333", linewidth=0.4)
+    wave_ax.set_ylabel("waveform", fontsize=9)
+    wave_ax.set_ylim(-1.05 * (np.abs(samples).max() or 1), 1.05 * (np.abs(samples).max() or 1))
+    hop = max(1, round(0.010 * sample_rate))
+    mel = T.MelSpectrogram(sample_rate, n_fft=round(0.025 * sample_rate), hop_length=hop, n_mels=64)
+    with torch.no_grad():
+        logmel = torch.log(mel(torch.from_numpy(np.ascontiguousarray(samples))).clamp(min=1e-10)).numpy()
+    mel_ax.imshow(logmel, origin="lower", aspect="auto", cmap="magma", extent=(x0, x0 + n, 0, logmel.shape[0]),
+                  vmin=np.percentile(logmel, 5), vmax=logmel.max())
+    mel_ax.set_ylabel("log-mel band", fontsize=9)
+    for ax in (wave_ax, mel_ax):
+        ax.vlines(x0 + starts, *ax.get_ylim(), color="#6baed6", linewidth=0.5, alpha=0.7)
+        ax.tick_params(labelsize=8)
 
 
 # ---- terminal -------------------------------------------------------------------------------
