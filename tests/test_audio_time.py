@@ -90,3 +90,19 @@ def test_chunks_png_of_audio_draws_waveform_and_spectrogram(tmp_path, cka, speec
     # one stage track each; audio adds two panels of the same height (1.9 in at 110 dpi)
     extra = Image.open(png).size[1] - Image.open(text_png).size[1]
     assert abs(extra - 2 * 1.9 * 110) <= 2
+
+
+def test_generate_reports_loglik_per_second_equal_to_score(tmp_path, cka, speech):
+    from hnet_seq.inference.generate import continue_audio
+    from hnet_seq.inference.score import score
+
+    c = continue_audio(cka, speech[0], tmp_path / "more.wav", seconds=0.05, device="cpu")
+    s = score(cka, [speech[0]], progress=False, device="cpu")
+    assert c.prompt_seconds == pytest.approx(s.scores[0].units_scored / 8000)
+    # the step cache scores the prompt as the full forward does
+    assert c.prompt_log_likelihood == pytest.approx(s.scores[0].log_likelihood, rel=1e-4)
+    assert c.new_seconds == pytest.approx(0.05) and np.isfinite(c.new_nats_per_second)
+    result = invoke("generate", "--checkpoint", cka, "--audio-prompt", speech[0], "--out-wav", tmp_path / "m2.wav",
+                    "--seconds", "0.05", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert f"prompt {c.prompt_nats_per_second:,.1f} nats/s" in result.output
