@@ -77,7 +77,7 @@ def chunks(
             raise UserError(f"--record {record}: no such record in the inputs")
     tracks = boundary_tracks(im, records, window=window, overlap=overlap)
     if html is not None:
-        render_html(tracks, html, title=f"H-Net chunks: {checkpoint.name}")
+        render_html(tracks, html, title=f"H-Net chunks: {checkpoint.name}", sample_rate=adapter.sample_rate)
         typer.echo(f"wrote {html}", err=True)
     if png is not None:
         if len(tracks) > 1:

@@ -106,3 +106,18 @@ def test_generate_reports_loglik_per_second_equal_to_score(tmp_path, cka, speech
                     "--seconds", "0.05", "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert f"prompt {c.prompt_nats_per_second:,.1f} nats/s" in result.output
+
+
+def test_chunks_html_of_audio_is_a_waveform_view(tmp_path, cka, speech):
+    from hnet_seq.inference import boundary_tracks, load
+
+    page = tmp_path / "a.html"
+    result = invoke("chunks", speech[0], "--checkpoint", cka, "--html", page)
+    assert result.exit_code == 0, result.output
+    text = page.read_text()
+    im = load(cka, device="cpu")
+    tracks = boundary_tracks(im, list(im.adapter.read_records([speech[0]])))[0]
+    assert text.count("<svg") == 1 and "class='c'" not in text  # no per-sample character cells
+    assert text.count("<line") == len(tracks.stages[0].starts) > 3
+    assert f"{tracks.length / 8000:.2f} s at 8000 Hz" in text
+    assert len(text) < 40 * tracks.length / 8000 * 1000  # tens of kB per second, not MB

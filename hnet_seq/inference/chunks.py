@@ -149,12 +149,18 @@ h1{font-size:18px;margin:0 0 4px} .meta{color:#555;font-size:13px;margin-bottom:
 
 
 def render_html(tracks: ChunkTracks | list[ChunkTracks], path: str | Path, *, title: str | None = None,
-                max_units: int = 200_000) -> Path:
-    """Write the self-contained HTML page for one or more sequences (atomically)."""
+                max_units: int = 200_000, sample_rate: int | None = None) -> Path:
+    """Write the self-contained HTML page for one or more sequences (atomically).
+
+    With ``sample_rate`` (audio) each sequence is a waveform view (an inline SVG) with every
+    stage's chunk starts, not characters; its length limit is then 10 minutes of audio.
+    """
     from .io import AtomicFile
 
     tracks = [tracks] if isinstance(tracks, ChunkTracks) else list(tracks)
     total = sum(t.length for t in tracks)
+    if sample_rate:
+        max_units = 600 * sample_rate
     if total > max_units:
         raise UserError(f"--html: {total} units is too long for a page (limit {max_units}); "
                         "pick a --region, or use --png for long regions")
@@ -173,8 +179,14 @@ def render_html(tracks: ChunkTracks | list[ChunkTracks], path: str | Path, *, ti
                            f"units/chunk)" for s, st in enumerate(t.stages))
         genomic = t.offset or t.chrom != t.seq_id
         where = f"{t.chrom}:{t.offset}-{t.offset + t.length}" if genomic else f"{t.length} units"
+        if sample_rate:
+            where = f"{t.length / sample_rate:.2f} s at {sample_rate} Hz"
         parts.append(f"<h1>{html.escape(t.seq_id)}</h1><div class='meta'>{html.escape(where)} &middot; "
-                     f"{html.escape(ratios)}</div><div class='seq'>")
+                     f"{html.escape(ratios)}</div>")
+        if sample_rate:
+            parts.append(_waveform_svg(t, sample_rate))
+            continue
+        parts.append("<div class='seq'>")
         cells = t.symbols()
         # chunk index of each unit per stage, and whether a chunk starts inside each cell
         chunk_of = [np.searchsorted(st.starts, np.arange(t.length), side="right") - 1 for st in t.stages]
@@ -207,6 +219,32 @@ def render_html(tracks: ChunkTracks | list[ChunkTracks], path: str | Path, *, ti
     except BaseException:
         out.abort()
         raise
+
+
+def _waveform_svg(t: ChunkTracks, sample_rate: int, width: int = 1200, lane: int = 14) -> str:
+    """An SVG of the waveform (min/max per pixel column), one lane of chunk-start ticks per stage
+    under it, and a time axis; hovering a tick shows its time and boundary probability."""
+    x = np.asarray(t.data, np.float32)
+    cols = np.array_split(x, min(width, max(len(x), 1)))
+    peak = max(float(np.abs(x).max()) if len(x) else 0.0, 1e-6)
+    h = 120
+    env = " ".join(f"M{i},{h / 2 * (1 - c.max() / peak):.1f}V{h / 2 * (1 - c.min() / peak):.1f}"
+                   for i, c in enumerate(cols) if len(c))
+    scale = len(cols) / max(t.length, 1)
+    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{len(cols)}' height='{h + lane * len(t.stages) + 18}' "
+           f"style='display:block;margin:8px 0'><path d='{env}' stroke='#333' stroke-width='1' fill='none'/>"]
+    for s, st in enumerate(t.stages):
+        dark = STAGE_COLOURS[s % len(STAGE_COLOURS)][2]
+        y = h + lane * s
+        out.append(f"<text x='2' y='{y + lane - 3}' font-size='9' fill='{dark}'>stage {s + 1}</text>")
+        out += [f"<line x1='{a * scale:.1f}' x2='{a * scale:.1f}' y1='{y + 1}' y2='{y + lane - 1}' stroke='{dark}'>"
+                f"<title>{a / sample_rate:.4f} s (sample {a}), p={float(st.prob[a]):.3f}</title></line>"
+                for a in st.starts]
+    step = next(v for v in (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60) if t.length / sample_rate / v <= 12)
+    y = h + lane * len(t.stages) + 14
+    out += [f"<text x='{sec * sample_rate * scale:.1f}' y='{y}' font-size='10'>{sec:g} s</text>"
+            for sec in np.arange(0, t.length / sample_rate, step)]
+    return "".join(out) + "</svg>"
 
 
 # ---- PNG ------------------------------------------------------------------------------------
