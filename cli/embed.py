@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from hnet_seq.cli.main import CHECKPOINT_HELP, command
+from hnet_seq.cli.main import CHECKPOINT_HELP, check_positive, command
 
 
 @command("embed")
@@ -61,6 +61,9 @@ def embed(
     """
     from hnet_seq.inference.batching import dist_info
     from hnet_seq.inference.embed import embed as run
+
+    check_positive(batch_tokens, "--batch-tokens")
+    check_positive(window, "--window")
 
     s = run(checkpoint, inputs or [], out, config=config, modality=modality, bed=bed, region=region,
             reference=reference, chunks=chunks, chunks_out=chunks_out, pool=pool, stage=stage, layer=layer,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from hnet_seq.cli.main import CHECKPOINT_HELP, command
+from hnet_seq.cli.main import CHECKPOINT_HELP, check_positive, command
 
 
 @command("generate")
@@ -45,6 +45,14 @@ def generate(
     """
     from hnet_seq.errors import UserError
 
+    check_positive(temperature, "--temperature", allow_zero=True)
+    check_positive(max_new_tokens, "--max-new-tokens")
+    check_positive(top_k, "--top-k", allow_zero=True)
+    check_positive(num_samples, "--num-samples")
+    check_positive(seconds, "--seconds")
+    if not 0 < top_p <= 1:
+        raise UserError(f"--top-p {top_p}: must be in (0, 1]")
+
     if audio_prompt is not None:
         from hnet_seq.inference.generate import continue_audio
 
@@ -61,6 +69,10 @@ def generate(
 
     if (prompt is None) == (prompt_file is None):
         raise UserError("give exactly one of --prompt or --prompt-file")
+    if out is not None:
+        from hnet_seq.inference.io import check_output_path
+
+        check_output_path(out)  # before any work
     im = load(checkpoint, config, device=device, modality=modality, precision="float32")
     if prompt_file is not None:
         if not prompt_file.exists():

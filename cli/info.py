@@ -7,7 +7,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hnet_seq.cli.main import command
+from hnet_seq.cli.main import check_device, command
 
 
 @command("info")
@@ -49,6 +49,7 @@ def info(
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    check_device(device)
     path = resolve_config(config) if config is not None else resolve_checkpoint(checkpoint) / "config.json"
     cfg = load_config(path)
     stages, backbone, total = summarize(cfg)

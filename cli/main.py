@@ -1,18 +1,23 @@
 """The ``hnet-seq`` command line: thin Typer commands over the Python API.
 
 Each command lives in its own module of this package and is registered here.  User mistakes
-(:class:`hnet_seq.errors.UserError`) print one line and exit with status 2.
+(:class:`hnet_seq.errors.UserError`) print one line and exit with status 2.  SIGTERM and SIGHUP
+are handled like Ctrl-C: they raise :class:`hnet_seq.errors.Interrupted` (a KeyboardInterrupt)
+in the main thread, so the writers' cleanup runs (no temporary file or partial folder is left),
+and the command exits with 128 + the signal number after one line.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
 from typing import Callable
 
 import typer
 from typer.core import TyperCommand, TyperGroup
 
 from hnet_seq import __version__
-from hnet_seq.errors import UserError
+from hnet_seq.errors import Interrupted, UserError
 
 # The --checkpoint help of every command that loads a model.
 CHECKPOINT_HELP = ("Checkpoint directory, or a training run directory (its latest checkpoint), or an "
@@ -79,24 +84,106 @@ def main(
     if kernels:
         import os
 
+        from hnet_seq.kernels import ALL_OPS
+        from hnet_seq.kernels.registry import check_spec
+
+        try:
+            check_spec(kernels, tuple(op.name for op in ALL_OPS))
+        except ValueError as e:
+            _fail(f"--kernels {kernels}: {e}")
         os.environ["HNET_SEQ_KERNELS"] = kernels
 
 
+# OS errors whose ``filename`` is the user's path (the message names it): an unwritable output,
+# a directory given for a file, a file in the way of a folder.
+PATH_ERRORS = (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def signals_as_interrupts():
+    """SIGTERM and SIGHUP raise :class:`Interrupted` like SIGINT does (main thread only)."""
+    previous = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            previous[sig] = signal.signal(sig, _raise_interrupted)
+    except ValueError:  # not the main thread (e.g. a test runner's worker): no handlers
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def user_errors_as_one_line(fn: Callable) -> Callable:
-    """Turn a :class:`UserError` (or a missing file) into ``error: …`` and exit status 2."""
+    """Turn a :class:`UserError` (or an OS error on a named path) into ``error: …`` and exit
+    status 2; an interrupt (Ctrl-C, SIGTERM, SIGHUP) into one line and 128 + its number.
+
+    Anything else is a bug and keeps its traceback.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with signals_as_interrupts():
+                return fn(*args, **kwargs)
         except UserError as e:
-            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(2) from None
+            _fail(str(e))
         except FileNotFoundError as e:
-            typer.secho(f"error: {e.filename}: no such file", fg=typer.colors.RED, err=True)
-            raise typer.Exit(2) from None
+            if e.filename is None:
+                raise
+            _fail(f"{e.filename}: no such file")
+        except PATH_ERRORS as e:
+            if e.filename is None:
+                raise
+            _fail(f"{e.filename}: {e.strerror or e}")
+        except KeyboardInterrupt as e:
+            from hnet_seq.atomic import remove_temporaries
+
+            remove_temporaries()  # what an interrupt caught between creating and owning a file
+            signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+            typer.secho(f"interrupted ({signal.Signals(signum).name}): no output written", fg=typer.colors.YELLOW,
+                        err=True)
+            raise typer.Exit(128 + signum) from None
 
     return wrapper
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2) from None
+
+
+def check_positive(value, flag: str, allow_zero: bool = False):
+    """``value`` unless it is below 1 (``allow_zero``: below 0); ``None`` passes (a default)."""
+    if value is not None and (value < 0 if allow_zero else value <= 0):
+        raise UserError(f"{flag} {value}: must be {'zero or more' if allow_zero else 'positive'}")
+    return value
+
+
+def check_device(device: str, flag: str = "--device") -> str:
+    """``device`` if torch can use it on this machine (cpu, cuda, cuda:N, mps)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"{flag} {device}: not a device (use cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UserError(f"{flag} {device}: CUDA is not available on this machine (use {flag} cpu)")
+        if dev.index is not None and dev.index >= count:
+            raise UserError(f"{flag} {device}: this machine has {count} CUDA device(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"{flag} {device}: MPS is not available on this machine")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"{flag} {device}: torch cannot run on {dev.type} here (use cpu or cuda)")
+    return device
 
 
 def command(name: str):

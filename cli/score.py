@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from hnet_seq.cli.main import CHECKPOINT_HELP, command
+from hnet_seq.cli.main import CHECKPOINT_HELP, check_positive, command
 
 
 @command("score")
@@ -50,6 +50,9 @@ def score(
     from hnet_seq.inference.batching import dist_info
     from hnet_seq.inference.io import write_tsv
     from hnet_seq.inference.score import SCORE_SCHEMA, score as run
+
+    check_positive(batch_tokens, "--batch-tokens")
+    check_positive(window, "--window")
 
     s = run(checkpoint, inputs or [], out, config=config, modality=modality, bed=bed, region=region,
             reference=reference, per_position=per_position, window=window, overlap=overlap,

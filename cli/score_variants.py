@@ -1,11 +1,12 @@
 """``hnet-seq score-variants``: log-likelihood ratio of ALT vs REF windows for every VCF allele."""
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import typer
 
-from hnet_seq.cli.main import command
+from hnet_seq.cli.main import check_positive, command
 from hnet_seq.errors import UserError
 
 
@@ -20,10 +21,15 @@ def score_variants(
     out: Path = typer.Option(None, "--out", "-o", help="Table .tsv or .parquet, one row per ALT allele "
                              "(default: TSV on stdout)."),
     vcf_out: Path = typer.Option(None, "--vcf-out", help="Annotated copy of the input (.vcf, .vcf.gz or .bcf): "
-                                 "INFO HNET_SCORE, HNET_SITE_LLR, HNET_FLAGS; every record kept, in order."),
+                                 "INFO HNET_SCORE, HNET_SITE_LLR, HNET_FLAGS and a ##hnet-seq header line; every "
+                                 "record kept, in order; .vcf.gz gets a .tbi (or .csi), .bcf a .csi index."),
     config: Path = typer.Option(None, "--config", help="Config override (rarely needed)."),
     window: int = typer.Option(8192, "--window", help="Genomic span scored around each variant (bp)."),
-    rc_average: bool = typer.Option(False, "--rc-average/--no-rc-average", help="Score both strands and average."),
+    indel_window: str = typer.Option("equal-length", "--indel-window", help="Alt window of an indel: "
+                                     "'equal-length' (W bases of the alt haplotype, as long as the ref window) or "
+                                     "'span' (the ref window's span with the allele replaced; its length changes)."),
+    rc_average: bool = typer.Option(False, "--rc-average/--no-rc-average", help="Score both strands; score, "
+                                    "ref_ll and alt_ll are the strand means, *_fwd/*_rev columns hold each strand."),
     strict: bool = typer.Option(False, "--strict/--no-strict", help="A REF that does not match the reference is fatal "
                                 "(default: reported and skipped)."),
     windows_fasta: Path = typer.Option(None, "--windows-fasta", help="Write every scored allele's ref and alt "
@@ -38,13 +44,17 @@ def score_variants(
 ) -> None:
     """Score = log-likelihood(alt window) - log-likelihood(ref window), nats, per ALT allele.
 
-    Convention: with p = POS-1 and m = len(REF), both windows cover the genomic span [S, S+W),
-    S = p + m//2 - W//2 (the REF allele centred): ref window = ref[S:S+W], alt window =
-    ref[S:p] + ALT + ref[p+m:S+W] (so indels change the alt window's length, not its span).
-    site_llr restricts the difference to the allele's own bases.  Multi-allelic records are
-    split; symbolic/breakend/'*' ALTs, REF mismatches (fatal with --strict) and contigs missing
-    from the reference (chr1 <-> 1 aliases tried) are reported and skipped; windows past a
-    contig end are padded with N and flagged contig_edge.
+    Convention: with p = POS-1 and m = len(REF), the ref window is the W reference bases
+    centred on REF; near a contig end it is shifted inside the contig (same length, allele
+    off-centre; columns contig_edge and window_offset), never padded, and a contig shorter
+    than W is scored whole (flag short_contig).  The alt window is, by --indel-window,
+    equal-length: the W bases of the alt haplotype (the reference with REF replaced by ALT)
+    centred on ALT (default: totals of equal-length windows compare like with like), or span:
+    the ref window's genomic span with REF replaced by ALT (its length changes by len(ALT) - m,
+    and so does the total, by about a base's log-likelihood per base).  score_per_base compares
+    per-position means; site_llr restricts the difference to the allele's own bases.  Multi-allelic records
+    are split; symbolic/breakend/'*' ALTs, REF mismatches (fatal with --strict) and contigs
+    missing from the reference (chr1 <-> 1 aliases tried) are reported and skipped.
 
     Examples:
 
@@ -60,7 +70,10 @@ def score_variants(
     """
     from hnet_seq.inference.batching import dist_info
     from hnet_seq.inference.io import write_tsv
-    from hnet_seq.inference.variants import TABLE_SCHEMA, score_variants as run
+    from hnet_seq.inference.variants import TABLE_SCHEMA, score_variants as run, table_row
+
+    check_positive(batch_tokens, "--batch-tokens")
+    check_positive(window, "--window")
 
     main = dist_info().is_main
     shown = [0]
@@ -86,11 +99,28 @@ def score_variants(
                                    device=device, precision=precision, keep_alleles=out is None)
     else:
         s = run(checkpoint, vcf, reference, out, vcf_out=vcf_out, config=config, window=window,
-                rc_average=rc_average, strict=strict, batch_tokens=batch_tokens, device=device,
-                precision=precision, windows_fasta=windows_fasta, progress=not quiet, keep_alleles=out is None,
-                on_skip=report, share_prefix=share_prefix)
+                indel_window=indel_window, rc_average=rc_average, strict=strict, batch_tokens=batch_tokens,
+                device=device, precision=precision, windows_fasta=windows_fasta, progress=not quiet,
+                keep_alleles=out is None, on_skip=report, command=_command_line(), share_prefix=share_prefix)
     if not main:
         return
     if out is None:  # the columns of a -o table, in the same format
-        write_tsv(TABLE_SCHEMA, (a.row() for a in s.alleles_list))
+        write_tsv(TABLE_SCHEMA, (table_row(a) for a in s.alleles_list))
     typer.echo(s.describe(), err=True)
+
+
+def _command_line() -> str:
+    """This command as a shell line, from its parsed options (those not at their defaults).
+
+    Rebuilt rather than read from ``sys.argv``, which is the caller's own under a test runner
+    or an embedding program."""
+    from typer._click.globals import get_current_context  # typer bundles its own click
+
+    ctx = get_current_context()
+    words = ["hnet-seq", "score-variants"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value is None or value == param.default or not param.opts:
+            continue
+        words += [param.opts[0]] if value is True else [param.opts[0], str(value)]
+    return shlex.join(words)

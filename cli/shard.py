@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from hnet_seq.cli.main import command
+from hnet_seq.cli.main import check_positive, command
 
 
 def parse_options(pairs: list[str]) -> dict:
@@ -58,6 +58,7 @@ def shard(
     from hnet_seq.modalities import get_adapter
     from hnet_seq.progress import progress_bar
 
+    check_positive(max_shard_mb, "--max-shard-mb")
     adapter = get_adapter(modality, **parse_options(option))
     files = adapter.expand_inputs(inputs)
     check_output_dir(out)  # before the progress bar starts

@@ -12,36 +12,17 @@ Every file is written to a temporary name and renamed, so a crash never leaves h
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .config import HNetConfig, config_from_dict, load_config
+from .atomic import atomic_write, atomic_write_text  # noqa: F401  (re-exported for train/)
+from .config import HNetConfig, load_config, read_mapping
 from .errors import UserError
 from .model import HNetLM
 
 WEIGHTS, CONFIG, MODALITY, TRAIN_STATE = "model.safetensors", "config.json", "modality.json", "train_state.pt"
-
-
-def atomic_write(path: str | Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def build_model(cfg: HNetConfig, modality: str | None = None, options: dict | None = None, device=None):
@@ -92,7 +73,8 @@ def load_model(checkpoint: str | Path, config: str | Path | None = None, device=
     A run directory stands for its latest checkpoint; a Hub repo id (``cartesia-ai/hnet_2stage_L``)
     for its snapshot (:mod:`hnet_seq.hub`).  ``config`` may be a packaged name (``hnet_2stage_L``);
     an official ``.pt`` named like a packaged config needs none.  Official checkpoints are
-    byte-level language models; ``modality`` defaults to ``bytes``.
+    byte-level language models; ``modality`` defaults to ``bytes``.  Every file is read and
+    checked before the model is allocated, so a bad file costs no model build.
     """
     from .hub import config_named_by, resolve_config, resolve_model
 
@@ -103,29 +85,22 @@ def load_model(checkpoint: str | Path, config: str | Path | None = None, device=
     if checkpoint.is_dir():
         if not (checkpoint / WEIGHTS).exists():
             raise UserError(f"{checkpoint}: not a checkpoint directory (no {WEIGHTS})")
-        from safetensors.torch import load_file
-
         cfg = load_config(config or checkpoint / CONFIG)
-        meta = json.loads((checkpoint / MODALITY).read_text()) if (checkpoint / MODALITY).exists() else {}
-        model, adapter = build_model(cfg, modality or meta.get("name"), meta.get("options"))
-        state = load_file(checkpoint / WEIGHTS)
-        if cfg.tie_embeddings:
+        meta = read_mapping(checkpoint / MODALITY) if (checkpoint / MODALITY).exists() else {}
+        state = read_safetensors(checkpoint / WEIGHTS)
+        if cfg.tie_embeddings and "embeddings.weight" in state:
             state.setdefault("lm_head.weight", state["embeddings.weight"])
+        modality = modality or meta.get("name")
+        options = meta.get("options")
     else:
         config = config or config_named_by(checkpoint)
         if config is None:
             raise UserError(f"{checkpoint}: an official .pt checkpoint needs --config (its JSON, or a packaged "
                             "name such as hnet_2stage_L: hnet-seq info --list-configs)")
         cfg = load_config(config)
-        model, adapter = build_model(cfg, modality or "bytes")
-        try:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise UserError(f"{checkpoint}: cannot read checkpoint ({str(e).splitlines()[0]})") from None
-        if isinstance(state, dict) and isinstance(state.get("model"), dict):
-            state = state["model"]
-        if not isinstance(state, dict):
-            raise UserError(f"{checkpoint}: not a state_dict checkpoint")
+        state = read_torch_weights(checkpoint)
+        modality, options = modality or "bytes", None
+    model, adapter = build_model(cfg, modality, options)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
@@ -134,5 +109,37 @@ def load_model(checkpoint: str | Path, config: str | Path | None = None, device=
     return model.to(device).eval(), adapter
 
 
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file; truncated, empty or foreign files are a :class:`UserError`.
+
+    safetensors never unpickles, so a pickle in its place is only refused, never run.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as e:
+        raise UserError(f"{path}: not a readable safetensors file ({_first_line(e)}); truncated or not "
+                        "written by hnet-seq?") from None
+
+
+def read_torch_weights(path: str | Path) -> dict:
+    """A state dict from an official ``.pt`` (``weights_only``: a malicious pickle is refused, not run)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a bad pickle/zip; all mean "bad file"
+        raise UserError(f"{path}: cannot read checkpoint ({_first_line(e)})") from None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: not a state_dict checkpoint")
+    return state
+
+
 def config_from_checkpoint(checkpoint: str | Path) -> HNetConfig:
-    return config_from_dict(json.loads((resolve_checkpoint(checkpoint) / CONFIG).read_text()))
+    return load_config(resolve_checkpoint(checkpoint) / CONFIG)

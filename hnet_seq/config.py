@@ -17,6 +17,8 @@ from typing import Any, Union
 from .errors import UserError
 
 LAYOUT_PATTERN = re.compile(r"^([mMtT]\d+)+$")
+# Activation checkpointing of the isotropic stacks (torch-free here, so configs validate without torch).
+CHECKPOINTING = ("none", "blocks", "stages")
 
 
 class ConfigError(UserError, ValueError):

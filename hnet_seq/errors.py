@@ -7,3 +7,11 @@ prints its message on one line and exits with status 2, without a traceback.
 
 class UserError(Exception):
     """A mistake in the user's input; ``str(err)`` is the whole message."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised like Ctrl-C's KeyboardInterrupt so that the same cleanup runs."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

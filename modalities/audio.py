@@ -44,6 +44,10 @@ def load_audio(path: str | Path, sample_rate: int) -> tuple[np.ndarray, dict]:
         raise UserError(f"{path}: cannot read audio ({str(e).strip().splitlines()[0]})") from None
     if x.shape[0] == 0:
         raise UserError(f"{path}: empty audio file (0 samples)")
+    finite = np.isfinite(x)
+    if not finite.all():
+        frame, channel = np.argwhere(~finite)[0]
+        raise UserError(f"{path}: sample {frame} (channel {channel}) is {x[frame, channel]}; audio must be finite")
     mono = x.mean(1) if x.shape[1] > 1 else x[:, 0]
     if sr != sample_rate:
         mono = AF.resample(torch.from_numpy(mono), sr, sample_rate).numpy()

@@ -186,9 +186,9 @@ def test_score_variants_share_prefix_equals_full(ck, genome, tmp_path):
         assert len(runs[0]) == 6
         for a, b in zip(*runs):
             assert a.status == b.status == "scored"
-            for field in ("score", "site_llr", "ref_ll", "alt_ll", "score_rev"):
-                if getattr(b, field) is not None:
-                    assert getattr(a, field) == pytest.approx(getattr(b, field), rel=1e-5, abs=1e-4), field
+            assert a.scores.keys() == b.scores.keys()
+            for field in a.scores:  # score, site_llr, ref_ll, alt_ll, per strand too
+                assert a.scores[field] == pytest.approx(b.scores[field], rel=1e-5, abs=1e-4), field
 
 
 def test_saturation_equals_full_recomputation(ck, genome, tmp_path):
@@ -204,7 +204,7 @@ def test_saturation_equals_full_recomputation(ck, genome, tmp_path):
         if a.status == "scored":
             assert a.ref == seq[a.pos - 1] != a.alt
             assert a.score == pytest.approx(b.score, rel=1e-5, abs=1e-4)
-            assert a.score_rev == pytest.approx(b.score_rev, rel=1e-5, abs=1e-4)
+            assert a.scores["score_rev"] == pytest.approx(b.scores["score_rev"], rel=1e-5, abs=1e-4)
     # and the CLI: a table, same rows; misuse is one line and exit status 2
     out = tmp_path / "sat.tsv"
     res = CliRunner().invoke(app, ["score-variants", "--saturate", region, "--reference", str(ref), "--checkpoint",

@@ -71,3 +71,18 @@ def cli_popen(*args: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "hnet_seq.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
+
+
+def tiny_dna_checkpoint(directory: Path) -> Path:
+    """An untrained ``tiny_1stage.json`` DNA model saved as a checkpoint directory (seed 0)."""
+    import torch
+
+    from hnet_seq.checkpoint import build_model, save_checkpoint
+    from hnet_seq.config import load_config
+
+    torch.manual_seed(0)
+    model, _ = build_model(load_config(ROOT / "configs" / "tiny_1stage.json"), "dna")
+    model.init_weights()
+    save_checkpoint(directory, model, "dna", {})
+    return directory
+

@@ -3,7 +3,7 @@
 Issue 5 acceptance 2: SNV, MNV, insertion, deletion and a multi-allelic record score exactly
 the difference of ``hnet-seq score`` on the two windows written as FASTA; a REF mismatch is
 skipped (fatal with --strict, leaving no output), a missing contig is reported, a variant near
-a contig end is padded with N and flagged, symbolic and breakend ALTs are skipped with their
+a contig end gets a window shifted inside the contig and is flagged, symbolic and breakend ALTs are skipped with their
 reason, ``1`` finds ``chr1``; the annotated VCF validates with pysam and keeps every record.
 """
 from __future__ import annotations
@@ -102,7 +102,7 @@ def test_variant_scores_equal_score_of_windows(ck, genome, tmp_path, report):
     out, annotated, windows = tmp_path / "scores.tsv", tmp_path / "annotated.vcf.gz", tmp_path / "windows.fa"
     r = CliRunner().invoke(app, ["score-variants", "--vcf", str(bgz), "--reference", str(ref), "--checkpoint",
                                  str(ck), "-o", str(out), "--vcf-out", str(annotated), "--window", str(WINDOW),
-                                 "--windows-fasta", str(windows), "--quiet"])
+                                 "--windows-fasta", str(windows), "--indel-window", "span", "--quiet"])
     assert r.exit_code == 0, r.output
     assert "variants/s" in r.output  # throughput is reported at the end
     rows = read_table(out)
@@ -121,7 +121,7 @@ def test_variant_scores_equal_score_of_windows(ck, genome, tmp_path, report):
     assert status["star"] == [("scored", ""), ("skipped", "spanning_deletion")]
     assert status["softmask"] == [("scored", "")]  # REF compared case-insensitively
 
-    # The windows are what they claim: the same genomic span, the allele centred, N past the contig end.
+    # The windows are what they claim: the same genomic span, the allele centred, shifted at a contig end.
     win = {r.name: (r.sequence, r.comment) for r in pysam.FastxFile(str(windows))}
     c1 = chroms["chr1"]
     snv_ref, snv_alt = win["v0_0_ref"][0], win["v0_0_alt"][0]
@@ -132,7 +132,9 @@ def test_variant_scores_equal_score_of_windows(ck, genome, tmp_path, report):
     S = 1199 + 9 // 2 - WINDOW // 2
     assert del_alt == c1[S:1200] + c1[1208:S + WINDOW] and win["v3_0_ref"][0] == c1[S:S + WINDOW]
     edge = win["v7_0_ref"][0]
-    assert edge.startswith("N" * (WINDOW // 2 - 29)) and edge[WINDOW // 2 - 29:] == chroms["chr2"][:WINDOW // 2 + 29]
+    assert edge == chroms["chr2"][:WINDOW]  # shifted right by WINDOW // 2 - 29, no N padding
+    assert [(x["window_start"], x["window_offset"], x["contig_edge"]) for x in by_id["edge"]] == \
+        [("0", str(WINDOW // 2 - 29), "True")]
 
     # score = difference of `hnet-seq score` on the two windows
     scored = tmp_path / "windows.tsv"
@@ -190,9 +192,16 @@ def test_rc_average_and_shared_windows(ck, genome, tmp_path):
     ll = {x.seq_id: x.log_likelihood for x in score(ck, records=recs, window=WINDOW + 64, progress=False).scores}
     for a in s.alleles_list:
         key = f"v{a.record}_{a.index}"
-        assert abs(a.score_fwd - (ll[key + "_alt+"] - ll[key + "_ref+"])) < 2e-3
-        assert abs(a.score_rev - (ll[key + "_alt-"] - ll[key + "_ref-"])) < 2e-3
-        assert abs(a.score - (a.score_fwd + a.score_rev) / 2) < 1e-9
+        v = a.scores
+        for strand, sign in (("fwd", "+"), ("rev", "-")):
+            assert abs(v[f"ref_ll_{strand}"] - ll[key + "_ref" + sign]) < 2e-3
+            assert abs(v[f"alt_ll_{strand}"] - ll[key + "_alt" + sign]) < 2e-3
+            assert abs(v[f"score_{strand}"] - (ll[key + "_alt" + sign] - ll[key + "_ref" + sign])) < 2e-3
+        # the reported values are the strand means, so the row is self-consistent
+        assert abs(v["score"] - (v["score_fwd"] + v["score_rev"]) / 2) < 1e-9
+        assert abs(v["ref_ll"] - (v["ref_ll_fwd"] + v["ref_ll_rev"]) / 2) < 1e-9
+        assert abs(v["alt_ll"] - (v["alt_ll_fwd"] + v["alt_ll_rev"]) / 2) < 1e-9
+        assert abs(v["score"] - (v["alt_ll"] - v["ref_ll"])) < 1e-9
 
 
 def test_strict_mismatch_is_fatal_without_output(ck, genome, tmp_path):

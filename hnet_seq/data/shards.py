@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from hnet_seq.atomic import make_temp_dir, untrack, why_not_writable
 from hnet_seq.errors import UserError
 
 
@@ -50,6 +51,10 @@ def check_output_dir(out_dir: str | Path) -> Path:
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out}: already exists and is not an empty directory; choose another --out")
+    above = next((p for p in out.absolute().parents if p.exists()), None)
+    if above is not None and not (above.is_dir() and os.access(above, os.W_OK)):
+        what = "is a file, not a folder" if not above.is_dir() else "is not writable"
+        raise UserError(f"{out}: cannot write shards here ({above} {what}); choose another --out")
     return out
 
 
@@ -65,10 +70,13 @@ def write_shards(adapter, inputs: Iterable[str | Path], out_dir: str | Path, max
 
     out = check_output_dir(out_dir)
     files = adapter.expand_inputs(inputs)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        make_temp_dir(tmp)
+    except OSError as e:
+        raise UserError(f"{out}: cannot write shards here ({why_not_writable(e)})") from None
     try:
         n = 0
         with wds.ShardWriter(str(tmp / "shard-%06d.tar"), maxsize=max_shard_bytes, verbose=0) as writer:
@@ -85,8 +93,10 @@ def write_shards(adapter, inputs: Iterable[str | Path], out_dir: str | Path, max
         if out.exists():
             out.rmdir()
         tmp.rename(out)
+        untrack(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        untrack(tmp)
         raise
     return [out / s for s in shards]
 
@@ -147,7 +157,16 @@ def _read_in_order(paths: list[str], modality: str | None) -> Iterator:
             for sample in samples:
                 yield sample_to_record(sample, modality)
         except (tarfile.TarError, OSError, ValueError) as e:
-            raise UserError(f"{path}: not a readable shard ({str(e).splitlines()[0]})") from None
+            raise UserError(f"{path}: not a readable shard ({_reason(e)})") from None
+
+
+def _reason(e: BaseException) -> str:
+    """The first line of ``e``'s message (webdataset wraps tar errors as (reason, stream, url))."""
+    first = e.args[0] if e.args else e
+    while isinstance(first, tuple) and first:
+        first = first[0]
+    text = (str(first).strip().splitlines() or [type(e).__name__])[0].split(" @ <")[0]
+    return f"truncated: {text}" if "end of data" in text or "truncated" in text else text
 
 
 def _shuffled(items: Iterator, size: int, seed: int) -> Iterator:

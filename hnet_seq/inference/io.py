@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 
+from hnet_seq.atomic import publish, signals_blocked, temp_path_for, untrack  # noqa: F401  (part of this module's API)
 from hnet_seq.errors import UserError
 from hnet_seq.progress import progress_bar  # noqa: F401  (the inference commands' bar)
 
@@ -79,6 +79,7 @@ def input_total(inputs: Sequence[str | Path] = (), *, bed: str | Path | None = N
         if bed is not None:
             return sum(iv.end - iv.start for iv in read_bed(bed))
         if region is not None:
+            reference = reference if reference is not None or len(inputs) != 1 else inputs[0]
             lengths = _fai_lengths(reference) if reference is not None else None
             iv = parse_region(region, lengths, str(reference)) if lengths else None
             return iv.end - iv.start if iv else None
@@ -123,6 +124,9 @@ def _region_records(adapter, inputs, bed, region, reference) -> Iterator:
     flag = "--bed" if region is None else "--region"
     if bed is not None and region is not None:
         raise UserError("give --bed or --region, not both")
+    if region is not None and reference is None and len(inputs) == 1:  # `score genome.fa --region chr1:1-1000`
+        # as in `samtools faidx genome.fa chr1:1-1000`: the one input is the reference
+        reference, inputs = inputs[0], ()
     if reference is None:
         raise UserError(f"{flag} needs --reference (the FASTA the intervals refer to)")
     if not hasattr(adapter, "read_regions"):
@@ -142,35 +146,15 @@ def _region_records(adapter, inputs, bed, region, reference) -> Iterator:
 
 
 # ---- atomic files --------------------------------------------------------------------------
-def temp_path_for(path: Path, keep_suffix: bool = False) -> Path:
-    """A fresh temporary file beside ``path`` (same filesystem, so the final rename is atomic).
-
-    ``keep_suffix``: end the name with ``path``'s extension too (for writers that infer the
-    format from it, such as soundfile).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".tmp" + (path.suffix if keep_suffix else "")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def publish(tmp: Path, path: Path) -> Path:
-    """Give ``tmp`` the permissions of a normally created file (mkstemp makes it 0600), rename it."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-    return path
-
-
 def check_output_path(path: str | Path, flag: str = "--out") -> Path:
     """Refuse an output that is a directory or sits in a missing/unwritable folder (before any work)."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{flag} {path}: is a directory, expected a file name")
     parent = path.parent if str(path.parent) else Path(".")
+    above = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise UserError(f"{flag} {path}: {above} is a file, not a folder")
     if parent.exists() and not os.access(parent, os.W_OK):
         raise UserError(f"{flag} {path}: folder {parent} is not writable")
     return path
@@ -279,6 +263,8 @@ class TableWriter:
         self._buffered = 0
         self.rows = 0
         self._tmp = temp_path_for(self.path)
+        self._side: AtomicFile | None = None  # the sidecar's temporary file, once finished
+        self._finished = False
         self._writer = None
         self._text = None
         self._worker = _Worker() if background else None
@@ -358,10 +344,20 @@ class TableWriter:
             self._text.writelines(_tsv_line(_tsv_cell(c[i]) for c in cols) for i in range(n))
 
     def close(self) -> Path:
-        """Write what is buffered, close, and rename the temporary file onto the target.
-
-        On failure (here, or earlier in the writer thread) nothing is published.
+        """Write what is buffered, close, and rename the temporary file onto the target (then
+        its sidecar).  On failure (here, or earlier in the writer thread) nothing is published.
         """
+        self.finish()
+        publish(self._tmp, self.path)
+        if self._side is not None:
+            self._side.close()
+        return self.path
+
+    def finish(self) -> None:
+        """Write what is buffered and close the temporary files, without renaming them yet
+        (:class:`Outputs` finishes every writer before it renames any); a second call does nothing."""
+        if self._finished:
+            return
         try:
             self.flush()
             if self._worker is not None:
@@ -370,14 +366,11 @@ class TableWriter:
                 self._writer.close()
             if self._text is not None:
                 self._text.close()
-            side = self._write_sidecar()
+            self._side = self._write_sidecar()
         except BaseException:
             self.abort()
             raise
-        publish(self._tmp, self.path)
-        if side is not None:
-            side.close()
-        return self.path
+        self._finished = True
 
     def _write_sidecar(self) -> "AtomicFile | None":
         """The JSON sidecar, written to its temporary name (published after the table)."""
@@ -401,6 +394,9 @@ class TableWriter:
         except Exception:
             pass
         Path(self._tmp).unlink(missing_ok=True)
+        untrack(self._tmp)
+        if self._side is not None:
+            self._side.abort()
 
 
 class _Worker:
@@ -477,7 +473,9 @@ def write_tsv(schema: pa.Schema, rows: Iterable[dict], stream=None, seconds: Sec
 class Outputs:
     """Writers that must appear together: ``with Outputs() as outs: outs.add(writer)``.
 
-    Leaving the block normally closes (and renames) every writer; an exception aborts them all.
+    Leaving the block normally finishes every writer (their last writes, which may fail or be
+    interrupted: then none is renamed), then renames them all with signals held, so that an
+    interrupt cannot land between two renames.  An exception aborts them all.
     """
 
     def __init__(self):
@@ -492,13 +490,22 @@ class Outputs:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            for i, w in enumerate(self.writers):
-                try:
-                    w.close()
-                except BaseException:  # a late write failure: the writers not yet closed leave nothing
-                    for later in self.writers[i + 1:]:
-                        later.abort()
-                    raise
+            try:
+                for w in self.writers:
+                    if hasattr(w, "finish"):
+                        w.finish()
+            except BaseException:
+                for w in self.writers:
+                    w.abort()
+                raise
+            with signals_blocked():
+                for i, w in enumerate(self.writers):
+                    try:
+                        w.close()
+                    except BaseException:  # a late write failure: the writers not yet closed leave nothing
+                        for later in self.writers[i + 1:]:
+                            later.abort()
+                        raise
         else:
             for w in self.writers:
                 w.abort()
@@ -516,6 +523,7 @@ class AtomicFile:
 
     def abort(self) -> None:
         self.tmp.unlink(missing_ok=True)
+        untrack(self.tmp)
 
 
 def vector_field(name: str, dim: int) -> pa.Field:

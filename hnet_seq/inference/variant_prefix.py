@@ -207,7 +207,7 @@ def shared_logprobs(im: InferenceModel, refs: list[np.ndarray], alts: list[tuple
 
 
 def fill_windows(im: InferenceModel, windows: dict, pairs, budget: int) -> int:
-    """``score_variants``' hook: ``windows[key] = [tokens, clipped, log-probs]``; ``pairs`` lists
+    """``score_variants``' hook: ``windows[key] = [tokens, log-probs]``; ``pairs`` lists
     each allele's window keys ``(ref, alt[, ref-, alt-])``.  Fills the log-probs of every window
     named there (reference pass shared per strand) and returns the positions run."""
     ref_keys: dict = {}
@@ -220,5 +220,5 @@ def fill_windows(im: InferenceModel, windows: dict, pairs, budget: int) -> int:
     ref_lps, alt_lps, positions = shared_logprobs(im, refs, [(w, windows[k][0]) for k, w in alt_keys.items()],
                                                   budget)
     for k, lp in zip(list(ref_keys) + list(alt_keys), ref_lps + alt_lps):
-        windows[k][2] = lp
+        windows[k][1] = lp
     return positions

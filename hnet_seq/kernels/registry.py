@@ -32,6 +32,17 @@ def _env_choice(op: str) -> str:
     return choice
 
 
+def check_spec(spec: str, ops: tuple[str, ...]) -> None:
+    """Raise ValueError unless ``spec`` (``fast`` or ``ssd=reference,attention=fast``) names
+    known backends for ``ops``."""
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, value = part.rpartition("=")
+        if value not in BACKENDS:
+            raise ValueError(f"unknown backend {value!r} (use {', '.join(BACKENDS)})")
+        if name and name not in ops:
+            raise ValueError(f"unknown op {name!r} (ops: {', '.join(ops)})")
+
+
 def requested_backend(op: str) -> str:
     """The backend asked for ``op``: forced in code first, then the environment, else auto."""
     return _forced.get(op) or _forced.get("*") or _env_choice(op)

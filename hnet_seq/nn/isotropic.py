@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .. import kernels
-from ..config import HNetConfig
+from ..config import CHECKPOINTING, HNetConfig
 from .attention import CausalSelfAttention
 from .mamba2 import Mamba2
 from .mlp import SwiGLU
@@ -26,7 +26,6 @@ def parse_layout(layout: str) -> list[str]:
     return [kind for kind, n in re.findall(r"([mMtT])(\d+)", layout) for _ in range(int(n))]
 
 
-CHECKPOINTING = ("none", "blocks", "stages")
 
 
 def set_activation_checkpointing(model: nn.Module, mode: str) -> None:

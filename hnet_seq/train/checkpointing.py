@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint import TRAIN_STATE, WEIGHTS, save_checkpoint
+from ..checkpoint import TRAIN_STATE, WEIGHTS, read_safetensors, save_checkpoint
 from ..errors import UserError
 
 STEP_DIR = re.compile(r"^step_(\d+)$")
@@ -180,9 +180,7 @@ def read_train_state(checkpoint: str | Path) -> dict:
 
 
 def read_weights(checkpoint: str | Path, config) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    state = load_file(Path(checkpoint) / WEIGHTS)
+    state = read_safetensors(Path(checkpoint) / WEIGHTS)
     if config.tie_embeddings:
         state.setdefault("lm_head.weight", state["embeddings.weight"])
     return state

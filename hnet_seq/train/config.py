@@ -24,8 +24,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from ..config import ConfigError, HNetConfig, _build, config_from_dict, read_mapping
-from ..nn.isotropic import CHECKPOINTING
+from ..config import CHECKPOINTING, ConfigError, HNetConfig, _build, config_from_dict, read_mapping
 
 SCHEDULES = ("cosine", "wsd", "constant")
 NONFINITE = ("stop", "skip")

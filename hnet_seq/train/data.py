@@ -118,11 +118,13 @@ def _spread(n: int, k: int) -> list[int]:
 
 
 def _ignore_sigint(_worker_id: int) -> None:
-    # Ctrl-C reaches the whole process group: workers keep serving batches while the main
-    # process finishes its step and writes a checkpoint.
+    # Ctrl-C (and a terminal's hang-up) reach the whole process group: workers keep serving
+    # batches while the main process finishes its step and writes a checkpoint.  (SIGTERM is
+    # left alone: the DataLoader stops stuck workers with it.)
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 class TrainData:

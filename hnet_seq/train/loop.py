@@ -11,7 +11,7 @@ gradient clipping → AdamW → schedule.  Around it:
   (model, AdamW, schedule, data position and RNG), bitwise on CPU;
 * a NaN/inf loss or gradient norm stops the run (:class:`NonFiniteLoss`, the last good
   checkpoint kept) or, with ``train.on_nonfinite: skip``, skips the update;
-* Ctrl-C (SIGINT) or SIGTERM: the current step finishes, a checkpoint is written and
+* Ctrl-C (SIGINT), SIGTERM or SIGHUP: the current step finishes, a checkpoint is written and
   :class:`TrainingInterrupted` is raised (the CLI exits with status 130).
 
 MFU (CUDA only) = model FLOPs per second / the GPU's dense bf16 peak.  Model FLOPs (counted on
@@ -43,7 +43,7 @@ from ..nn.routing import stage_lengths
 from . import checkpointing as ckpt
 from .config import RunConfig, save_run_config
 from .data import TrainData, check_paths, to_device
-from .metrics import Console, MetricsWriter, WandbLogger, truncate_metrics
+from .metrics import METRICS, Console, MetricsWriter, WandbLogger, truncate_metrics
 from .objective import LN2, Objective
 from .optim import build_optimizer, build_schedule, clip_gradients
 from .parallel import (DistInfo, any_rank, barrier, gather_objects, init_distributed, make_reducer, shutdown,
@@ -57,7 +57,7 @@ class NonFiniteLoss(UserError):
 
 
 class TrainingInterrupted(Exception):
-    """Ctrl-C/SIGTERM: a checkpoint was written; ``str()`` says where and how to resume."""
+    """Ctrl-C/SIGTERM/SIGHUP: a checkpoint was written; ``str()`` says where and how to resume."""
 
     def __init__(self, message: str, checkpoint: Path | None, is_main: bool = True):
         super().__init__(message)
@@ -81,7 +81,11 @@ class TrainResult:
 
 
 def prepare_run_dir(run_dir: str | Path, resume: bool) -> Path:
-    """Create/check ``run_dir``: writable, and not an existing run unless resuming."""
+    """Create/check ``run_dir``: writable, and not an existing run unless resuming.
+
+    ``resume`` of a directory without a checkpoint (a run that failed or stopped before its
+    first one) starts afresh: its old metrics are dropped.
+    """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"{run_dir}: exists and is not a directory (--out)")
@@ -92,10 +96,10 @@ def prepare_run_dir(run_dir: str | Path, resume: bool) -> Path:
         probe.unlink()
     except OSError as e:
         raise UserError(f"{run_dir}: run directory is not writable ({e.strerror or e}); choose another --out") from None
-    has_run = ckpt.list_checkpoints(run_dir) or (run_dir / "metrics.jsonl").exists()
+    has_run = ckpt.list_checkpoints(run_dir) or (run_dir / METRICS).exists()
     if resume and not ckpt.latest_checkpoint(run_dir):
-        raise UserError(f"{run_dir}: nothing to resume (no checkpoint in {run_dir / 'checkpoints'})")
-    if has_run and not resume:
+        (run_dir / METRICS).unlink(missing_ok=True)
+    elif has_run and not resume:
         raise UserError(f"{run_dir}: already holds a run; pass --resume to continue it, or choose another --out")
     return run_dir
 
@@ -103,6 +107,24 @@ def prepare_run_dir(run_dir: str | Path, resume: bool) -> Path:
 def _absolute(path: str) -> str:
     """An existing path made absolute; brace patterns and URLs stay as given."""
     return str(Path(path).resolve()) if Path(path).exists() else path
+
+
+def _entries(run_dir: Path) -> set[str] | None:
+    """The names in ``run_dir`` (None: it does not exist)."""
+    return {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else None
+
+
+def _restore(run_dir: Path, found: set[str] | None) -> None:
+    """Remove what a failed start added to ``run_dir`` (all of it if it did not exist)."""
+    import shutil
+
+    if not run_dir.is_dir():
+        return
+    for p in run_dir.iterdir():
+        if found is None or p.name not in found:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    if found is None:
+        run_dir.rmdir()
 
 
 def check_inputs(cfg: RunConfig, data_paths: list[str] | None) -> None:
@@ -142,7 +164,7 @@ def _head_out_features(model) -> int | None:
 
 
 class _StopFlag:
-    """SIGINT/SIGTERM → finish the step, checkpoint, stop; a second Ctrl-C aborts at once."""
+    """SIGINT/SIGTERM/SIGHUP → finish the step, checkpoint, stop; a second Ctrl-C aborts at once."""
 
     def __init__(self):
         self.signal: int | None = None
@@ -150,7 +172,7 @@ class _StopFlag:
 
     def __enter__(self):
         try:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 self._previous[sig] = signal.signal(sig, self._handle)
         except ValueError:  # not the main thread: no handlers
             pass
@@ -190,8 +212,10 @@ class _Trainer:
     def setup(self) -> None:
         cfg, info = self.cfg, self.info
         check_inputs(cfg, self.data_paths)
+        self.afresh = self.resume and ckpt.latest_checkpoint(self.run_dir) is None
         if info.is_main:
             prepare_run_dir(self.run_dir, self.resume)
+        self.resume = self.resume and not self.afresh
         barrier(info)
         if cfg.train.threads and info.device.type == "cpu":
             torch.set_num_threads(cfg.train.threads)
@@ -360,14 +384,21 @@ class _Trainer:
     # ---- main ----------------------------------------------------------------------------
     def run(self) -> TrainResult:
         self.stop = _StopFlag()
+        restore = self.info.is_main and not self.resume
+        found = _entries(self.run_dir)
         with self.stop:
-            self.setup()
             try:
-                return self._run()
-            finally:
-                self.metrics.close()
-                if hasattr(self, "console"):
-                    self.console.close()
+                self.setup()
+                try:
+                    return self._run()
+                finally:
+                    self.metrics.close()
+                    if hasattr(self, "console"):
+                        self.console.close()
+            except BaseException:
+                if restore and getattr(self, "step", 0) == 0 and getattr(self, "last_checkpoint", None) is None:
+                    _restore(self.run_dir, found)  # a failed start leaves the directory as it was
+                raise
 
     def _run(self) -> TrainResult:
         cfg, info = self.cfg, self.info
@@ -376,6 +407,8 @@ class _Trainer:
                                enabled=info.is_main and not self.quiet)
         if self.resume:
             self.console.log(f"resumed from {self.last_checkpoint} at step {self.step}")
+        elif self.afresh:
+            self.console.log(f"--resume: {self.run_dir} has no checkpoint yet; starting afresh")
         self.model.train()
         self.t_start = time.perf_counter()
         self.skipped_in_a_row = 0
