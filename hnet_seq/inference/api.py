@@ -38,8 +38,8 @@ from hnet_seq.errors import UserError
 from hnet_seq.nn.isotropic import Block, Isotropic
 from hnet_seq.nn.packing import Packing
 
-from .batching import (InferenceModel, Runner, batches_by_budget, default_batch_tokens, default_overlap,
-                       level_modules, load, plan_tiles, record_inputs)
+from .batching import (InferenceModel, Runner, batches_by_budget, default_batch_tokens, default_overlap, load,
+                       plan_tiles, record_inputs)
 from .embed import POOLS, _RecordJob
 
 
