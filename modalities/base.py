@@ -61,6 +61,8 @@ class ModalityAdapter(ABC):
     unknown_token: int | None = None
     unknown_name: str = ""  # how outputs name it ("N")
     file_suffixes: tuple[str, ...] = ()  # files picked up when an input is a directory
+    record_fields: tuple[str, ...] = ()  # Record.meta keys every output carries as columns (text: lang)
+    column_names: dict[str, str] = {}  # output names of the generic columns seq_id, chrom (text: doc, source)
     units_per_second: float | None = None  # coordinates per second (audio): outputs add seconds
     sample_rate: int | None = None
     default_data: str | None = None  # file or folder in hnet_seq/resources a run reads when given no data

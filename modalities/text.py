@@ -31,6 +31,8 @@ class BytesAdapter(DiscreteAdapter):
     unit_name = "byte"
     vocab_size = table_size = 256
     file_suffixes = ()  # a directory contributes all of its (non-hidden) files
+    record_fields = ("lang",)  # the JSONL field, or the file name's language code
+    column_names = {"seq_id": "doc", "chrom": "source"}  # a document of a source file, not a contig
     default_data = "udhr"  # six UDHR translations (resources/README.md)
 
     def __init__(self, text_field: str = "text", lang_field: str = "lang", id_field: str = "id",

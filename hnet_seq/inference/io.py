@@ -231,6 +231,32 @@ class Seconds:
         return out
 
 
+class RecordColumns:
+    """A modality's own columns: ``fields`` of each record's meta as string columns (text:
+    ``lang``), and ``names`` for the generic ``seq_id``/``chrom`` columns (text: ``doc``,
+    ``source``).  Rows give the fields under their names and the generic columns as usual."""
+
+    def __init__(self, fields: Sequence[str], names: dict[str, str]):
+        self.fields, self.names = tuple(fields), dict(names)
+
+    @classmethod
+    def of(cls, adapter, rename: bool = True) -> "RecordColumns | None":
+        """For ``adapter``; ``rename=False`` keeps the generic names (per-rank parts, merged later)."""
+        names = adapter.column_names if rename else {}
+        return cls(adapter.record_fields, names) if adapter.record_fields or names else None
+
+    def values(self, meta: dict | None) -> dict[str, Any]:
+        """This record's field values (None where its meta lacks one)."""
+        return {f: None if (meta or {}).get(f) is None else str(meta[f]) for f in self.fields}
+
+    def schema(self, schema: pa.Schema) -> pa.Schema:
+        fields = [f.with_name(self.names.get(f.name, f.name)) for f in schema]
+        return pa.schema(fields + [pa.field(f, pa.string()) for f in self.fields], metadata=schema.metadata)
+
+    def add(self, columns: dict[str, Any]) -> dict[str, Any]:
+        return {self.names.get(k, k): v for k, v in columns.items()}
+
+
 class TableWriter:
     """Stream rows (dicts of columns) to parquet or TSV; the file appears only on :meth:`close`.
 
@@ -242,14 +268,18 @@ class TableWriter:
     (zstd-compressed) by a background thread, in order, so that the
     caller goes on computing meanwhile (``background=False``: in the calling thread).  At most
     one batch waits for the thread, which bounds memory to about three batches.
-    ``seconds`` (:class:`Seconds`) adds time columns beside coordinate columns (audio).
+    ``seconds`` (:class:`Seconds`) adds time columns beside coordinate columns (audio);
+    ``record`` (:class:`RecordColumns`) the modality's own columns (text: ``lang``, ``doc``, ``source``).
     """
 
     def __init__(self, path: str | Path, schema: pa.Schema, metadata: dict | None = None,
                  fmt: str | None = None, rows_per_batch: int = 8192, background: bool = True,
-                 sidecar: bool = True, seconds: Seconds | None = None):
+                 sidecar: bool = True, seconds: Seconds | None = None, record: RecordColumns | None = None):
         self.path = Path(path)
         self.seconds = seconds
+        self.record = record
+        if record is not None:
+            schema = record.schema(schema)
         if seconds is not None:
             schema = seconds.schema(schema)
             metadata = {**(metadata or {}), "sample_rate": seconds.sample_rate,
@@ -286,6 +316,8 @@ class TableWriter:
     def write_row(self, **row: Any) -> None:
         if self.seconds is not None:
             row = self.seconds.add(row)
+        if self.record is not None:
+            row = self.record.add(row)
         for name, segments in self._columns.items():
             segments.append([row.get(name)])
         self._buffered += 1
@@ -297,6 +329,8 @@ class TableWriter:
         (a vector column may be a 2-D array, one row per row)."""
         if self.seconds is not None:
             columns = self.seconds.add(columns)
+        if self.record is not None:
+            columns = self.record.add(columns)
         n = None
         for name, segments in self._columns.items():
             if name not in columns:
@@ -456,17 +490,21 @@ def _tsv_line(cells: Iterable[str]) -> str:
     return "\t".join(cells) + "\n"
 
 
-def write_tsv(schema: pa.Schema, rows: Iterable[dict], stream=None, seconds: Seconds | None = None) -> None:
+def write_tsv(schema: pa.Schema, rows: Iterable[dict], stream=None, seconds: Seconds | None = None,
+              record: RecordColumns | None = None) -> None:
     """Rows (dicts) as a plain TSV with ``schema``'s columns, as :class:`TableWriter` writes them
-    (default stream: stdout; ``seconds`` as for :class:`TableWriter`)."""
+    (default stream: stdout; ``seconds`` and ``record`` as for :class:`TableWriter`)."""
     import sys
 
     stream = stream or sys.stdout
     if seconds is not None:
         schema = seconds.schema(schema)
+    if record is not None:
+        schema = record.schema(schema)
     stream.write(_tsv_line(schema.names))
     for row in rows:
         row = seconds.add(row) if seconds is not None else row
+        row = record.add(row) if record is not None else row
         stream.write(_tsv_line(_tsv_cell(row.get(name)) for name in schema.names))
 
 
