@@ -121,3 +121,26 @@ def test_chunks_html_of_audio_is_a_waveform_view(tmp_path, cka, speech):
     assert text.count("<line") == len(tracks.stages[0].starts) > 3
     assert f"{tracks.length / 8000:.2f} s at 8000 Hz" in text
     assert len(text) < 40 * tracks.length / 8000 * 1000  # tens of kB per second, not MB
+
+
+def test_time_columns_survive_the_torchrun_merge(tmp_path, cka, speech):
+    import os
+    import subprocess
+    import sys
+
+    from test_inference import ROOT
+    from test_score_ddp import _free_port
+
+    multi = tmp_path / "m.parquet"
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                           str(_free_port()), "-m", "hnet_seq.cli", "score", *map(str, speech), "--checkpoint",
+                           str(cka), "--device", "cpu", "-o", str(multi), "-q"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, "\n".join(x for x in proc.stderr.splitlines() if "rank0" in x)[-3000:]
+    single = tmp_path / "s.parquet"
+    assert invoke("score", *speech, "--checkpoint", cka, "--device", "cpu", "-o", single, "-q").exit_code == 0
+    a, b = pq.read_table(multi).to_pydict(), pq.read_table(single).to_pydict()
+    assert list(a) == list(b)
+    for col in ("start_s", "end_s", "sample_rate"):
+        assert a[col] == b[col], col

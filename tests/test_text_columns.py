@@ -58,3 +58,29 @@ def test_embed_tables_have_doc_source_and_lang(tmp_path, ckb, texts):
     chunks = pq.read_table(tmp_path / "e.chunks.parquet").to_pydict()
     assert set(chunks["lang"]) == {"en", "fr"} and set(chunks["source"]) == {str(jsonl)}
     assert all((d == "a") == (lang == "en") for d, lang in zip(chunks["doc"], chunks["lang"]))
+
+
+def test_text_columns_survive_the_torchrun_merge(tmp_path, ckb, texts):
+    import os
+    import subprocess
+    import sys
+
+    from test_inference import ROOT
+    from test_score_ddp import _free_port
+
+    jsonl, yor = texts
+    multi, multi_pp = tmp_path / "m.parquet", tmp_path / "mpp.parquet"
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                           str(_free_port()), "-m", "hnet_seq.cli", "score", str(jsonl), str(yor), "--checkpoint",
+                           str(ckb), "--device", "cpu", "-o", str(multi), "--per-position", str(multi_pp), "-q"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, "\n".join(l for l in proc.stderr.splitlines() if "rank0" in l)[-3000:]
+    single, single_pp = tmp_path / "s.parquet", tmp_path / "spp.parquet"
+    assert invoke("score", jsonl, yor, "--checkpoint", ckb, "--device", "cpu", "-o", single,
+                  "--per-position", single_pp, "-q").exit_code == 0
+    for a, b in ((multi, single), (multi_pp, single_pp)):
+        ta, tb = pq.read_table(a), pq.read_table(b)
+        assert ta.column_names == tb.column_names and "lang" in ta.column_names
+        for col in ("doc", "source", "lang"):
+            assert ta.column(col).to_pylist() == tb.column(col).to_pylist(), col
