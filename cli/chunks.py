@@ -77,12 +77,12 @@ def chunks(
             raise UserError(f"--record {record}: no such record in the inputs")
     tracks = boundary_tracks(im, records, window=window, overlap=overlap)
     if html is not None:
-        render_html(tracks, html, title=f"H-Net chunks: {checkpoint.name}")
+        render_html(tracks, html, title=f"H-Net chunks: {checkpoint.name}", sample_rate=adapter.sample_rate)
         typer.echo(f"wrote {html}", err=True)
     if png is not None:
         if len(tracks) > 1:
             raise UserError("--png draws one sequence: pick it with --record or --region")
-        plot_tracks(tracks[0], png, bin_size=bin_size, annotations=annotations)
+        plot_tracks(tracks[0], png, bin_size=bin_size, annotations=annotations, sample_rate=adapter.sample_rate)
         typer.echo(f"wrote {png}", err=True)
     elif annotations is not None:
         raise UserError("--annotations is a track of --png: give --png too")

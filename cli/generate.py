@@ -58,9 +58,11 @@ def generate(
 
         if out_wav is None:
             raise UserError("--audio-prompt needs --out-wav")
-        path = continue_audio(checkpoint, audio_prompt, out_wav, seconds=seconds, seed=seed, config=config,
-                              device=device)
-        typer.echo(f"wrote {path}", err=True)
+        c = continue_audio(checkpoint, audio_prompt, out_wav, seconds=seconds, seed=seed, config=config,
+                           device=device)
+        typer.echo(f"wrote {c.path}; log-likelihood per second of audio: prompt {c.prompt_nats_per_second:,.1f} "
+                   f"nats/s ({c.prompt_seconds:.2f} s scored), continuation {c.new_nats_per_second:,.1f} nats/s "
+                   f"({c.new_seconds:.2f} s)", err=True)
         return
     from hnet_seq.inference.batching import load
     from hnet_seq.inference.generate import generate as run

@@ -12,27 +12,37 @@ from hnet_seq.cli.main import check_device, command
 
 @command("info")
 def info(
-    config: Path = typer.Option(None, "--config", "-c", help="Model config: an official goombalab JSON "
-                                "(e.g. configs/hnet_2stage_XL.json), our JSON/YAML, or a run's config."),
+    config: Path = typer.Option(None, "--config", "-c", help="Model config: a packaged name (hnet_2stage_XL; "
+                                "see --list-configs), an official goombalab JSON, our JSON/YAML, or a run's config."),
     checkpoint: Path = typer.Option(None, "--checkpoint", help="A checkpoint directory written by "
                                     "'hnet-seq train', or its run directory (its latest checkpoint); "
                                     "its config.json is used."),
     device: str = typer.Option(None, help="Device whose kernel backends to report (default: cuda if "
                                "available, else cpu)."),
+    list_configs: bool = typer.Option(False, "--list-configs", help="List the packaged model configs and "
+                                      "training presets, then exit."),
 ) -> None:
     """Print the hierarchy, parameters per stage and kernel backends, without allocating weights.
 
     Examples:
 
-      hnet-seq info --config configs/hnet_2stage_XL.json
+      hnet-seq info --config hnet_2stage_XL
+
+      hnet-seq info --list-configs
 
       hnet-seq info --checkpoint runs/dna-tiny/checkpoints/latest
     """
     from hnet_seq.checkpoint import resolve_checkpoint
     from hnet_seq.config import load_config
     from hnet_seq.errors import UserError
+    from hnet_seq.hub import packaged_configs, resolve_config
     from hnet_seq.summary import kernel_backends, summarize
+    from hnet_seq.train.config import list_presets
 
+    if list_configs:
+        typer.echo("model configs (--config NAME): " + " ".join(packaged_configs()))
+        typer.echo("training presets (hnet-seq train --config NAME): " + " ".join(list_presets()))
+        return
     if (config is None) == (checkpoint is None):
         raise UserError("give exactly one of --config or --checkpoint")
     if device is None:
@@ -40,7 +50,7 @@ def info(
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     check_device(device)
-    path = config if config is not None else resolve_checkpoint(checkpoint) / "config.json"
+    path = resolve_config(config) if config is not None else resolve_checkpoint(checkpoint) / "config.json"
     cfg = load_config(path)
     stages, backbone, total = summarize(cfg)
     console = Console()

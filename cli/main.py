@@ -21,7 +21,8 @@ from hnet_seq.errors import Interrupted, UserError
 
 # The --checkpoint help of every command that loads a model.
 CHECKPOINT_HELP = ("Checkpoint directory, or a training run directory (its latest checkpoint), or an "
-                   "official .pt (then --config).")
+                   "official .pt (then --config, unless its name is a packaged config's, e.g. "
+                   "hnet_2stage_L.pt), or a Hugging Face Hub repo id (cartesia-ai/hnet_2stage_L).")
 
 
 class _HelpAsWritten:

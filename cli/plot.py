@@ -1,4 +1,4 @@
-"""``hnet-seq plot RUN_DIR``: PNG curves from a run's metrics.jsonl (matplotlib, Agg backend)."""
+"""``hnet-seq plot RUN_DIR``: one PNG of a run's metrics.jsonl (matplotlib, Agg backend)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +10,26 @@ from hnet_seq.cli.main import command
 
 
 def plot_run(run_dir: Path, out_dir: Path | None = None) -> list[Path]:
-    """Write loss.png, heldout.png, compression.png and throughput.png; return their paths."""
+    """Write ``run.png`` (:func:`run_figure`) into ``out_dir`` (default ``RUN_DIR/plots``); return its path."""
+    fig = run_figure(run_dir)  # selects the Agg backend
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir) if out_dir else Path(run_dir) / "plots"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "run.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+def run_figure(run_dir: Path):
+    """One matplotlib figure of a run's metrics, four panels.
+
+    Panels (shared step axis): the objective and NLL in nats; train and held-out bits per unit
+    (a separate axis: nats and bits never share one); compression per chunking stage against
+    its target (stage 1 = the first router, as every other output numbers them); throughput.
+    Every resume point is a dotted vertical line on all panels.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,76 +47,58 @@ def plot_run(run_dir: Path, out_dir: Path | None = None) -> list[Path]:
     starts = [r for r in records if r.get("kind") in ("start", "resume")]
     unit = starts[-1].get("unit", "unit") if starts else "unit"
     targets = starts[-1].get("target_compression", []) if starts else []
-    out_dir = Path(out_dir) if out_dir else run_dir / "plots"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    resumes = [r["step"] for r in records if r.get("kind") == "resume"]
     steps = [r["step"] for r in train]
+    fig, (nats, bits, comp, speed) = plt.subplots(4, 1, figsize=(8, 11), sharex=True)
 
-    def save(fig, name):
-        path = out_dir / name
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
+    nats.plot(steps, [r["loss"] for r in train], lw=1, label="objective (NLL + ratio loss)")
+    nats.plot(steps, [r.get("nll") for r in train], lw=1, alpha=0.8, label=f"train NLL per {unit}")
+    nats.set_ylabel("nats")
+    nats.set_title(f"{run_dir.name}: loss", loc="left", fontsize=10)
 
-    # loss: the whole objective and the NLL in bits per unit
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps, [r["bits_per_unit"] for r in train], lw=1, label=f"train NLL (bits/{unit})")
-    ax.plot(steps, [r["loss"] for r in train], lw=1, alpha=0.7, label="objective (nats + ratio loss)")
+    bits.plot(steps, [r["bits_per_unit"] for r in train], lw=1, alpha=0.7, label="train")
     if evals:
-        ax.plot([r["step"] for r in evals], [r["bits_per_unit"] for r in evals], "o-", label=f"held-out bits/{unit}")
-    ax.set_xlabel("step")
-    ax.set_title(f"loss — {run_dir.name}")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    save(fig, "loss.png")
+        bits.plot([r["step"] for r in evals], [r["bits_per_unit"] for r in evals], "o-", ms=3, label="held-out")
+    bits.set_ylabel(f"bits per {unit}")
+    bits.set_title(f"bits per {unit}", loc="left", fontsize=10)
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if evals:
-        ax.plot([r["step"] for r in evals], [r["bits_per_unit"] for r in evals], "o-")
-    if unit == "base":
-        ax.axhline(2.0, color="gray", ls="--", label="uniform ACGT (2 bits)")
-        ax.legend()
-    ax.set_xlabel("step")
-    ax.set_ylabel(f"bits per {unit}")
-    ax.set_title(f"held-out bits per {unit}")
-    ax.grid(alpha=0.3)
-    save(fig, "heldout.png")
-
-    fig, ax = plt.subplots(figsize=(7, 4))
     n_stages = max((len(r.get("compression") or []) for r in train), default=0)
     for s in range(n_stages):
-        line, = ax.plot(steps, [(r.get("compression") or [None] * n_stages)[s] for r in train], lw=1,
-                        label=f"stage {s}")
+        line, = comp.plot(steps, [(r.get("compression") or [None] * n_stages)[s] for r in train], lw=1,
+                          label=f"stage {s + 1}")
+        held = [(r["step"], r["compression"][s]) for r in evals if len(r.get("compression") or []) > s]
+        if held:
+            comp.plot(*zip(*held), "o", ms=3, color=line.get_color(), label=f"stage {s + 1} held-out")
         if s < len(targets):
-            ax.axhline(targets[s], color=line.get_color(), ls="--", lw=1, label=f"target {targets[s]:g}")
-    ax.set_xlabel("step")
-    ax.set_ylabel("positions per chunk")
-    ax.set_yscale("log")
-    ax.set_title("compression per stage")
-    ax.grid(alpha=0.3)
-    if n_stages:
-        ax.legend()
-    save(fig, "compression.png")
+            comp.axhline(targets[s], color=line.get_color(), ls="--", lw=1, label=f"stage {s + 1} target {targets[s]:g}")
+    comp.set_yscale("log")
+    comp.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    comp.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    comp.set_ylabel("positions per chunk")
+    comp.set_title("compression against target", loc="left", fontsize=10)
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps, [r.get("tokens_per_s", 0) for r in train], lw=1, label="positions/s (all ranks)")
-    ax.set_xlabel("step")
-    ax.set_ylabel("positions per second")
+    speed.plot(steps, [r.get("tokens_per_s", 0) for r in train], lw=1, label="positions/s (all ranks)")
+    speed.set_ylabel("positions / s")
+    speed.set_title("throughput", loc="left", fontsize=10)
     mfu = [(r["step"], r["mfu"]) for r in train if isinstance(r.get("mfu"), (int, float))]
     if mfu:
-        ax2 = ax.twinx()
-        ax2.plot([m[0] for m in mfu], [100 * m[1] for m in mfu], color="tab:red", lw=1, label="MFU %")
-        ax2.set_ylabel("MFU (%)")
-    ax.set_title("throughput")
-    ax.grid(alpha=0.3)
-    save(fig, "throughput.png")
-    return written
+        twin = speed.twinx()
+        twin.plot([m[0] for m in mfu], [100 * m[1] for m in mfu], color="tab:red", lw=1)
+        twin.set_ylabel("MFU (%)", color="tab:red")
+    speed.set_xlabel("step")
+    for ax in (nats, bits, comp, speed):
+        for i, step in enumerate(resumes):
+            ax.axvline(step, color="gray", ls=":", lw=1, label="resumed" if i == 0 else None)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def plot_command(
     run_dir: Path = typer.Argument(..., help="A run directory written by 'hnet-seq train' (holds metrics.jsonl)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the PNGs (default: RUN_DIR/plots)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for run.png (default: RUN_DIR/plots)."),
 ) -> None:
     from hnet_seq.errors import UserError
 
@@ -107,7 +108,8 @@ def plot_command(
         typer.echo(str(path))
 
 
-plot_command.__doc__ = """Plot a training run: loss, held-out bits per unit, compression per stage, throughput.
+plot_command.__doc__ = """Plot a training run as one PNG (RUN_DIR/plots/run.png): loss in nats, bits per unit
+(train and held-out), compression per stage against its target, throughput; resume points marked.
 
 Examples:
 

@@ -60,8 +60,11 @@ def score(
     if not dist_info().is_main:  # rank 0 merged the ranks' results and reports them
         return
     if out is None:  # the columns of a -o table, in the same format
-        write_tsv(SCORE_SCHEMA, (sc.row() for sc in s.scores))
+        write_tsv(SCORE_SCHEMA, (sc.row() for sc in s.scores), seconds=s.seconds_of("start", "end"),
+                  record=s.record_columns)
     typer.echo(f"read {s.positions:,} units, scored {s.units_scored:,} in {s.seconds:.1f} s"
                + (f"; overall {s.bits_per_unit:.4f} bits/unit" if s.scores else "")
+               + (f"; log-likelihood {s.nats_per_second:,.1f} nats per second of audio"
+                  if s.nats_per_second is not None else "")
                + (f" -> {out}" if out else "") + (f"; per-position -> {per_position}" if per_position else ""),
                err=True)

@@ -52,8 +52,8 @@ def score_variants(
     than W is scored whole (flag short_contig).  The alt window is, by --indel-window,
     equal-length: the W bases of the alt haplotype (the reference with REF replaced by ALT)
     centred on ALT (default: totals of equal-length windows compare like with like), or span:
-    the ref window's genomic span with REF replaced by ALT (its length changes by len(ALT) - m,
-    and so does the total, by about a base's log-likelihood per base).  score_per_base compares
+    ref[S:p] + ALT + ref[p+m:S+W], the ref window's span [S, S+W) with REF replaced by ALT (its
+    length changes by len(ALT) - m, and so does the total, by about a base's log-likelihood per base).  score_per_base compares
     per-position means; site_llr restricts the difference to the allele's own bases.  Multi-allelic records
     are split; symbolic/breakend/'*' ALTs, REF mismatches (fatal with --strict) and contigs
     missing from the reference (chr1 <-> 1 aliases tried) are reported and skipped.

@@ -4,12 +4,14 @@ from .errors import UserError
 
 __version__ = "0.1.0"
 __all__ = ["ConfigError", "HNet", "HNetConfig", "HNetLM", "ModelOutput", "Packing", "UserError",
-           "load_config", "pack", "unpack"]
+           "embed", "layer_names", "load_config", "pack", "score", "unpack"]
 
 # The torch-backed names load on first access, so that `hnet-seq --help` and other light
 # imports of the package do not pay for importing torch (about 2 s).
 _LAZY = {"HNetLM": ".model", "ModelOutput": ".model", "HNet": ".nn.hnet", "Packing": ".nn.packing",
-         "pack": ".nn.packing", "unpack": ".nn.packing"}
+         "pack": ".nn.packing", "unpack": ".nn.packing",
+         # the in-memory notebook API: hnet_seq.embed(model, ["ACGT..."]) and friends
+         "embed": ".inference.api", "score": ".inference.api", "layer_names": ".inference.api"}
 
 
 def __getattr__(name: str):

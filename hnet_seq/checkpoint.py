@@ -29,9 +29,11 @@ def build_model(cfg: HNetConfig, modality: str | None = None, options: dict | No
     """The model and its modality adapter; the adapter supplies embedding and head."""
     from .modalities import get_adapter
 
-    adapter = get_adapter(modality or cfg.modality, **(options or {}))
+    name = modality or cfg.modality
+    adapter = get_adapter(name, **(options or {}))
     d = cfg.d_model[0]
     model = HNetLM(cfg, embeddings=adapter.make_embedding(d), lm_head=adapter.make_head(d), device=device)
+    model.modality_info = {"name": name, "options": dict(options or {})}  # what save_pretrained writes
     return model.to(device) if device is not None else model, adapter
 
 
@@ -68,11 +70,16 @@ def load_model(checkpoint: str | Path, config: str | Path | None = None, device=
                modality: str | None = None):
     """Load ``(model, adapter)`` from our checkpoint directory or an official ``.pt`` + JSON config.
 
-    A run directory stands for its latest checkpoint.  Official checkpoints are byte-level
-    language models; ``modality`` defaults to ``bytes``.  Every file is read and checked before
-    the model is allocated, so a bad file costs no model build.
+    A run directory stands for its latest checkpoint; a Hub repo id (``cartesia-ai/hnet_2stage_L``)
+    for its snapshot (:mod:`hnet_seq.hub`).  ``config`` may be a packaged name (``hnet_2stage_L``);
+    an official ``.pt`` named like a packaged config needs none.  Official checkpoints are
+    byte-level language models; ``modality`` defaults to ``bytes``.  Every file is read and
+    checked before the model is allocated, so a bad file costs no model build.
     """
-    checkpoint = resolve_checkpoint(checkpoint)
+    from .hub import config_named_by, resolve_config, resolve_model
+
+    checkpoint = resolve_checkpoint(resolve_model(checkpoint))
+    config = resolve_config(config) if config is not None else None
     if not checkpoint.exists():
         raise UserError(f"{checkpoint}: no such checkpoint")
     if checkpoint.is_dir():
@@ -86,9 +93,10 @@ def load_model(checkpoint: str | Path, config: str | Path | None = None, device=
         modality = modality or meta.get("name")
         options = meta.get("options")
     else:
+        config = config or config_named_by(checkpoint)
         if config is None:
-            raise UserError(f"{checkpoint}: an official .pt checkpoint needs --config (its JSON, e.g. "
-                            "configs/hnet_2stage_L.json)")
+            raise UserError(f"{checkpoint}: an official .pt checkpoint needs --config (its JSON, or a packaged "
+                            "name such as hnet_2stage_L: hnet-seq info --list-configs)")
         cfg = load_config(config)
         state = read_torch_weights(checkpoint)
         modality, options = modality or "bytes", None

@@ -4,12 +4,19 @@ Attribute names equal the official ``HNetForCausalLM`` (``embeddings``, ``backbo
 so released checkpoints load with ``strict=True``.  For discrete vocabularies (bytes, DNA) the
 defaults are a lookup table and a linear head; a modality adapter may pass its own modules
 (e.g. a frame projection and a mixture-density head for audio).
+
+Hugging Face habits come from :class:`huggingface_hub.ModelHubMixin`: ``save_pretrained(dir)``
+writes our checkpoint layout (``model.safetensors``, ``config.json``, ``modality.json`` and a
+model card), ``push_to_hub(repo_id)`` uploads it, and ``HNetLM.from_pretrained(name)`` loads a
+local directory, an official ``.pt`` or a Hub repo id (see :mod:`hnet_seq.hub`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from huggingface_hub import ModelHubMixin
 from torch import nn
 
 from .config import HNetConfig
@@ -25,7 +32,12 @@ class ModelOutput:
     routing: list[RoutingOutput]  # one per chunking stage, outermost first
 
 
-class HNetLM(nn.Module):
+class HNetLM(nn.Module, ModelHubMixin, library_name="hnet-seq", tags=["h-net", "dynamic-chunking"],
+             repo_url="https://github.com/goombalab/hnet", paper_url="https://arxiv.org/abs/2507.07955"):
+    # {"name": ..., "options": {...}}: the modality adapter the model was built with
+    # (hnet_seq.checkpoint.build_model sets it); save_pretrained writes it as modality.json.
+    modality_info: dict | None = None
+
     def __init__(self, cfg: HNetConfig, embeddings: nn.Module | None = None, lm_head: nn.Module | None = None,
                  device=None, dtype=None):
         super().__init__()
@@ -100,3 +112,39 @@ class HNetLM(nn.Module):
     def select_state(state: HNetState, index: torch.Tensor) -> HNetState:
         """A new state whose row ``i`` is a copy of ``state``'s row ``index[i]`` (copy, expand, gather)."""
         return map_state(state, lambda t: t.index_select(0, index))
+
+    # ---- Hugging Face Hub (ModelHubMixin) --------------------------------------------------
+    def _save_pretrained(self, save_directory: Path) -> None:
+        from .checkpoint import save_checkpoint
+
+        info = self.modality_info or {"name": self.config.modality, "options": {}}
+        save_checkpoint(save_directory, self, info["name"], info["options"])
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, config: str | Path | None = None,
+                        device="cpu", modality: str | None = None, revision: str | None = None,
+                        cache_dir: str | Path | None = None, force_download: bool = False,
+                        local_files_only: bool = False, token: str | bool | None = None) -> "HNetLM":
+        """Load from a checkpoint directory, an official ``.pt`` or a Hub repo id, in eval mode.
+
+        ``config`` (a path or packaged name) is needed only for an official ``.pt`` whose name is
+        not a packaged config's.  The returned model's ``modality_info`` names its adapter.
+        """
+        # ModelHubMixin.from_pretrained first probes the repo for config.json; the official
+        # cartesia-ai repos hold only a .pt, and under HF_HUB_OFFLINE that probe raises instead
+        # of being skipped.  Our loader reads config.json itself, so go straight to the hook.
+        return cls._from_pretrained(model_id=str(pretrained_model_name_or_path), revision=revision,
+                                    cache_dir=cache_dir, force_download=force_download,
+                                    local_files_only=local_files_only, token=token, config=config,
+                                    device=device, modality=modality)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision, cache_dir, force_download, local_files_only, token,
+                         config=None, device="cpu", modality=None) -> "HNetLM":
+        from .checkpoint import load_model
+        from .hub import resolve_model
+
+        path = resolve_model(model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
+                             local_files_only=local_files_only, token=token)
+        model, _ = load_model(path, config, device=device, modality=modality)
+        return model

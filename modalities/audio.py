@@ -67,6 +67,7 @@ class AudioAdapter(ModalityAdapter):
     input_key = "frames"
     data_key = "samples"
     file_suffixes = (".wav", ".flac", ".ogg", ".oga")
+    default_data = "speech"  # 16 s of codec2 test speech, 8 kHz (resources/README.md)
 
     def __init__(self, sample_rate: int = 16000, features: str = "raw", frame_size: int = 80,
                  quantization: str = "pcm16", mixtures: int = 4, n_mels: int = 80):
@@ -82,6 +83,8 @@ class AudioAdapter(ModalityAdapter):
         self.units_per_position = frame_size if features == "raw" else 1
         self.n_fft = round(0.025 * sample_rate)  # 25 ms window, 10 ms hop
         self.hop = round(0.010 * sample_rate)
+        # coordinates are samples (raw) or log-mel frames
+        self.units_per_second = sample_rate if features == "raw" else sample_rate / self.hop
 
     @property
     def frame_dim(self) -> int:
@@ -93,6 +96,11 @@ class AudioAdapter(ModalityAdapter):
             samples, meta = load_audio(path, self.sample_rate)
             meta["num_samples"] = len(samples)
             yield Record(str(path), samples, meta)
+
+    def record_from(self, value, id: str) -> Record:
+        """Mono samples (float, in [-1, 1]) already at ``sample_rate``."""
+        samples = np.ascontiguousarray(value, np.float32)
+        return Record(id, samples, {"sample_rate": self.sample_rate, "num_samples": len(samples)})
 
     # ---- features --------------------------------------------------------------------------
     @cached_property

@@ -61,6 +61,11 @@ class ModalityAdapter(ABC):
     unknown_token: int | None = None
     unknown_name: str = ""  # how outputs name it ("N")
     file_suffixes: tuple[str, ...] = ()  # files picked up when an input is a directory
+    record_fields: tuple[str, ...] = ()  # Record.meta keys every output carries as columns (text: lang)
+    column_names: dict[str, str] = {}  # output names of the generic columns seq_id, chrom (text: doc, source)
+    units_per_second: float | None = None  # coordinates per second (audio): outputs add seconds
+    sample_rate: int | None = None
+    default_data: str | None = None  # file or folder in hnet_seq/resources a run reads when given no data
 
     # ---- reading -------------------------------------------------------------------------
     @abstractmethod
@@ -83,6 +88,10 @@ class ModalityAdapter(ABC):
             else:
                 raise UserError(f"{p}: no such file or directory")
         return out
+
+    def record_from(self, value: Any, id: str) -> Record:
+        """A Record of an in-memory sequence in the modality's natural form (the notebook API)."""
+        return Record(id, np.asarray(value), {})
 
     # ---- tensors -------------------------------------------------------------------------
     @abstractmethod

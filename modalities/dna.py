@@ -68,6 +68,8 @@ class DNAAdapter(DiscreteAdapter):
     unknown_token = N_TOKEN  # N (and IUPAC codes): model input, never a scored target
     unknown_name = "N"
     vocab_size = 5
+    default_data = "shigella_sonnei_53G_plasmids.fa.gz"
+    symbols = "ACGTN"  # token order: the columns of per-position distributions
     file_suffixes = (".fa", ".fasta", ".fna", ".fa.gz", ".fasta.gz", ".fna.gz", ".fa.bgz", ".fq", ".fastq")
 
     def __init__(self, soft_mask: str = "ignore", soft_mask_weight: float = 0.1, table_size: int = 8):
@@ -128,6 +130,13 @@ class DNAAdapter(DiscreteAdapter):
     def contig_lengths(self, path: str | Path) -> dict[str, int]:
         fa = fasta.open_indexed(path)
         return dict(zip(fa.references, fa.lengths))
+
+    def record_from(self, value, id: str) -> Record:
+        """A DNA string (soft-mask kept) or a token array."""
+        if isinstance(value, (str, bytes)):
+            tokens, mask = encode_ascii(value, f"sequence '{id}'")
+            return Record(id, tokens, {"mask": mask})
+        return Record(id, np.asarray(value, np.uint8), {})
 
     # ---- tensors ---------------------------------------------------------------------------
     def encode(self, record: Record) -> torch.Tensor:

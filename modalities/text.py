@@ -31,6 +31,9 @@ class BytesAdapter(DiscreteAdapter):
     unit_name = "byte"
     vocab_size = table_size = 256
     file_suffixes = ()  # a directory contributes all of its (non-hidden) files
+    record_fields = ("lang",)  # the JSONL field, or the file name's language code
+    column_names = {"seq_id": "doc", "chrom": "source"}  # a document of a source file, not a contig
+    default_data = "udhr"  # six UDHR translations (resources/README.md)
 
     def __init__(self, text_field: str = "text", lang_field: str = "lang", id_field: str = "id",
                  lang_from_stem: bool = True, add_bos: bool = True, add_eos: bool = False):
@@ -66,6 +69,11 @@ class BytesAdapter(DiscreteAdapter):
             lang = obj.get(self.lang_field)
             rid = str(obj.get(self.id_field, where))
             yield Record(rid, data, {"lang": lang, "source": str(path), "line": lineno})
+
+    def record_from(self, value, id: str) -> Record:
+        """Text (``str``, as UTF-8) or raw ``bytes``."""
+        data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        return Record(id, np.frombuffer(data, np.uint8), {"lang": None})
 
     # ---- tensors ---------------------------------------------------------------------------
     def encode(self, record: Record) -> torch.Tensor:

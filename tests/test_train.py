@@ -295,8 +295,7 @@ def test_checkpoint_files_info_and_plot(tmp_path):
     assert refused.exit_code == 2 and "without a complete checkpoint" in refused.output
     plot = invoke("plot", str(run))
     assert plot.exit_code == 0, plot.output
-    for name in ("loss", "heldout", "compression", "throughput"):
-        assert (run / "plots" / f"{name}.png").stat().st_size > 1000
+    assert (run / "plots" / "run.png").stat().st_size > 1000
 
 
 # ---- other modalities through the same loop ---------------------------------------------------------
@@ -384,3 +383,26 @@ def test_quality_results_of_concurrent_runs_merge(monkeypatch):
     assert (merged["wall_s"], merged["started"]) == (300.0, "2026-11-23 14:23:24")
     with pytest.raises(SystemExit, match="different experiments or scales"):
         merge_results([part("hnet", 2.0, 1.0, "x"), part("mamba2", 1.9, 1.0, "x", scale="cpu")])
+
+
+def test_plot_is_one_figure_with_separate_units_stage_numbers_and_resume_marks(tmp_path):
+    from hnet_seq.cli.plot import run_figure
+
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"kind": "start", "step": 0, "unit": "byte", "target_compression": [3.0, 2.0]}]
+    for step in range(1, 31):
+        if step == 15:
+            rows.append({"kind": "resume", "step": 14, "unit": "byte", "target_compression": [3.0, 2.0]})
+        rows.append({"kind": "train", "step": step, "loss": 3.0 - step / 20, "nll": 2.9 - step / 20,
+                     "bits_per_unit": (2.9 - step / 20) / math.log(2), "compression": [3.1, 1.9], "tokens_per_s": 1e3})
+    rows += [{"kind": "eval", "step": s, "bits_per_unit": 4.0 - s / 30, "compression": [3.0, 2.1]} for s in (0, 30)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    fig = run_figure(run)
+    nats, bits, comp, speed = fig.axes[:4]
+    assert nats.get_ylabel() == "nats" and bits.get_ylabel() == "bits per byte"
+    labels = [t.get_text() for t in comp.get_legend().get_texts()]
+    assert "stage 1" in labels and "stage 2 target 2" in labels and "stage 0" not in labels
+    for ax in (nats, bits, comp, speed):
+        resumed = [line for line in ax.get_lines() if line.get_label() == "resumed"]
+        assert len(resumed) == 1 and list(resumed[0].get_xdata()) == [14, 14]

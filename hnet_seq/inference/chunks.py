@@ -149,12 +149,18 @@ h1{font-size:18px;margin:0 0 4px} .meta{color:#555;font-size:13px;margin-bottom:
 
 
 def render_html(tracks: ChunkTracks | list[ChunkTracks], path: str | Path, *, title: str | None = None,
-                max_units: int = 200_000) -> Path:
-    """Write the self-contained HTML page for one or more sequences (atomically)."""
+                max_units: int = 200_000, sample_rate: int | None = None) -> Path:
+    """Write the self-contained HTML page for one or more sequences (atomically).
+
+    With ``sample_rate`` (audio) each sequence is a waveform view (an inline SVG) with every
+    stage's chunk starts, not characters; its length limit is then 10 minutes of audio.
+    """
     from .io import AtomicFile
 
     tracks = [tracks] if isinstance(tracks, ChunkTracks) else list(tracks)
     total = sum(t.length for t in tracks)
+    if sample_rate:
+        max_units = 600 * sample_rate
     if total > max_units:
         raise UserError(f"--html: {total} units is too long for a page (limit {max_units}); "
                         "pick a --region, or use --png for long regions")
@@ -173,8 +179,14 @@ def render_html(tracks: ChunkTracks | list[ChunkTracks], path: str | Path, *, ti
                            f"units/chunk)" for s, st in enumerate(t.stages))
         genomic = t.offset or t.chrom != t.seq_id
         where = f"{t.chrom}:{t.offset}-{t.offset + t.length}" if genomic else f"{t.length} units"
+        if sample_rate:
+            where = f"{t.length / sample_rate:.2f} s at {sample_rate} Hz"
         parts.append(f"<h1>{html.escape(t.seq_id)}</h1><div class='meta'>{html.escape(where)} &middot; "
-                     f"{html.escape(ratios)}</div><div class='seq'>")
+                     f"{html.escape(ratios)}</div>")
+        if sample_rate:
+            parts.append(_waveform_svg(t, sample_rate))
+            continue
+        parts.append("<div class='seq'>")
         cells = t.symbols()
         # chunk index of each unit per stage, and whether a chunk starts inside each cell
         chunk_of = [np.searchsorted(st.starts, np.arange(t.length), side="right") - 1 for st in t.stages]
@@ -209,10 +221,42 @@ def render_html(tracks: ChunkTracks | list[ChunkTracks], path: str | Path, *, ti
         raise
 
 
+def _waveform_svg(t: ChunkTracks, sample_rate: int, width: int = 1200, lane: int = 14) -> str:
+    """An SVG of the waveform (min/max per pixel column), one lane of chunk-start ticks per stage
+    under it, and a time axis; hovering a tick shows its time and boundary probability."""
+    x = np.asarray(t.data, np.float32)
+    cols = np.array_split(x, min(width, max(len(x), 1)))
+    peak = max(float(np.abs(x).max()) if len(x) else 0.0, 1e-6)
+    h = 120
+    env = " ".join(f"M{i},{h / 2 * (1 - c.max() / peak):.1f}V{h / 2 * (1 - c.min() / peak):.1f}"
+                   for i, c in enumerate(cols) if len(c))
+    scale = len(cols) / max(t.length, 1)
+    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{len(cols)}' height='{h + lane * len(t.stages) + 18}' "
+           f"style='display:block;margin:8px 0'><path d='{env}' stroke='#333' stroke-width='1' fill='none'/>"]
+    for s, st in enumerate(t.stages):
+        dark = STAGE_COLOURS[s % len(STAGE_COLOURS)][2]
+        y = h + lane * s
+        out.append(f"<text x='2' y='{y + lane - 3}' font-size='9' fill='{dark}'>stage {s + 1}</text>")
+        out += [f"<line x1='{a * scale:.1f}' x2='{a * scale:.1f}' y1='{y + 1}' y2='{y + lane - 1}' stroke='{dark}'>"
+                f"<title>{a / sample_rate:.4f} s (sample {a}), p={float(st.prob[a]):.3f}</title></line>"
+                for a in st.starts]
+    step = next(v for v in (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60) if t.length / sample_rate / v <= 12)
+    y = h + lane * len(t.stages) + 14
+    out += [f"<text x='{sec * sample_rate * scale:.1f}' y='{y}' font-size='10'>{sec:g} s</text>"
+            for sec in np.arange(0, t.length / sample_rate, step)]
+    return "".join(out) + "</svg>"
+
+
 # ---- PNG ------------------------------------------------------------------------------------
 def plot_tracks(tracks: ChunkTracks, path: str | Path, *, bin_size: int | None = None,
-                annotations: str | Path | None = None, title: str | None = None) -> Path:
-    """PNG: per stage, chunk starts per kb and mean boundary probability in bins along the sequence."""
+                annotations: str | Path | None = None, title: str | None = None,
+                sample_rate: int | None = None) -> Path:
+    """PNG: per stage, chunk starts per kb and mean boundary probability in bins along the sequence.
+
+    With ``sample_rate`` (audio: ``tracks.data`` are samples) the waveform and a log-mel
+    spectrogram are drawn under the boundary tracks, with the chunk starts of the last stage
+    over both, and the axis is in seconds.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -229,7 +273,7 @@ def plot_tracks(tracks: ChunkTracks, path: str | Path, *, bin_size: int | None =
     centres = x0 + (edges[:-1] + edges[1:]) / 2
     widths = np.diff(edges)
     feats = bed_features(annotations, tracks.chrom, x0, x0 + L) if annotations else []
-    n_tracks = len(tracks.stages) + (1 if annotations else 0)
+    n_tracks = len(tracks.stages) + (1 if annotations else 0) + (2 if sample_rate else 0)
     fig, axes = plt.subplots(n_tracks, 1, figsize=(12, 1.9 * n_tracks + 0.6), sharex=True, squeeze=False)
     axes = axes[:, 0]
     for s, st in enumerate(tracks.stages):
@@ -262,8 +306,16 @@ def plot_tracks(tracks: ChunkTracks, path: str | Path, *, bin_size: int | None =
         ax.set_ylim(0, 3)
         ax.set_yticks([])
         ax.set_ylabel(f"{Path(annotations).name}\n({len(feats)})", fontsize=8)
+    if sample_rate:
+        _plot_audio(axes[-2], axes[-1], np.asarray(tracks.data, np.float32), sample_rate, x0,
+                    tracks.stages[-1].starts if tracks.stages else np.zeros(0, np.int64))
     axes[-1].set_xlim(x0, x0 + L)
     axes[-1].set_xlabel(f"{tracks.chrom} position" if tracks.modality == "dna" else "position", fontsize=9)
+    if sample_rate:
+        step = next(s for s in (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 1e9) if L / sample_rate / s <= 12)
+        axes[-1].xaxis.set_major_locator(matplotlib.ticker.MultipleLocator(step * sample_rate, offset=x0))
+        axes[-1].xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / sample_rate:g}"))
+        axes[-1].set_xlabel(f"time (s); {sample_rate} Hz samples", fontsize=9)
     fig.suptitle(title or f"{tracks.seq_id}: chunk boundaries per stage", fontsize=11)
     fig.tight_layout()
     out = AtomicFile(path)
@@ -275,6 +327,28 @@ def plot_tracks(tracks: ChunkTracks, path: str | Path, *, bin_size: int | None =
         plt.close(fig)
         out.abort()
         raise
+
+
+def _plot_audio(wave_ax, mel_ax, samples: np.ndarray, sample_rate: int, x0: int, starts: np.ndarray) -> None:
+    """Waveform and log-mel spectrogram (torchaudio; 25 ms windows, 10 ms hop, 64 bands) on a
+    sample axis, the chunk ``starts`` (samples) drawn over both."""
+    import torch
+    import torchaudio.transforms as T
+
+    n = len(samples)
+    wave_ax.plot(x0 + np.arange(n), samples, color="#333", linewidth=0.4)
+    wave_ax.set_ylabel("waveform", fontsize=9)
+    wave_ax.set_ylim(-1.05 * (np.abs(samples).max() or 1), 1.05 * (np.abs(samples).max() or 1))
+    hop = max(1, round(0.010 * sample_rate))
+    mel = T.MelSpectrogram(sample_rate, n_fft=round(0.025 * sample_rate), hop_length=hop, n_mels=64)
+    with torch.no_grad():
+        logmel = torch.log(mel(torch.from_numpy(np.ascontiguousarray(samples))).clamp(min=1e-10)).numpy()
+    mel_ax.imshow(logmel, origin="lower", aspect="auto", cmap="magma", extent=(x0, x0 + n, 0, logmel.shape[0]),
+                  vmin=np.percentile(logmel, 5), vmax=logmel.max())
+    mel_ax.set_ylabel("log-mel band", fontsize=9)
+    for ax in (wave_ax, mel_ax):
+        ax.vlines(x0 + starts, *ax.get_ylim(), color="#6baed6", linewidth=0.5, alpha=0.7)
+        ax.tick_params(labelsize=8)
 
 
 # ---- terminal -------------------------------------------------------------------------------

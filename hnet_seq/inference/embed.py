@@ -50,7 +50,7 @@ from hnet_seq.errors import UserError
 from .batching import (CoordMap, InferenceModel, Runner, Tile, WorkItem, all_sum, barrier, batches_by_budget,
                        broadcast_ok, default_batch_tokens, default_overlap, init_distributed, load,
                        plan_tiles, record_inputs, tiling_description)
-from .io import (AtomicFile, Outputs, TableWriter, check_output_path, input_total, iter_records, output_format,
+from .io import (AtomicFile, Outputs, RecordColumns, Seconds, TableWriter, check_output_path, input_total, iter_records, output_format,
                  progress_bar, vector_field)
 from .parts import RECORD, merge_parts, part_path, with_record_column
 
@@ -332,18 +332,23 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
     t0 = time.perf_counter()
     multi = dist.world > 1
     ok = False
+    seconds = Seconds.of(adapter, "start", "end")  # audio: time beside the sample coordinates
+    own = RecordColumns.of(adapter)  # text: lang, and doc/source for seq_id/chrom
+    parts_own = RecordColumns.of(adapter, rename=False)
     with Outputs() as outs:
         try:
             if fmt == "parquet":
                 seq_target = part_path(out, dist.rank) if multi else out
                 seq_w = outs.add(TableWriter(seq_target, with_record_column(seq_schema) if multi else seq_schema,
-                                             meta, "parquet", rows_per_batch=1024, sidecar=not multi))
+                                             meta, "parquet", rows_per_batch=1024, sidecar=not multi,
+                                             seconds=None if multi else seconds, record=parts_own if multi else own))
                 chunk_w = None
                 if chunks:
                     chunk_target = part_path(chunks_out, dist.rank) if multi else chunks_out
                     schema = with_record_column(chunk_schema) if multi else chunk_schema
                     chunk_w = outs.add(TableWriter(chunk_target, schema, meta, "parquet", rows_per_batch=65536,
-                                                   sidecar=not multi))
+                                                   sidecar=not multi, seconds=None if multi else seconds,
+                                                   record=parts_own if multi else own))
 
             def write_chunk(job: _RecordJob, s: int, starts, ends, probs, vecs) -> int:
                 a, b = job.cmap.span(starts, ends)
@@ -355,7 +360,8 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
                 if not k:
                     return 0
                 rid = job.record.id
-                chrom = job.record.meta.get("contig", rid) if job.record.meta else rid
+                m = job.record.meta or {}
+                chrom = m.get("contig", m.get("source", rid))
                 if fmt == "npz":
                     npz["chunk_record"].append(np.full(k, job.index))
                     npz["chunk_stage"].append(np.full(k, s, np.int8))
@@ -365,6 +371,7 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
                     npz["chunk_vector"].append(vecs)
                     return k
                 cols = {"seq_id": [rid] * k, "chrom": [chrom] * k, "start": a, "end": b,
+                        **({f: [v] * k for f, v in own.values(m).items()} if own is not None else {}),
                         "stage": np.full(k, s, np.int8), "boundary_prob": np.asarray(probs, np.float32),
                         "vector": vecs if vecs is not None else [None] * k}
                 if multi:
@@ -375,7 +382,7 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
             def finish(job: _RecordJob) -> None:
                 rid = job.record.id
                 m = job.record.meta or {}
-                chrom = m.get("contig", rid)
+                chrom = m.get("contig", m.get("source", rid))
                 start, end = job.cmap.span(0, job.n)
                 vec = job.pooled(pool)
                 if fmt == "npz":
@@ -385,7 +392,8 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
                 else:
                     row = dict(seq_id=rid, chrom=chrom, start=int(start), end=int(end), strand=m.get("strand", "."),
                                length=len(job.record),
-                               tiles=len(job.tiles), num_chunks=job.num_chunks, embedding=vec)
+                               tiles=len(job.tiles), num_chunks=job.num_chunks, embedding=vec,
+                               **(own.values(m) if own is not None else {}))
                     if multi:
                         row[RECORD] = job.index
                     seq_w.write_row(**row)
@@ -437,10 +445,12 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
         barrier()
         if dist.is_main:
             with Outputs() as outs:
-                w = outs.add(TableWriter(out, seq_schema, meta, "parquet", rows_per_batch=1024))
+                w = outs.add(TableWriter(out, seq_schema, meta, "parquet", rows_per_batch=1024, seconds=seconds,
+                                         record=own))
                 merge_parts([part_path(out, r) for r in range(dist.world)], w)
                 if chunks:
-                    w = outs.add(TableWriter(chunks_out, chunk_schema, meta, "parquet", rows_per_batch=65536))
+                    w = outs.add(TableWriter(chunks_out, chunk_schema, meta, "parquet", rows_per_batch=65536,
+                                             seconds=seconds, record=own))
                     merge_parts([part_path(chunks_out, r) for r in range(dist.world)], w)
             for r in range(dist.world):
                 part_path(out, r).unlink(missing_ok=True)

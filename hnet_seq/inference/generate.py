@@ -180,10 +180,29 @@ def sequence_logprobs(checkpoint: str | Path | InferenceModel, tokens: np.ndarra
     return logp.gather(-1, x[1:, None]).squeeze(-1).double().cpu().numpy()
 
 
+@dataclass
+class AudioContinuation:
+    """What :func:`continue_audio` wrote, and the model's log-likelihood of both parts (nats)."""
+
+    path: Path
+    prompt_seconds: float  # scored prompt audio (every frame after the first)
+    prompt_log_likelihood: float
+    new_seconds: float
+    new_log_likelihood: float  # of the sampled continuation, under the model that sampled it
+
+    @property
+    def prompt_nats_per_second(self) -> float:
+        return self.prompt_log_likelihood / max(self.prompt_seconds, 1e-12)
+
+    @property
+    def new_nats_per_second(self) -> float:
+        return self.new_log_likelihood / max(self.new_seconds, 1e-12)
+
+
 @torch.no_grad()
 def continue_audio(checkpoint: str | Path | InferenceModel, prompt_wav: str | Path, out_wav: str | Path, *,
                    seconds: float = 1.0, seed: int = 0, config: str | Path | None = None,
-                   device: str | None = None) -> Path:
+                   device: str | None = None) -> AudioContinuation:
     """Continue a WAV file by ``seconds`` (raw-feature audio models); writes prompt + continuation."""
     from .io import AtomicFile
 
@@ -210,12 +229,17 @@ def continue_audio(checkpoint: str | Path | InferenceModel, prompt_wav: str | Pa
     generator = torch.Generator(device="cpu").manual_seed(seed)
     torch.manual_seed(seed)  # the mixture component draw uses the global generator
     head = None
+    targets = torch.from_numpy(adapter.example_arrays(record)["targets"]).long()  # (n, F) codes
+    prompt_ll = new_ll = 0.0
     for t in range(n):
+        if head is not None:  # the head of frame t-1 predicts frame t
+            prompt_ll -= float(adapter.loss(head.float().cpu(), targets[t:t + 1]).sum())
         head, _ = model.step(frames[t:t + 1], state, rows)
     samples = [record.data[: n * F]]
     for i in range(new_frames):
         params = head.float().cpu().view(F, 3, adapter.mixtures)
         codes = dmol_sample(params, adapter.num_classes, adapter.step, generator=generator)
+        new_ll -= float(adapter.loss(head.float().cpu(), codes.long()[None]).sum())
         wave = np.asarray(adapter.dequantize(codes), np.float32)
         samples.append(wave)
         if i < new_frames - 1:
@@ -224,7 +248,9 @@ def continue_audio(checkpoint: str | Path | InferenceModel, prompt_wav: str | Pa
     out = AtomicFile(out_wav, keep_suffix=True)
     try:
         write_wav(out.tmp, np.concatenate(samples), adapter.sample_rate)
-        return out.close()
+        path = out.close()
     except BaseException:
         out.abort()
         raise
+    rate = adapter.sample_rate
+    return AudioContinuation(path, (n - 1) * F / rate, prompt_ll, new_frames * F / rate, new_ll)

@@ -196,6 +196,67 @@ def _flat_float32(rows: list[np.ndarray]) -> pa.Array:
     return pa.array(np.concatenate([r.reshape(-1) for r in rows]) if rows else np.zeros(0, np.float32), pa.float32())
 
 
+class Seconds:
+    """Time beside coordinates, for a modality with a clock (``adapter.units_per_second``, audio).
+
+    Each coordinate column ``c`` (sample indices, or frames for log-mel) gets ``c_s`` (seconds,
+    float64) right after it, and the table a ``sample_rate`` column (the audio's rate, Hz).
+    """
+
+    def __init__(self, units_per_second: float, sample_rate: int, columns: Sequence[str]):
+        self.units_per_second, self.sample_rate, self.columns = float(units_per_second), int(sample_rate), tuple(columns)
+
+    @classmethod
+    def of(cls, adapter, *columns: str) -> "Seconds | None":
+        """For ``adapter``'s coordinates in ``columns``; None for a modality without a clock."""
+        ups = getattr(adapter, "units_per_second", None)
+        return None if ups is None else cls(ups, adapter.sample_rate, columns)
+
+    def schema(self, schema: pa.Schema) -> pa.Schema:
+        fields = []
+        for f in schema:
+            fields.append(f)
+            if f.name in self.columns:
+                fields.append(pa.field(f"{f.name}_s", pa.float64()))
+        return pa.schema(fields + [pa.field("sample_rate", pa.int32())], metadata=schema.metadata)
+
+    def add(self, columns: dict[str, Any]) -> dict[str, Any]:
+        """``columns`` (one row's values, or equal-length arrays) with the time columns added."""
+        out = dict(columns)
+        for c in self.columns:
+            v = columns[c]
+            out[f"{c}_s"] = np.asarray(v, np.float64) / self.units_per_second if np.ndim(v) else v / self.units_per_second
+        n = len(columns[self.columns[0]]) if np.ndim(columns[self.columns[0]]) else None
+        out["sample_rate"] = self.sample_rate if n is None else np.full(n, self.sample_rate, np.int32)
+        return out
+
+
+class RecordColumns:
+    """A modality's own columns: ``fields`` of each record's meta as string columns (text:
+    ``lang``), and ``names`` for the generic ``seq_id``/``chrom`` columns (text: ``doc``,
+    ``source``).  Rows give the fields under their names and the generic columns as usual."""
+
+    def __init__(self, fields: Sequence[str], names: dict[str, str]):
+        self.fields, self.names = tuple(fields), dict(names)
+
+    @classmethod
+    def of(cls, adapter, rename: bool = True) -> "RecordColumns | None":
+        """For ``adapter``; ``rename=False`` keeps the generic names (per-rank parts, merged later)."""
+        names = adapter.column_names if rename else {}
+        return cls(adapter.record_fields, names) if adapter.record_fields or names else None
+
+    def values(self, meta: dict | None) -> dict[str, Any]:
+        """This record's field values (None where its meta lacks one)."""
+        return {f: None if (meta or {}).get(f) is None else str(meta[f]) for f in self.fields}
+
+    def schema(self, schema: pa.Schema) -> pa.Schema:
+        fields = [f.with_name(self.names.get(f.name, f.name)) for f in schema]
+        return pa.schema(fields + [pa.field(f, pa.string()) for f in self.fields], metadata=schema.metadata)
+
+    def add(self, columns: dict[str, Any]) -> dict[str, Any]:
+        return {self.names.get(k, k): v for k, v in columns.items()}
+
+
 class TableWriter:
     """Stream rows (dicts of columns) to parquet or TSV; the file appears only on :meth:`close`.
 
@@ -207,12 +268,22 @@ class TableWriter:
     (zstd-compressed) by a background thread, in order, so that the
     caller goes on computing meanwhile (``background=False``: in the calling thread).  At most
     one batch waits for the thread, which bounds memory to about three batches.
+    ``seconds`` (:class:`Seconds`) adds time columns beside coordinate columns (audio);
+    ``record`` (:class:`RecordColumns`) the modality's own columns (text: ``lang``, ``doc``, ``source``).
     """
 
     def __init__(self, path: str | Path, schema: pa.Schema, metadata: dict | None = None,
                  fmt: str | None = None, rows_per_batch: int = 8192, background: bool = True,
-                 sidecar: bool = True):
+                 sidecar: bool = True, seconds: Seconds | None = None, record: RecordColumns | None = None):
         self.path = Path(path)
+        self.seconds = seconds
+        self.record = record
+        if record is not None:
+            schema = record.schema(schema)
+        if seconds is not None:
+            schema = seconds.schema(schema)
+            metadata = {**(metadata or {}), "sample_rate": seconds.sample_rate,
+                        "seconds": "columns *_s are the coordinate beside them in seconds"}
         self.fmt = fmt or output_format(self.path, ("parquet", "tsv"))
         self.metadata = {"conventions": TABLE_CONVENTIONS, **(metadata or {})}
         self.schema = schema.with_metadata({META_KEY: json.dumps(self.metadata).encode()})
@@ -243,6 +314,10 @@ class TableWriter:
             raise
 
     def write_row(self, **row: Any) -> None:
+        if self.seconds is not None:
+            row = self.seconds.add(row)
+        if self.record is not None:
+            row = self.record.add(row)
         for name, segments in self._columns.items():
             segments.append([row.get(name)])
         self._buffered += 1
@@ -252,6 +327,10 @@ class TableWriter:
     def write_columns(self, columns: dict[str, Any]) -> None:
         """Append many rows at once: every column maps to a sequence or numpy array of equal length
         (a vector column may be a 2-D array, one row per row)."""
+        if self.seconds is not None:
+            columns = self.seconds.add(columns)
+        if self.record is not None:
+            columns = self.record.add(columns)
         n = None
         for name, segments in self._columns.items():
             if name not in columns:
@@ -411,14 +490,21 @@ def _tsv_line(cells: Iterable[str]) -> str:
     return "\t".join(cells) + "\n"
 
 
-def write_tsv(schema: pa.Schema, rows: Iterable[dict], stream=None) -> None:
+def write_tsv(schema: pa.Schema, rows: Iterable[dict], stream=None, seconds: Seconds | None = None,
+              record: RecordColumns | None = None) -> None:
     """Rows (dicts) as a plain TSV with ``schema``'s columns, as :class:`TableWriter` writes them
-    (default stream: stdout)."""
+    (default stream: stdout; ``seconds`` and ``record`` as for :class:`TableWriter`)."""
     import sys
 
     stream = stream or sys.stdout
+    if seconds is not None:
+        schema = seconds.schema(schema)
+    if record is not None:
+        schema = record.schema(schema)
     stream.write(_tsv_line(schema.names))
     for row in rows:
+        row = seconds.add(row) if seconds is not None else row
+        row = record.add(row) if record is not None else row
         stream.write(_tsv_line(_tsv_cell(row.get(name)) for name in schema.names))
 
 

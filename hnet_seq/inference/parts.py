@@ -70,11 +70,13 @@ def merged_groups(parts: list[Path]) -> Iterator[tuple[int, pa.Table]]:
 
 
 def merge_parts(parts: list[Path], out: TableWriter) -> int:
-    """Stream-merge part files (each sorted by ``_record``) into ``out``; returns rows written."""
+    """Stream-merge part files (each sorted by ``_record``) into ``out``; returns rows written.
+
+    The parts' own columns are copied; ``out`` adds what it derives (time, renamed columns)."""
     rows = 0
     for _, table in merged_groups(parts):
         cols = {}
-        for name in out.schema.names:
+        for name in (n for n in table.column_names if n != RECORD):
             col = table.column(name)
             if (pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type)) \
                     and pa.types.is_floating(col.type.value_type):

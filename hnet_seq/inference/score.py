@@ -36,7 +36,7 @@ from hnet_seq.errors import UserError
 from .batching import (InferenceModel, Runner, WorkItem, barrier, batches_by_budget, default_batch_tokens,
                        default_overlap, dist_info, init_distributed, load, plan_tiles, record_inputs,
                        tiling_description)
-from .io import Outputs, TableWriter, check_output_path, input_total, iter_records, output_format, progress_bar
+from .io import Outputs, RecordColumns, Seconds, TableWriter, check_output_path, input_total, iter_records, output_format, progress_bar
 from .parts import RECORD, all_ranks_succeed, merge_parts, merged_groups, part_path, with_record_column
 
 LN2 = math.log(2.0)
@@ -52,6 +52,7 @@ class SequenceScore:
     strand: str = "."  # "-": the record is the reverse complement of [start, end) (BED strand)
     units_scored: int = 0
     log_likelihood: float = 0.0  # nats
+    fields: dict = field(default_factory=dict)  # the modality's record columns (text: lang)
 
     @property
     def bits_per_unit(self) -> float:
@@ -60,28 +61,48 @@ class SequenceScore:
     def row(self) -> dict:
         return {"seq_id": self.seq_id, "chrom": self.chrom, "start": self.start, "end": self.end,
                 "strand": self.strand, "length": self.length, "units_scored": self.units_scored,
-                "log_likelihood": self.log_likelihood, "bits_per_unit": self.bits_per_unit}
+                "log_likelihood": self.log_likelihood, "bits_per_unit": self.bits_per_unit, **self.fields}
 
 
 # What the ranks' partial rows of one record add up to; the other fields are the record's own.
 SUMMED = ("units_scored", "log_likelihood")
-OWN = tuple(f.name for f in dataclasses.fields(SequenceScore) if f.name not in SUMMED)
+OWN = tuple(f.name for f in dataclasses.fields(SequenceScore) if f.name not in SUMMED + ("fields",))
 
 
 @dataclass
 class ScoreSummary:
     scores: list[SequenceScore] = field(default_factory=list)
     positions: int = 0  # units read
-    units_scored: int = 0  # units scored (N targets and each first position are not)
     seconds: float = 0.0
     out: Path | None = None
     per_position: Path | None = None
     metadata: dict = field(default_factory=dict)
+    units_per_second: float | None = None  # audio: the adapter's clock (coordinates per second)
+    sample_rate: int | None = None
+    record_columns: RecordColumns | None = None  # the modality's own columns (text: lang, doc, source)
+    log_likelihood: float = 0.0  # nats, over every record written (kept or not)
+    units_scored: int = 0
 
     @property
     def bits_per_unit(self) -> float:
         units = sum(s.units_scored for s in self.scores)
         return -sum(s.log_likelihood for s in self.scores) / (max(units, 1) * LN2)
+
+    def parts_columns(self) -> RecordColumns | None:
+        """The record columns of per-rank parts: the fields, under the generic names."""
+        rc = self.record_columns
+        return None if rc is None or not rc.fields else RecordColumns(rc.fields, {})
+
+    def seconds_of(self, *columns: str) -> Seconds | None:
+        """Time columns beside ``columns`` in this run's tables (audio), else None."""
+        return None if self.units_per_second is None else Seconds(self.units_per_second, self.sample_rate, columns)
+
+    @property
+    def nats_per_second(self) -> float | None:
+        """Audio: log-likelihood per second of scored audio (nats/s)."""
+        if self.units_per_second is None or not self.units_scored:
+            return None
+        return self.log_likelihood / (self.units_scored / self.units_per_second)
 
 
 SCORE_SCHEMA = pa.schema([pa.field("seq_id", pa.string()), pa.field("chrom", pa.string()),
@@ -127,7 +148,9 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
     if adapter.unknown_token is not None:
         meta["not_scored"] = (f"{adapter.unknown_name or adapter.unknown_token} positions are model input only: "
                               f"never scored, not in units_scored or bits_per_unit")
-    summary = ScoreSummary(out=out, per_position=per_position, metadata=meta)
+    summary = ScoreSummary(out=out, per_position=per_position, metadata=meta,
+                           units_per_second=adapter.units_per_second, sample_rate=adapter.sample_rate,
+                           record_columns=RecordColumns.of(adapter))
     total = None
     if records is None:
         records = iter_records(adapter, inputs, bed=bed, region=region, reference=reference)
@@ -151,8 +174,10 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
                     continue
                 m = record.meta or {}
                 start, end = cmap.span(0, x.shape[0])
-                sc = SequenceScore(record.id, m.get("contig", record.id), int(start), int(end), len(record),
-                                   m.get("strand", "."))
+                sc = SequenceScore(record.id, m.get("contig", m.get("source", record.id)), int(start), int(end),
+                                   len(record), m.get("strand", "."))
+                if summary.record_columns is not None:
+                    sc.fields = summary.record_columns.values(m)
                 entry = [sc, len(tiles), cmap, index]
                 pending.append(entry)
                 for k, t in tiles:
@@ -173,12 +198,14 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
                         p = np.arange(tile.own_start, tile.end)[ok]
                         k = len(p)
                         pos_w.write_columns({"seq_id": [sc.seq_id] * k, "chrom": [sc.chrom] * k,
+                                             **{f: [v] * k for f, v in sc.fields.items()},
                                              "position": cmap.position(p), "logprob": (-nll[ok]).astype(np.float32),
                                              **({RECORD: np.full(k, number, np.int64)} if multi else {})})
                 bar.advance(sum(len(it) - it.own_start for it in group))
                 while pending and pending[0][1] == 0:
                     sc, _, _, index = pending.pop(0)
                     summary.positions += sc.length
+                    summary.log_likelihood += sc.log_likelihood
                     summary.units_scored += sc.units_scored
                     if table is not None:
                         table.write_row(**sc.row(), **({RECORD: index} if multi else {}))
@@ -200,11 +227,15 @@ def _writers(outs: Outputs, summary: ScoreSummary, fmt: str | None, rank: int, m
     table = pos_w = None
     if out is not None:
         table = outs.add(TableWriter(part_path(out, rank), with_record_column(SCORE_SCHEMA), meta, "parquet",
-                                     sidecar=False) if multi else TableWriter(out, SCORE_SCHEMA, meta, fmt))
+                                     sidecar=False, record=summary.parts_columns()) if multi else
+                         TableWriter(out, SCORE_SCHEMA, meta, fmt, seconds=summary.seconds_of("start", "end"),
+                                     record=summary.record_columns))
     if per_position is not None:
         pos_w = outs.add(TableWriter(part_path(per_position, rank) if multi else per_position,
                                      with_record_column(POSITION_SCHEMA) if multi else POSITION_SCHEMA, meta,
-                                     "parquet", rows_per_batch=262144, sidecar=not multi))
+                                     "parquet", rows_per_batch=262144, sidecar=not multi,
+                                     seconds=None if multi else summary.seconds_of("position"),
+                                     record=summary.parts_columns() if multi else summary.record_columns))
     return table, pos_w
 
 
@@ -214,19 +245,25 @@ def _merge_ranks(summary: ScoreSummary, fmt: str, world: int, keep_scores: bool)
     out, per_position, meta = summary.out, summary.per_position, summary.metadata
     parts = [part_path(out, r) for r in range(world)]
     pos_parts = [part_path(per_position, r) for r in range(world)] if per_position is not None else []
-    summary.positions = summary.units_scored = 0
+    summary.positions, summary.log_likelihood, summary.units_scored = 0, 0.0, 0
     with Outputs() as outs:
-        table = outs.add(TableWriter(out, SCORE_SCHEMA, meta, fmt))
+        table = outs.add(TableWriter(out, SCORE_SCHEMA, meta, fmt, seconds=summary.seconds_of("start", "end"),
+                                     record=summary.record_columns))
+        fields = summary.record_columns.fields if summary.record_columns is not None else ()
         for _, groups in itertools.groupby(merged_groups(parts), key=lambda g: g[0]):
             rows = [r for _, t in groups for r in t.to_pylist()]
-            sc = SequenceScore(**{c: sum(r[c] for r in rows) if c in SUMMED else rows[0][c] for c in OWN + SUMMED})
+            sc = SequenceScore(**{c: sum(r[c] for r in rows) if c in SUMMED else rows[0][c] for c in OWN + SUMMED},
+                               fields={f: rows[0][f] for f in fields})
             table.write_row(**sc.row())
             summary.positions += sc.length
+            summary.log_likelihood += sc.log_likelihood
             summary.units_scored += sc.units_scored
             if keep_scores:
                 summary.scores.append(sc)
         if per_position is not None:
             merge_parts(pos_parts, outs.add(TableWriter(per_position, POSITION_SCHEMA, meta, "parquet",
-                                                        rows_per_batch=262144)))
+                                                        rows_per_batch=262144,
+                                                        seconds=summary.seconds_of("position"),
+                                                        record=summary.record_columns)))
     for p in parts + pos_parts:
         p.unlink(missing_ok=True)

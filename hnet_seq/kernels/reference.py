@@ -71,14 +71,16 @@ def ssd_reference(x, dt, A, B, C, *, chunk_size, D=None, dt_bias=None, dt_softpl
     # Each chunk's own contribution to the state at its end.
     decay_to_end = torch.exp(F.pad(a[..., 1:].flip(-1).cumsum(-1).flip(-1), (0, 1)))
     chunk_states = torch.einsum("bclhn,bhcl,bclhp->bchpn", B, decay_to_end, xdt)
-    # Across chunks: a short recurrence over the nc chunk states.
-    chunk_decay = torch.exp(a.sum(-1))  # (b, h, c)
-    state = x.new_zeros(b, h, p, B.shape[-1]) if initial_states is None else initial_states.float()
-    entering = []
-    for c in range(nc):
-        entering.append(state)
-        state = chunk_decay[:, :, c, None, None] * state + chunk_states[:, c]
-    entering = torch.stack(entering, dim=1)  # (b, c, h, p, n)
+    # Across chunks: the same recurrence one level up, as one matrix product.  The state
+    # entering chunk z is sum_{c < z} exp(decay of chunks c+1..z-1) * chunk_states[c] (plus the
+    # decayed initial state); with that state prepended it is a segment-sum over chunk decays.
+    # A Python loop over chunks instead costs O(nc^2) in backward: every per-chunk slice
+    # back-propagates a full zero tensor.
+    chunk_log_decay = F.pad(a.sum(-1), (1, 0))  # (b, h, nc + 1)
+    start = torch.zeros_like(chunk_states[:, 0]) if initial_states is None else initial_states.float()
+    states = torch.cat([start[:, None], chunk_states], dim=1)  # (b, nc + 1, h, p, n)
+    states = torch.einsum("bhzc,bchpn->bzhpn", torch.exp(_segsum(chunk_log_decay)), states)
+    entering, state = states[:, :-1], states[:, -1]  # (b, nc, h, p, n), final (b, h, p, n)
     y = y + torch.einsum("bclhn,bchpn,bhcl->bclhp", C, entering, torch.exp(a.cumsum(-1)))
 
     y = y.reshape(b, nc * chunk_size, h, p)[:, :l]

@@ -125,6 +125,9 @@ class LoggingSection:
     eval_every: int = 200  # held-out evaluation every N steps (0: only at the end)
     progress: Union[str, bool] = "auto"  # rich progress bar: auto (on a terminal), on, off
     tensorboard: bool = False
+    wandb: bool = False  # also log to Weights & Biases (needs `pip install wandb`)
+    wandb_project: str = "hnet-seq"
+    wandb_mode: str = "online"  # online, or offline (sync later with `wandb sync RUN_DIR/wandb`)
     peak_tflops: Optional[float] = None  # for MFU; default from the GPU's name
 
 
@@ -303,6 +306,9 @@ def validate_run(cfg: RunConfig) -> RunConfig:
     _check_choice(cfg.train.activation_checkpointing, CHECKPOINTING, "train.activation_checkpointing")
     _check_choice(cfg.train.device, DEVICES, "train.device")
     _check_choice(cfg.logging.progress, ("auto", "on", "off"), "logging.progress")
+    _check_choice(cfg.logging.wandb_mode, ("online", "offline"), "logging.wandb_mode")
+    if not cfg.logging.wandb_project.strip():
+        raise ConfigError("field 'logging.wandb_project': must not be empty")
     _check_positive(cfg.optim.lr, "optim.lr")
     _check_positive(cfg.optim.eps, "optim.eps")
     _check_positive(cfg.optim.weight_decay, "optim.weight_decay", allow_zero=True)

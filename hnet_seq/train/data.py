@@ -22,16 +22,14 @@ import torch
 from ..errors import UserError
 from ..nn.packing import Packing
 
-DEFAULT_GENOME = "shigella_sonnei_53G_plasmids.fa.gz"
+def default_paths(adapter) -> list[str]:
+    """What a run reads when neither ``--data`` nor ``data.paths`` is given: the adapter's
+    ``default_data`` shipped in ``hnet_seq/resources``, if it has one."""
+    if adapter.default_data is None:
+        return []
+    from importlib.resources import files
 
-
-def default_paths(modality: str) -> list[str]:
-    """What a run reads when neither ``--data`` nor ``data.paths`` is given."""
-    if modality == "dna":
-        from importlib.resources import files
-
-        return [str(files("hnet_seq.resources") / DEFAULT_GENOME)]
-    return []
+    return [str(files("hnet_seq.resources") / adapter.default_data)]
 
 
 def is_shard_spec(path: str) -> bool:
@@ -137,7 +135,7 @@ class TrainData:
 
         d = run_cfg.data
         self.adapter, self.rank, self.world_size = adapter, rank, world_size
-        self.paths = list(paths if paths else d.paths) or default_paths(adapter.name)
+        self.paths = list(paths if paths else d.paths) or default_paths(adapter)
         if not self.paths:
             raise UserError(f"modality '{adapter.name}' has no default data: give --data PATH or data.paths")
         check_paths(self.paths)

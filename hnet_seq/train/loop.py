@@ -43,7 +43,7 @@ from ..nn.routing import stage_lengths
 from . import checkpointing as ckpt
 from .config import RunConfig, save_run_config
 from .data import TrainData, check_paths, to_device
-from .metrics import METRICS, Console, MetricsWriter, truncate_metrics
+from .metrics import METRICS, Console, MetricsWriter, WandbLogger, truncate_metrics
 from .objective import LN2, Objective
 from .optim import build_optimizer, build_schedule, clip_gradients
 from .parallel import (DistInfo, any_rank, barrier, gather_objects, init_distributed, make_reducer, shutdown,
@@ -264,7 +264,12 @@ class _Trainer:
             # The paths --data gave (absolute), so that `train --resume --out RUN` needs no --data.
             data = dataclasses.replace(cfg.data, paths=[_absolute(p) for p in self.data.paths])
             save_run_config(dataclasses.replace(cfg, model_config=model_cfg, data=data), self.run_dir / RUN_CONFIG)
-        self.metrics = MetricsWriter(self.run_dir, enabled=info.is_main, tensorboard=cfg.logging.tensorboard)
+        wandb = None
+        if cfg.logging.wandb and info.is_main:
+            wandb = WandbLogger(self.run_dir, cfg.logging.wandb_project, cfg.logging.wandb_mode,
+                                json.loads((self.run_dir / RUN_CONFIG).read_text()))
+        self.metrics = MetricsWriter(self.run_dir, enabled=info.is_main, tensorboard=cfg.logging.tensorboard,
+                                     wandb=wandb)
         self.metrics.write({"kind": "resume" if self.resume else "start", "step": self.step, "unit": self.unit,
                             "modality": cfg.modality.name, "world_size": info.world_size,
                             "backend": info.backend, "device": str(info.device), "params": self.n_params,

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import atomic_write_text
+from ..errors import UserError
 
 METRICS = "metrics.jsonl"
 
@@ -60,12 +61,57 @@ def truncate_metrics(run_dir: str | Path, step: int) -> None:
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
-class MetricsWriter:
-    """Appends records to ``metrics.jsonl`` (flushed per line) and mirrors scalars to TensorBoard."""
+def _scalars(record: dict[str, Any]) -> dict[str, float]:
+    """A record's numbers as ``{"kind/key": value}``, per-stage lists as ``kind/key_stage1, ...``
+    (stage 1 = the first router, as every other output numbers them)."""
+    kind, out = record.get("kind", "train"), {}
+    for key, value in record.items():
+        if key in ("step", "kind"):
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[f"{kind}/{key}"] = value
+        elif isinstance(value, list):
+            out.update({f"{kind}/{key}_stage{i + 1}": v for i, v in enumerate(value)
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    return out
 
-    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = False):
+
+class WandbLogger:
+    """Mirror of the metrics to Weights & Biases through the ``wandb`` library (``logging.wandb``).
+
+    The run's W&B id is kept in ``RUN_DIR/wandb_id``, so ``train --resume`` continues the same
+    W&B run; W&B's own files go to ``RUN_DIR/wandb``.  ``mode`` is W&B's: ``online`` or
+    ``offline`` (synced later with ``wandb sync``).
+    """
+
+    def __init__(self, run_dir: Path, project: str, mode: str, config: dict | None = None):
+        try:
+            import wandb
+        except ImportError:
+            raise UserError("logging.wandb needs the wandb package (pip install wandb)") from None
+        id_file = run_dir / "wandb_id"
+        run_id = id_file.read_text().strip() if id_file.exists() else None  # None: W&B makes one
+        self.run = wandb.init(project=project, id=run_id, resume="allow", name=run_dir.name, dir=str(run_dir),
+                              mode=mode, config=config)
+        atomic_write_text(id_file, self.run.id + "\n")
+
+    def log(self, record: dict[str, Any]) -> None:
+        if "step" in record:
+            self.run.log(_scalars(record), step=int(record["step"]))
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+class MetricsWriter:
+    """Appends records to ``metrics.jsonl`` (flushed per line) and mirrors scalars to TensorBoard
+    and (``wandb``: a :class:`WandbLogger`) to Weights & Biases."""
+
+    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = False,
+                 wandb: "WandbLogger | None" = None):
         self.enabled = enabled
         self.file = open(Path(run_dir) / METRICS, "a") if enabled else None
+        self.wandb = wandb
         self.tb = None
         if enabled and tensorboard:
             try:
@@ -82,16 +128,10 @@ class MetricsWriter:
         self.file.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
         self.file.flush()
         if self.tb is not None and "step" in record:
-            kind = record.get("kind", "train")
-            for key, value in record.items():
-                if key in ("step", "kind"):
-                    continue
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self.tb.add_scalar(f"{kind}/{key}", value, record["step"])
-                elif isinstance(value, list):
-                    for i, v in enumerate(value):
-                        if isinstance(v, (int, float)):
-                            self.tb.add_scalar(f"{kind}/{key}_stage{i}", v, record["step"])
+            for tag, value in _scalars(record).items():
+                self.tb.add_scalar(tag, value, record["step"])
+        if self.wandb is not None:
+            self.wandb.log(record)
 
     def close(self) -> None:
         if self.file is not None:
@@ -100,6 +140,9 @@ class MetricsWriter:
         if self.tb is not None:
             self.tb.close()
             self.tb = None
+        if self.wandb is not None:
+            self.wandb.close()
+            self.wandb = None
 
 
 def _si(x: float) -> str:
