@@ -33,9 +33,10 @@ import pyarrow as pa
 
 from hnet_seq.errors import UserError
 
-from .batching import (InferenceModel, Runner, WorkItem, barrier, batches_by_budget, default_batch_tokens,
-                       default_overlap, dist_info, init_distributed, load, plan_tiles, record_inputs,
-                       tiling_description)
+from hnet_seq.runtime.distributed import barrier, dist_info, init_distributed
+
+from .batching import (InferenceModel, Runner, WorkItem, batches_by_budget, default_batch_tokens, default_overlap,
+                       load, plan_tiles, record_inputs, tiling_description)
 from .io import Outputs, TableWriter, check_output_path, input_total, iter_records, output_format, progress_bar
 from .parts import RECORD, all_ranks_succeed, merge_parts, merged_groups, part_path, with_record_column
 
