@@ -166,7 +166,3 @@ def read_torch_weights(path: str | Path) -> dict:
     if not isinstance(state, dict):
         raise UserError(f"{path}: not a state_dict checkpoint")
     return state
-
-
-def config_from_checkpoint(checkpoint: str | Path) -> HNetConfig:
-    return load_config(resolve_checkpoint(checkpoint) / CONFIG)

@@ -27,7 +27,7 @@ from torch import nn
 from hnet_seq.data.record import Record  # noqa: F401  (re-exported: adapters read and encode Records)
 from hnet_seq.errors import UserError
 
-LN2 = math.log(2.0)
+LN2 = math.log(2.0)  # nats per bit: the one definition (training and inference report bits)
 
 
 class ModalityAdapter(ABC):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from hnet_seq.errors import UserError
+from hnet_seq.modalities.base import LN2
 
 from hnet_seq.runtime.distributed import barrier, dist_info, init_distributed
 
@@ -39,8 +39,6 @@ from .batching import (InferenceModel, Runner, WorkItem, batches_by_budget, defa
                        load, plan_tiles, record_inputs, tiling_description)
 from .io import Outputs, TableWriter, check_output_path, input_total, iter_records, output_format, progress_bar
 from .parts import RECORD, all_ranks_succeed, merge_parts, merged_groups, part_path, with_record_column
-
-LN2 = math.log(2.0)
 
 
 @dataclass

@@ -39,7 +39,6 @@ import pyarrow as pa
 import torch
 
 from hnet_seq.errors import UserError
-
 from hnet_seq.runtime.distributed import all_sum, barrier, broadcast_ok, init_distributed
 
 from .batching import InferenceModel, Runner, WorkItem, batches_by_budget, default_batch_tokens, load

@@ -140,8 +140,8 @@ def check_inputs(cfg: RunConfig, data_paths: list[str] | None) -> None:
 def _build_model(cfg, modality: str, options: dict, device: torch.device):
     """Model and adapter, built on ``device`` directly.
 
-    (Like :func:`hnet_seq.checkpoint.build_model`, but without ``model.to(device)``: the core's
-    ``Block._apply`` shadows ``nn.Module._apply``, so ``.to()`` on a whole model fails.)
+    (Like :func:`hnet_seq.checkpoint.build_model`, but the weights are created on ``device``
+    instead of on the CPU and then moved.)
     """
     from ..modalities import get_adapter
 

@@ -15,8 +15,7 @@ from ..runtime.distributed import DistInfo
 def _shard_units(model: nn.Module) -> list[nn.Module]:
     """FSDP2 units: every isotropic stack (encoder, decoder, main network of each stage).
 
-    Stacks rather than single blocks: ``Block`` defines its own ``_apply`` (shadowing
-    ``nn.Module._apply``), which breaks FSDP2's module wrapping at block level.
+    Stacks rather than single blocks: one all-gather of parameters per stack, not per block.
     """
     from ..nn.isotropic import Isotropic
 
