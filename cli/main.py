@@ -137,7 +137,7 @@ def user_errors_as_one_line(fn: Callable) -> Callable:
                 raise
             _fail(f"{e.filename}: {e.strerror or e}")
         except KeyboardInterrupt as e:
-            from hnet_seq.atomic import remove_temporaries
+            from hnet_seq.runtime.atomic import remove_temporaries
 
             remove_temporaries()  # what an interrupt caught between creating and owning a file
             signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .atomic import atomic_write, atomic_write_text  # noqa: F401  (re-exported for train/)
+from .runtime.atomic import atomic_write, atomic_write_text  # noqa: F401  (re-exported for train/)
 from .config import HNetConfig, load_config, read_mapping
 from .errors import UserError
 from .model import HNetLM

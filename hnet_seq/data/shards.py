@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from hnet_seq.atomic import make_temp_dir, untrack, why_not_writable
+from hnet_seq.runtime.atomic import make_temp_dir, untrack, why_not_writable
 from hnet_seq.errors import UserError
 
 from .record import Record
