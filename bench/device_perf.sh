@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 14, training throughput: everything in one GPU session of at most ~9 minutes.
+# Training throughput: everything in one GPU session of at most ~9 minutes.
 #
 #     OUT=/some/dir bash bench/device_perf.sh [tests] [sweep] [long] [profile] [compile]
 #

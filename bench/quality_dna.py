@@ -1,4 +1,4 @@
-"""Issue 7, DNA: a 1-stage H-Net against FLOP-matched isotropic Mamba-2 and Transformer baselines.
+"""DNA: a 1-stage H-Net against FLOP-matched isotropic Mamba-2 and Transformer baselines.
 
     python bench/quality_dna.py --out-dir runs/quality                      # one H100, see docs/results.md
     python bench/quality_dna.py --report-only --out-dir runs/quality        # plots + docs from results.json

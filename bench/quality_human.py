@@ -1,4 +1,4 @@
-"""Issue 13, human DNA: does the H-Net beat FLOP-matched isotropic models on GRCh37, each model at its own tuned LR?
+"""Human DNA: does the H-Net beat FLOP-matched isotropic models on GRCh37, each model at its own tuned LR?
 
     python tools/fetch_grch37.py --device-dir .data/human                  # the data (49.9 MiB), once
     setsid nohup python bench/quality_human.py --out-dir /tmp/qh > /tmp/qh.log 2>&1 &   # one H200

@@ -1,4 +1,4 @@
-"""Issue 7, text: a byte-level 1-stage H-Net against a FLOP-matched isotropic byte model on 388 languages.
+"""Text: a byte-level 1-stage H-Net against a FLOP-matched isotropic byte model on 388 languages.
 
     python bench/quality_udhr.py --out-dir runs/quality                     # one H100, see docs/results.md
     python bench/quality_udhr.py --report-only --out-dir runs/quality       # plots + docs from results.json

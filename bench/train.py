@@ -52,7 +52,7 @@ def main(argv=None) -> None:
 
     from hnet_seq.train import load_run_config, train
     from hnet_seq.train.metrics import read_metrics
-    from hnet_seq.train.parallel import pick_device
+    from hnet_seq.runtime.device import pick_device
 
     device = pick_device(args.device)
     on_cpu = device.type == "cpu"

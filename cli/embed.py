@@ -59,7 +59,7 @@ def embed(
 
       torchrun --nproc-per-node 4 -m hnet_seq.cli embed genome.fa --checkpoint CK -o emb.parquet --chunks
     """
-    from hnet_seq.inference.batching import dist_info
+    from hnet_seq.runtime.distributed import dist_info
     from hnet_seq.inference.embed import embed as run
 
     check_positive(batch_tokens, "--batch-tokens")

@@ -81,17 +81,13 @@ def main(
                                 "e.g. 'ssd=reference,attention=fast'."),
 ) -> None:
     """Options shared by every command."""
-    if kernels:
-        import os
-
-        from hnet_seq.kernels import ALL_OPS
-        from hnet_seq.kernels.registry import check_spec
+    if kernels:  # else the kernels read $HNET_SEQ_KERNELS at their first call (and no torch loads here)
+        from hnet_seq import kernels as ops  # the ops register on import, so the spec can name them
 
         try:
-            check_spec(kernels, tuple(op.name for op in ALL_OPS))
+            ops.set_spec(kernels)
         except ValueError as e:
             _fail(f"--kernels {kernels}: {e}")
-        os.environ["HNET_SEQ_KERNELS"] = kernels
 
 
 # OS errors whose ``filename`` is the user's path (the message names it): an unwritable output,
@@ -142,7 +138,7 @@ def user_errors_as_one_line(fn: Callable) -> Callable:
                 raise
             _fail(f"{e.filename}: {e.strerror or e}")
         except KeyboardInterrupt as e:
-            from hnet_seq.atomic import remove_temporaries
+            from hnet_seq.runtime.atomic import remove_temporaries
 
             remove_temporaries()  # what an interrupt caught between creating and owning a file
             signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT

@@ -47,7 +47,7 @@ def score(
 
       torchrun --nproc-per-node 4 -m hnet_seq.cli score chr20.fa --checkpoint CK -o chr20.tsv
     """
-    from hnet_seq.inference.batching import dist_info
+    from hnet_seq.runtime.distributed import dist_info
     from hnet_seq.inference.io import write_tsv
     from hnet_seq.inference.score import SCORE_SCHEMA, score as run
 

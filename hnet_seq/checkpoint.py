@@ -12,12 +12,13 @@ Every file is written to a temporary name and renamed, so a crash never leaves h
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .atomic import atomic_write, atomic_write_text  # noqa: F401  (re-exported for train/)
+from .runtime.atomic import atomic_write, atomic_write_text  # noqa: F401  (re-exported for train/)
 from .config import HNetConfig, load_config, read_mapping
 from .errors import UserError
 from .model import HNetLM
@@ -53,12 +54,46 @@ def save_checkpoint(directory: str | Path, model: HNetLM, modality: str, options
         atomic_write(directory / TRAIN_STATE, lambda tmp: torch.save(train_state, tmp))
 
 
+# ---- run directories (``RUN/checkpoints/step_NNNNNNNN``, ``latest`` -> the newest) ----------
+
+STEP_DIR = re.compile(r"^step_(\d+)$")
+LATEST = "latest"
+
+
+def step_dir_name(step: int) -> str:
+    return f"step_{step:08d}"
+
+
+def checkpoints_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """Complete step checkpoints, oldest first."""
+    root = checkpoints_dir(run_dir)
+    if not root.is_dir():
+        return []
+    out = []
+    for p in root.iterdir():
+        m = STEP_DIR.match(p.name)
+        if m and p.is_dir() and (p / TRAIN_STATE).exists() and (p / WEIGHTS).exists():
+            out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint ``latest`` points to, else the newest complete one, else None."""
+    link = checkpoints_dir(run_dir) / LATEST
+    if link.exists() and (link / TRAIN_STATE).exists():
+        return link.resolve()
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """``path`` itself, or, for a run directory of ``hnet-seq train``, its latest checkpoint."""
     path = Path(path)
     if path.is_dir() and not (path / WEIGHTS).exists() and (path / "checkpoints").is_dir():
-        from .train.checkpointing import latest_checkpoint  # train imports this module
-
         latest = latest_checkpoint(path)
         if latest is None:
             raise UserError(f"{path}: run directory without a complete checkpoint yet")
@@ -139,7 +174,3 @@ def read_torch_weights(path: str | Path) -> dict:
     if not isinstance(state, dict):
         raise UserError(f"{path}: not a state_dict checkpoint")
     return state
-
-
-def config_from_checkpoint(checkpoint: str | Path) -> HNetConfig:
-    return load_config(resolve_checkpoint(checkpoint) / CONFIG)

@@ -209,7 +209,3 @@ def load_config(path: str | Path) -> HNetConfig:
         return config_from_dict(data)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
-
-
-def save_config(cfg: HNetConfig, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")

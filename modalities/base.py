@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -25,26 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hnet_seq.data.record import Record  # noqa: F401  (re-exported: adapters read and encode Records)
 from hnet_seq.errors import UserError
 
-LN2 = math.log(2.0)
-
-
-@dataclass
-class Record:
-    """One document / contig / utterance as read from a file.
-
-    ``data`` is the modality's natural array: DNA tokens ``(L,) uint8``, raw bytes ``(L,) uint8``,
-    or audio samples ``(N,) float32`` at the configured rate.  ``meta`` holds the rest (soft-mask,
-    language tag, source file, sample rate, normalisation stats, contig coordinates, ...).
-    """
-
-    id: str
-    data: np.ndarray
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.data)
+LN2 = math.log(2.0)  # nats per bit: the one definition (training and inference report bits)
 
 
 class ModalityAdapter(ABC):

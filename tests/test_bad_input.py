@@ -1,6 +1,6 @@
 """Bad user input through the CLI: one ``error:`` line naming the file, record or flag, exit 2.
 
-One test per case of issue 18 (files that raise foreign exceptions, unwritable outputs,
+One test per kind of bad input (files that raise foreign exceptions, unwritable outputs,
 values that must be refused, contents that used to be accepted silently).  Every test drives
 the real command with typer's CliRunner on a tiny random checkpoint and real sequence.
 """

@@ -1,9 +1,9 @@
 """Inference commands on CPU with tiny random checkpoints and real sequence from ../shared/data.
 
-Issue 5 acceptance 1 (embed: chunk coordinates tile every sequence at every stage, RC averaging
-is strand-symmetric, BED coordinates round-trip), 3 (generate: the step cache reproduces the
-full-forward likelihood; an official-layout .pt generates through the CLI) and 4 (chunks: HTML
-and a PNG for a 20 kb region; a headless-Chromium screenshot when Chromium is installed), plus
+Embed (chunk coordinates tile every sequence at every stage, RC averaging is strand-symmetric,
+BED coordinates round-trip), generate (the step cache reproduces the full-forward likelihood;
+an official-layout .pt generates through the CLI) and chunks (HTML and a PNG for a 20 kb region;
+a headless-Chromium screenshot when Chromium is installed), plus
 scoring for every modality and the error paths (one-line errors, no partial output).
 """
 from __future__ import annotations
@@ -113,7 +113,7 @@ def assert_tiles(rows: dict, lengths: dict[str, int], stages: int, offsets: dict
             assert (b > a).all()
 
 
-# ---- acceptance 1: embeddings ------------------------------------------------------------
+# ---- embeddings -----------------------------------------------------------------------
 def test_embed_chunks_tile_every_sequence_cli(ck2, small_fasta, tmp_path, report):
     fasta, lengths = small_fasta
     out = tmp_path / "emb.parquet"
@@ -279,7 +279,7 @@ def test_score_every_modality(tmp_path):
     assert a.units_scored == (n_frames - 1) * 80 and np.isfinite(a.log_likelihood)
 
 
-# ---- acceptance 3: generation ---------------------------------------------------------------
+# ---- generation --------------------------------------------------------------------------
 def test_generate_step_cache_matches_full_forward(ck2):
     from hnet_seq.inference.batching import load
     from hnet_seq.inference.generate import generate, sequence_logprobs
@@ -324,7 +324,7 @@ def test_generate_official_layout_checkpoint_cli(tmp_path):
     assert r.exit_code == 2 and "needs --config" in r.output
 
 
-# ---- acceptance 4: chunks -------------------------------------------------------------------
+# ---- chunks ------------------------------------------------------------------------------
 def test_chunks_html_png_and_screenshot(ck1, plasmids, tmp_path, report):
     names = list(plasmids)
     bed = tmp_path / "genes.bed"

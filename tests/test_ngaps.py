@@ -1,4 +1,4 @@
-"""Issue 19: N never counts as sequence (score, training/held-out loss, variants, pooled embeddings).
+"""N never counts as sequence (score, training/held-out loss, variants, pooled embeddings).
 
 Real sequence: the plasmid genome shipped in ``hnet_seq/resources`` (so CI needs no extra data),
 with N runs and IUPAC codes (which read as N) added where a real assembly has them.
@@ -46,7 +46,7 @@ def _score(ck, seqs: dict[str, str], **kw):
 
 
 def test_score_ignores_an_appended_n_run(ck, plasmid):
-    """Acceptance 1: bits/base of a real sequence with a 500 bp N run (and IUPAC codes) appended is
+    """Bits/base of a real sequence with a 500 bp N run (and IUPAC codes) appended is
     that of the sequence alone; units_scored counts the scorable bases only."""
     gap = "N" * 450 + "RYKMSWBDHV" * 5
     got, meta = _score(ck, {"plain": plasmid, "gap": plasmid + gap, "inner": plasmid[:1000] + gap + plasmid[1000:]},
@@ -94,7 +94,7 @@ def test_runner_nll_is_nan_exactly_at_n_targets(ck, plasmid):
 
 
 def test_training_weights_and_loss_ignore_n_targets(tmp_path, plasmid):
-    """Acceptance 1: in a training window with N, N targets have weight 0 and the loss does not
+    """In a training window with N, N targets have weight 0 and the loss does not
     depend on them (replacing them by any other target leaves it unchanged)."""
     from hnet_seq.data import Corpus, WindowDataset
     from hnet_seq.train import Objective
@@ -187,7 +187,7 @@ def test_embed_mean_pool_excludes_n(ck, plasmid, tmp_path):
 
 # ---- runs that resume as they say ---------------------------------------------------------------
 def test_interrupted_run_resumes_without_data(tmp_path):
-    """Acceptance 4: `train --resume --out RUN` (the command the interrupt message prints) needs no
+    """`train --resume --out RUN` (the command the interrupt message prints) needs no
     --data: run_config.json records the paths --data gave."""
     import json
     import signal

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from hnet_seq.train.metrics import read_metrics
-from hnet_seq.train.parallel import FORCE_ENV
+from hnet_seq.runtime.distributed import FORCE_ENV
 from test_train_ddp import _free_port
 from test_train_helpers import micro_config
 

@@ -1,4 +1,4 @@
-"""Shared-prefix variant scoring equals full recomputation (issue 14, "variant scoring that shares work").
+"""Shared-prefix variant scoring equals full recomputation.
 
 * ``HNetLM.prefill`` continuing a decoding state (in blocks, ragged rows, copied/expanded
   states) gives the logits of one full forward pass, for 1- and 2-stage tiny H-Nets with

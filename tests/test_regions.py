@@ -1,4 +1,4 @@
-"""Interval, region and table conventions (issue 19), on the plasmid genome shipped in the package.
+"""Interval, region and table conventions, on the plasmid genome shipped in the package.
 
 * BED input: ``.bed`` with track/browser/comment lines, ``.bed.gz`` plain gzip and bgzip + tabix
   read alike; the BED name becomes ``seq_id``; a ``-`` interval is scored and embedded as the

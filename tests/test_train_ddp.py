@@ -80,7 +80,8 @@ def _worker(rank, world, port, out_dir):
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     from hnet_seq.train.objective import Objective
-    from hnet_seq.train.parallel import init_distributed, make_reducer, shutdown, wrap_model
+    from hnet_seq.runtime.distributed import init_distributed, make_reducer, shutdown
+    from hnet_seq.train.parallel import wrap_model
 
     info = init_distributed("cpu")
     try:

@@ -1,4 +1,4 @@
-"""Window placement at contig edges and equal-length indel windows (issue 19), on real sequence.
+"""Window placement at contig edges and equal-length indel windows, on real sequence.
 
 The reference is cut from the real Shigella plasmids (../shared/data): ``chrA`` an interior
 stretch, ``chrE`` a copy of part of ``chrA`` (so that a variant near chrE's ends sits in a

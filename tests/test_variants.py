@@ -1,6 +1,6 @@
 """score-variants on synthetic variants placed on real sequence (Shigella plasmids, ../shared/data).
 
-Issue 5 acceptance 2: SNV, MNV, insertion, deletion and a multi-allelic record score exactly
+SNV, MNV, insertion, deletion and a multi-allelic record score exactly
 the difference of ``hnet-seq score`` on the two windows written as FASTA; a REF mismatch is
 skipped (fatal with --strict, leaving no output), a missing contig is reported, a variant near
 a contig end gets a window shifted inside the contig and is flagged, symbolic and breakend ALTs are skipped with their

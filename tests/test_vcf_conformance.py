@@ -1,4 +1,4 @@
-"""A sample of the hts-specs VCF conformance corpus through score-variants (issue 18 "Tests from outside").
+"""A sample of the hts-specs VCF conformance corpus through score-variants.
 
 Every file gives a table in which every record is accounted for, or one clean error: exit 2, one
 line, no traceback, nothing left behind.  The whole corpus is bench/vcf_conformance.py's job.

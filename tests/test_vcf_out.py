@@ -1,4 +1,4 @@
-"""The annotated VCF (issue 19 "The annotated VCF", issue 18 "VCF output that htslib cannot abort").
+"""The annotated VCF.
 
 Records are real-looking variants on real sequence (Shigella plasmids from ../shared/data);
 the header defects are the ones an outside probe found to abort htslib.

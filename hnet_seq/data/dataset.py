@@ -18,10 +18,10 @@ from __future__ import annotations
 from typing import Iterable, Iterator
 
 import numpy as np
-import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from hnet_seq.errors import UserError
+from hnet_seq.runtime.distributed import group_rank_world
 
 from .corpus import Corpus
 from .packing import make_example, pack_examples, plan_batches
@@ -46,8 +46,7 @@ class WindowDataset(IterableDataset):
         if rc_augment and not hasattr(corpus.adapter, "reverse_complement"):
             raise UserError(f"rc_augment: modality '{corpus.adapter.name}' has no reverse complement")
         if rank is None or world_size is None:
-            dist = torch.distributed.is_available() and torch.distributed.is_initialized()
-            rank, world_size = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if dist else (0, 1)
+            rank, world_size = group_rank_world()
         if not 0 <= rank < world_size:
             raise UserError(f"rank {rank} is not in 0..{world_size - 1}")
         self.corpus, self.token_budget, self.seed, self.shuffle = corpus, token_budget, seed, shuffle

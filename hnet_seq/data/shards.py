@@ -20,8 +20,10 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from hnet_seq.atomic import make_temp_dir, untrack, why_not_writable
+from hnet_seq.runtime.atomic import make_temp_dir, untrack, why_not_writable
 from hnet_seq.errors import UserError
+
+from .record import Record
 
 
 def _npy(a: np.ndarray) -> bytes:
@@ -123,8 +125,6 @@ def expand_shards(urls: str | Path | Sequence[str | Path]) -> list[str]:
 
 def sample_to_record(sample: dict, modality: str | None = None):
     """A webdataset sample (as read) back to a Record; missing keys -> UserError."""
-    from hnet_seq.modalities.base import Record
-
     shard, key = sample.get("__url__", "?"), sample.get("__key__", "?")
     have = ", ".join(sorted(k for k in sample if not k.startswith("__"))) or "none"
     if "json" not in sample:

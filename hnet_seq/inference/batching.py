@@ -20,7 +20,6 @@ numbers per tile (pooled sums, last vector) run on the device; only owned positi
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -31,6 +30,8 @@ import torch
 from hnet_seq.checkpoint import load_model
 from hnet_seq.errors import UserError
 from hnet_seq.nn.packing import Packing
+from hnet_seq.runtime import device as _device
+from hnet_seq.runtime.distributed import dist_info
 
 LAYERS = ("output", "input")
 
@@ -66,17 +67,11 @@ class InferenceModel:
         return d[level - 1]
 
     def autocast(self):
-        if self.precision == "bfloat16" and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return _device.autocast(self.device, self.precision)
 
     @property
     def vocab_size(self) -> int | None:
         return getattr(self.adapter, "vocab_size", None) if hasattr(self.adapter, "table_size") else None
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def load(checkpoint: str | Path | InferenceModel, config: str | Path | None = None, *, device: str | None = None,
@@ -89,7 +84,7 @@ def load(checkpoint: str | Path | InferenceModel, config: str | Path | None = No
     if isinstance(checkpoint, InferenceModel):
         return checkpoint
     dist = dist_info()
-    device = device or default_device()
+    device = device or _device.default_device()
     if device == "cuda" and dist.world > 1:
         device = f"cuda:{dist.local_rank}"
     try:
@@ -98,10 +93,10 @@ def load(checkpoint: str | Path | InferenceModel, config: str | Path | None = No
         raise UserError(f"--device {device}: not a device (use cpu, cuda or cuda:N)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
-    if precision not in ("auto", "float32", "bfloat16"):
-        raise UserError(f"--precision {precision}: choose auto, float32 or bfloat16")
-    if precision == "auto":
-        precision = "bfloat16" if dev.type == "cuda" else "float32"
+    try:
+        precision = _device.resolve_precision(precision, dev)
+    except ValueError:
+        raise UserError(f"--precision {precision}: choose auto, float32 or bfloat16") from None
     model, adapter = load_model(checkpoint, config, device=dev, modality=modality)
     model.requires_grad_(False)
     return InferenceModel(model, adapter, dev, precision, str(checkpoint))
@@ -485,64 +480,3 @@ def record_inputs(adapter, record, scoring: bool = False) -> tuple[torch.Tensor,
     if x.ndim == 1 and scale == 1:
         prefix = max(int(x.shape[0]) - units - int(getattr(adapter, "add_eos", False)), 0)
     return x, y, CoordMap(prefix, scale, units, offset, reverse)
-
-
-# ---- torchrun ranks -----------------------------------------------------------------------
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def dist_info() -> DistInfo:
-    """Rank and world size from torchrun's environment (1 process when absent)."""
-    try:
-        return DistInfo(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                        int(os.environ.get("LOCAL_RANK", 0)))
-    except ValueError:
-        return DistInfo()
-
-
-def init_distributed(device: torch.device) -> DistInfo:
-    """Join torchrun's process group (gloo on CPU, nccl on CUDA) when WORLD_SIZE > 1."""
-    info = dist_info()
-    if info.world > 1:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            backend = "nccl" if device.type == "cuda" else "gloo"
-            if device.type == "cuda":
-                torch.cuda.set_device(device)
-            dist.init_process_group(backend)
-    return info
-
-
-def barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        if dist.get_backend() == "nccl":
-            dist.barrier(device_ids=[torch.cuda.current_device()])
-        else:
-            dist.barrier()
-
-
-def broadcast_ok(ok: bool) -> bool:
-    """True only when every rank reports ``ok`` (so that all ranks fail together)."""
-    return all_sum([0 if ok else 1])[0] == 0
-
-
-def all_sum(values: list[float]) -> list[float]:
-    """Element-wise sum over ranks (the values themselves on one process)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return list(values)
-    t = torch.tensor(values, dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
-    dist.all_reduce(t)
-    return t.tolist()

@@ -47,10 +47,12 @@ import torch
 
 from hnet_seq.errors import UserError
 
-from .batching import (CoordMap, InferenceModel, Runner, Tile, WorkItem, all_sum, barrier, batches_by_budget,
-                       broadcast_ok, default_batch_tokens, default_overlap, init_distributed, load,
-                       plan_tiles, record_inputs, tiling_description)
-from .io import (AtomicFile, Outputs, RecordColumns, Seconds, TableWriter, check_output_path, input_total, iter_records, output_format,
+from hnet_seq.runtime.distributed import all_sum, barrier, broadcast_ok, init_distributed
+
+from .batching import (CoordMap, InferenceModel, Runner, Tile, WorkItem, batches_by_budget, default_batch_tokens,
+                       default_overlap, load, plan_tiles, record_inputs, tiling_description)
+from .io import (AtomicFile, Outputs, RecordColumns, Seconds, TableWriter, check_output_path, input_total,
+                 iter_records, output_format,
                  progress_bar, vector_field)
 from .parts import RECORD, merge_parts, part_path, with_record_column
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from hnet_seq.atomic import publish, signals_blocked, temp_path_for, untrack  # noqa: F401  (part of this module's API)
+from hnet_seq.runtime.atomic import publish, signals_blocked, temp_path_for, untrack  # noqa: F401  (part of this module's API)
 from hnet_seq.errors import UserError
 from hnet_seq.progress import progress_bar  # noqa: F401  (the inference commands' bar)
 

@@ -99,7 +99,7 @@ def merge_parts(parts: list[Path], out: TableWriter) -> int:
 def all_ranks_succeed(what: str):
     """Leave the block on every rank together: when another rank failed, raise a
     :class:`UserError` here too (so that an enclosing :class:`~.io.Outputs` writes nothing)."""
-    from .batching import broadcast_ok
+    from hnet_seq.runtime.distributed import broadcast_ok
 
     ok = False
     try:

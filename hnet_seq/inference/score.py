@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,14 +31,15 @@ import numpy as np
 import pyarrow as pa
 
 from hnet_seq.errors import UserError
+from hnet_seq.modalities.base import LN2
 
-from .batching import (InferenceModel, Runner, WorkItem, barrier, batches_by_budget, default_batch_tokens,
-                       default_overlap, dist_info, init_distributed, load, plan_tiles, record_inputs,
-                       tiling_description)
-from .io import Outputs, RecordColumns, Seconds, TableWriter, check_output_path, input_total, iter_records, output_format, progress_bar
+from hnet_seq.runtime.distributed import barrier, dist_info, init_distributed
+
+from .batching import (InferenceModel, Runner, WorkItem, batches_by_budget, default_batch_tokens, default_overlap,
+                       load, plan_tiles, record_inputs, tiling_description)
+from .io import (Outputs, RecordColumns, Seconds, TableWriter, check_output_path, input_total, iter_records,
+                 output_format, progress_bar)
 from .parts import RECORD, all_ranks_succeed, merge_parts, merged_groups, part_path, with_record_column
-
-LN2 = math.log(2.0)
 
 
 @dataclass

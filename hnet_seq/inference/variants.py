@@ -39,9 +39,9 @@ import pyarrow as pa
 import torch
 
 from hnet_seq.errors import UserError
+from hnet_seq.runtime.distributed import all_sum, barrier, broadcast_ok, init_distributed
 
-from .batching import (InferenceModel, Runner, WorkItem, all_sum, barrier, batches_by_budget, broadcast_ok,
-                       default_batch_tokens, init_distributed, load)
+from .batching import InferenceModel, Runner, WorkItem, batches_by_budget, default_batch_tokens, load
 from .io import (AtomicFile, Outputs, TableWriter, check_output_path, output_format, progress_bar,
                  vcf_record_count, write_fasta)
 from .parts import RECORD, merge_parts, part_path, with_record_column

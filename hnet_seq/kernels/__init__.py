@@ -34,7 +34,7 @@ Shapes (``b`` batch rows, ``l`` length, ``h`` heads, ``p`` head dim, ``g`` group
 from .reference import (attention_kvcache_reference, attention_reference, conv1d_reference, rmsnorm_reference,
                         ssd_reference)
 from .fused import add_rmsnorm_reference, linear_cross_entropy_reference, swiglu_reference
-from .registry import KernelOp, describe, force_backend, requested_backend
+from .registry import KernelOp, describe, force_backend, requested_backend, set_spec
 
 ssd = KernelOp("ssd", ssd_reference, "hnet_seq.kernels.fast:ssd_fast",
                "chunked selective-state-space scan (Mamba-2 and the dechunk EMA)")
@@ -62,4 +62,4 @@ FUSED_OPS = (add_rmsnorm, swiglu, linear_ce)
 ALL_OPS = (ssd, conv1d, attention, attention_kvcache, rmsnorm, *FUSED_OPS)
 
 __all__ = ["ALL_OPS", "FUSED_OPS", "KernelOp", "add_rmsnorm", "attention", "attention_kvcache", "conv1d", "describe",
-           "force_backend", "linear_ce", "requested_backend", "rmsnorm", "ssd", "swiglu"]
+           "force_backend", "linear_ce", "requested_backend", "rmsnorm", "set_spec", "ssd", "swiglu"]

@@ -1,10 +1,19 @@
 """One small interface for every kernel: a reference implementation and a fast one per op.
 
-Each op is a :class:`KernelOp`.  Calling it dispatches on the tensors' device and on what is
-installed: the fast path runs on CUDA when its dependencies import, the pure-PyTorch
-reference everywhere else.  A choice can be forced for all ops or per op with the
-environment variable ``HNET_SEQ_KERNELS`` (``reference``, ``fast`` or ``auto``; or
-``ssd=reference,attention=fast``) or with :func:`force_backend` (the CLI's ``--kernels``).
+Each op is a :class:`KernelOp`; :meth:`KernelOp.backend_for` is the one place that decides
+which implementation a call runs, in this order:
+
+1. the requested backend (``auto``, ``reference`` or ``fast``): an enclosing
+   :func:`force_backend` block, else the spec -- ``fast`` or ``ssd=reference,attention=fast``,
+   parsed once, from :func:`set_spec` (the CLI's ``--kernels``) or, at the first call, from
+   ``$HNET_SEQ_KERNELS`` (a later change of the variable is not seen);
+2. whether the fast implementation imports (tried once, lazily: a missing mamba-ssm or
+   flash-attn never breaks ``import hnet_seq``; which library the fast attention wraps,
+   flash-attn or PyTorch's ``varlen_attn``, is settled by that import);
+3. the device: the fast path runs on CUDA only; ``auto`` also requires ``auto_fast``.
+
+Inside a fast implementation, inputs it has no kernel for (fp32 attention) take the reference
+(see :mod:`hnet_seq.kernels.fast`); that is a property of the input, not a backend choice.
 """
 from __future__ import annotations
 
@@ -17,35 +26,44 @@ from typing import Callable, Iterator
 import torch
 
 BACKENDS = ("auto", "reference", "fast")
-_forced: dict[str, str] = {}
+SPEC_ENV = "HNET_SEQ_KERNELS"
+_ops: set[str] = set()  # names of every KernelOp made (a spec may name only these)
+_spec: dict[str, str] | None = None  # the parsed spec ({op or "*": backend}); None until first use
+_forced: dict[str, str] = {}  # force_backend blocks, innermost last written
 
 
-def _env_choice(op: str) -> str:
-    spec = os.environ.get("HNET_SEQ_KERNELS", "auto").strip()
-    choice = "auto"
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        name, _, value = part.rpartition("=")
-        if not name or name == op:
-            choice = value
-    if choice not in BACKENDS:
-        raise ValueError(f"HNET_SEQ_KERNELS: unknown backend {choice!r} (use {', '.join(BACKENDS)})")
-    return choice
-
-
-def check_spec(spec: str, ops: tuple[str, ...]) -> None:
-    """Raise ValueError unless ``spec`` (``fast`` or ``ssd=reference,attention=fast``) names
-    known backends for ``ops``."""
+def parse_spec(spec: str) -> dict[str, str]:
+    """``{op or "*": backend}`` of ``fast`` or ``ssd=reference,attention=fast`` (later parts win);
+    ``ValueError`` on an unknown backend or op."""
+    out: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, _, value = part.rpartition("=")
         if value not in BACKENDS:
             raise ValueError(f"unknown backend {value!r} (use {', '.join(BACKENDS)})")
-        if name and name not in ops:
-            raise ValueError(f"unknown op {name!r} (ops: {', '.join(ops)})")
+        if name and name not in _ops:
+            raise ValueError(f"unknown op {name!r} (ops: {', '.join(sorted(_ops))})")
+        if not name:  # a bare backend applies to every op named before it too
+            out.clear()
+        out[name or "*"] = value
+    return out
+
+
+def set_spec(spec: str | None) -> None:
+    """Use ``spec`` (see :func:`parse_spec`) from now on, instead of ``$HNET_SEQ_KERNELS``
+    (``None``: read the variable again at the next call)."""
+    global _spec
+    _spec = None if spec is None else parse_spec(spec)
 
 
 def requested_backend(op: str) -> str:
-    """The backend asked for ``op``: forced in code first, then the environment, else auto."""
-    return _forced.get(op) or _forced.get("*") or _env_choice(op)
+    """The backend asked for ``op``: a :func:`force_backend` block, else the spec, else auto."""
+    global _spec
+    if _spec is None:
+        try:
+            _spec = parse_spec(os.environ.get(SPEC_ENV, "auto"))
+        except ValueError as e:
+            raise ValueError(f"{SPEC_ENV}: {e}") from None
+    return _forced.get(op) or _forced.get("*") or _spec.get(op) or _spec.get("*", "auto")
 
 
 @contextmanager
@@ -82,6 +100,9 @@ class KernelOp:
     auto_fast: bool = True
     _fast_fn: Callable | None = field(default=None, repr=False)
     _fast_error: str | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        _ops.add(self.name)
 
     def fast_impl(self) -> tuple[Callable | None, str]:
         """The fast callable (or None) and a short reason when it is unavailable."""

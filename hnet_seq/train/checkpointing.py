@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -26,16 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint import TRAIN_STATE, WEIGHTS, read_safetensors, save_checkpoint
+from ..checkpoint import (LATEST, TRAIN_STATE, WEIGHTS, checkpoints_dir, latest_checkpoint, list_checkpoints,
+                          read_safetensors, save_checkpoint, step_dir_name)
 from ..errors import UserError
-
-STEP_DIR = re.compile(r"^step_(\d+)$")
-LATEST = "latest"
-
-
-def step_dir_name(step: int) -> str:
-    return f"step_{step:08d}"
-
 
 # ---- RNG ---------------------------------------------------------------------------------------
 
@@ -111,32 +103,6 @@ class _StateView:
 
 
 # ---- directories -------------------------------------------------------------------------------
-
-
-def checkpoints_dir(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "checkpoints"
-
-
-def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
-    """Complete step checkpoints, oldest first."""
-    root = checkpoints_dir(run_dir)
-    if not root.is_dir():
-        return []
-    out = []
-    for p in root.iterdir():
-        m = STEP_DIR.match(p.name)
-        if m and p.is_dir() and (p / TRAIN_STATE).exists() and (p / WEIGHTS).exists():
-            out.append((int(m.group(1)), p))
-    return sorted(out)
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The checkpoint ``latest`` points to, else the newest complete one, else None."""
-    link = checkpoints_dir(run_dir) / LATEST
-    if link.exists() and (link / TRAIN_STATE).exists():
-        return link.resolve()
-    found = list_checkpoints(run_dir)
-    return found[-1][1] if found else None
 
 
 def _point_latest(root: Path, target: str) -> None:

@@ -25,11 +25,11 @@ from typing import Any, Optional, Union
 import yaml
 
 from ..config import CHECKPOINTING, ConfigError, HNetConfig, _build, config_from_dict, read_mapping
+from ..runtime.device import PRECISIONS, precision_name
 
 SCHEDULES = ("cosine", "wsd", "constant")
 NONFINITE = ("stop", "skip")
 PARALLEL = ("ddp", "fsdp")
-PRECISION = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 EVAL_SAMPLES = ("first", "spread")
 
@@ -108,7 +108,7 @@ class TrainSection:
     steps: int = 1000
     seed: int = 0
     device: str = "auto"  # auto: cuda when available
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    precision: str = "auto"  # auto, float32 or bfloat16 (auto: bfloat16 autocast on CUDA only)
     compile: bool = False
     activation_checkpointing: str = "none"  # none | blocks | stages: recompute activations in the backward
     parallel: str = "ddp"  # data-parallel flavour under torchrun: ddp or fsdp (FSDP2 fully_shard)
@@ -302,7 +302,10 @@ def validate_run(cfg: RunConfig) -> RunConfig:
     _check_choice(cfg.schedule.kind, SCHEDULES, "schedule.kind")
     _check_choice(cfg.train.on_nonfinite, NONFINITE, "train.on_nonfinite")
     _check_choice(cfg.train.parallel, PARALLEL, "train.parallel")
-    _check_choice(cfg.train.precision, PRECISION, "train.precision")
+    try:  # fp32/bf16 (older configs) are read as float32/bfloat16
+        precision_name(cfg.train.precision)
+    except ValueError:
+        _check_choice(cfg.train.precision, PRECISIONS, "train.precision")
     _check_choice(cfg.train.activation_checkpointing, CHECKPOINTING, "train.activation_checkpointing")
     _check_choice(cfg.train.device, DEVICES, "train.device")
     _check_choice(cfg.logging.progress, ("auto", "on", "off"), "logging.progress")

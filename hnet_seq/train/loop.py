@@ -23,7 +23,6 @@ projections, conv and SSD scan, attention projections plus 4·d·(mean keys per 
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -46,8 +45,10 @@ from .data import TrainData, check_paths, to_device
 from .metrics import METRICS, Console, MetricsWriter, WandbLogger, truncate_metrics
 from .objective import LN2, Objective
 from .optim import build_optimizer, build_schedule, clip_gradients
-from .parallel import (DistInfo, any_rank, barrier, gather_objects, init_distributed, make_reducer, shutdown,
-                       unwrap, wrap_model)
+from ..runtime.device import autocast
+from ..runtime.distributed import (DistInfo, any_rank, barrier, gather_objects, init_distributed, make_reducer,
+                                   shutdown)
+from .parallel import unwrap, wrap_model
 
 RUN_CONFIG = "run_config.json"
 
@@ -136,19 +137,11 @@ def check_inputs(cfg: RunConfig, data_paths: list[str] | None) -> None:
 # ---- helpers -------------------------------------------------------------------------------
 
 
-def _autocast(device: torch.device, precision: str):
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision == "bf16":
-        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext
-
-
 def _build_model(cfg, modality: str, options: dict, device: torch.device):
     """Model and adapter, built on ``device`` directly.
 
-    (Like :func:`hnet_seq.checkpoint.build_model`, but without ``model.to(device)``: the core's
-    ``Block._apply`` shadows ``nn.Module._apply``, so ``.to()`` on a whole model fails.)
+    (Like :func:`hnet_seq.checkpoint.build_model`, but the weights are created on ``device``
+    instead of on the CPU and then moved.)
     """
     from ..modalities import get_adapter
 
@@ -216,7 +209,7 @@ class _Trainer:
         if info.is_main:
             prepare_run_dir(self.run_dir, self.resume)
         self.resume = self.resume and not self.afresh
-        barrier(info)
+        barrier()
         if cfg.train.threads and info.device.type == "cpu":
             torch.set_num_threads(cfg.train.threads)
         from ..modalities import get_adapter
@@ -231,7 +224,7 @@ class _Trainer:
         model.init_weights()
         set_activation_checkpointing(model, cfg.train.activation_checkpointing)
         self.n_params = sum(p.numel() for p in model.parameters())
-        self.data = TrainData(cfg, self.adapter, info.rank, info.world_size, self.data_paths)
+        self.data = TrainData(cfg, self.adapter, info.rank, info.world, self.data_paths)
         self.unit = self.adapter.unit_name
         self.model = wrap_model(model, cfg.train.parallel, info)
         if cfg.train.compile:
@@ -242,7 +235,7 @@ class _Trainer:
         self.schedule = build_schedule(self.optimizer, cfg.optim, cfg.schedule, cfg.train.steps)
         self.objective = Objective(self.targets, cfg.objective.ratio_loss_weight,
                                    getattr(self.adapter, "units_per_position", 1))
-        self.autocast = _autocast(info.device, cfg.train.precision)
+        self.autocast = lambda: autocast(info.device, cfg.train.precision)
         self.reduce = make_reducer(info)
         self.step = 0
         self.units_seen = 0.0
@@ -271,7 +264,7 @@ class _Trainer:
         self.metrics = MetricsWriter(self.run_dir, enabled=info.is_main, tensorboard=cfg.logging.tensorboard,
                                      wandb=wandb)
         self.metrics.write({"kind": "resume" if self.resume else "start", "step": self.step, "unit": self.unit,
-                            "modality": cfg.modality.name, "world_size": info.world_size,
+                            "modality": cfg.modality.name, "world_size": info.world,
                             "backend": info.backend, "device": str(info.device), "params": self.n_params,
                             "target_compression": self.targets, "steps": cfg.train.steps,
                             "unknown": self.data.unknown_stats})
@@ -287,7 +280,7 @@ class _Trainer:
         weights = ckpt.read_weights(path, self.model_cfg)
         ckpt.load_full_state(self.model, self.optimizer, weights, state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
-        same_world = int(state["world_size"]) == self.info.world_size
+        same_world = int(state["world_size"]) == self.info.world
         self.data.load_state_dict(state["data"][self.info.rank if same_world else 0])
         if same_world:
             ckpt.set_rng_state(state["rng"][self.info.rank])
@@ -309,7 +302,7 @@ class _Trainer:
         data_states = gather_objects(self.data.state_dict(), info)
         rngs = gather_objects(ckpt.rng_state(), info)
         train_state = {
-            "step": self.step, "world_size": info.world_size, "optimizer": optim,
+            "step": self.step, "world_size": info.world, "optimizer": optim,
             "schedule": self.schedule.state_dict(), "data": data_states, "rng": rngs,
             "progress": {"units_seen": self.units_seen, "flops_seen": self.flops_seen, "elapsed_s": self.elapsed(),
                          "first_heldout": self.first_eval},
@@ -317,7 +310,7 @@ class _Trainer:
         path = ckpt.save_train_checkpoint(self.run_dir, self.step, self.model, self.model_cfg, self.cfg.modality.name,
                                           dict(self.cfg.modality.options), train_state, self.cfg.checkpoint.keep,
                                           info.is_main, weights)
-        barrier(info)
+        barrier()
         self.last_checkpoint = path
         return path
 
@@ -427,7 +420,7 @@ class _Trainer:
             if cfg.train.inject_nan_at_step == self.step:
                 nll = nll * float("nan")
             flops = training_flops(self.model_cfg, stage_lengths(b.packing, out.routing), head_out)
-            obj = self.objective(nll, b.weights, out.routing, self.reduce, info.world_size,
+            obj = self.objective(nll, b.weights, out.routing, self.reduce, info.world,
                                  extra=[b.positions, flops])
             positions, flops = obj.extra
             skipped = False
@@ -463,7 +456,7 @@ class _Trainer:
                        "units_seen": self.units_seen, "flops_seen": self.flops_seen,
                        "tokens_per_s": window_pos / dt, "elapsed_s": self.elapsed(), "skipped": skipped}
                 if self.peak:
-                    rec["mfu"] = window_flops / (info.world_size * self.peak * dt)
+                    rec["mfu"] = window_flops / (info.world * self.peak * dt)
                 if on_cuda:
                     rec["memory_gb"] = torch.cuda.max_memory_allocated(info.device) / 2 ** 30
                 self.metrics.write(rec)

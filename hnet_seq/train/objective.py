@@ -18,15 +18,13 @@ One process on the concatenated batch therefore computes the same loss and gradi
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
 
+from ..modalities.base import LN2
 from ..nn.routing import RoutingOutput
-
-LN2 = math.log(2.0)
 
 
 def ratio_loss_value(F: torch.Tensor | float, G: torch.Tensor | float, N: float):

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from .errors import UserError
+from ..errors import UserError
 
 
 def temp_path_for(path: str | Path, keep_suffix: bool = False) -> Path:

@@ -1,0 +1,3 @@
+"""Plumbing shared by training and inference: process groups (``distributed``), device and
+precision (``device``), write-then-rename files (``atomic``).  Nothing here knows of models,
+data or modalities."""
