@@ -206,7 +206,14 @@ def profile(boundary: np.ndarray, sites: np.ndarray, lo: int, hi: int) -> np.nda
 def auroc(scores: np.ndarray, positive: np.ndarray, boots: int = 1000, seed: int = 0) -> dict:
     """AUROC of ``scores`` for ``positive`` (Mann-Whitney, ties halved) with a 95% percentile
     bootstrap interval (resampling variants with replacement)."""
-    from scipy.stats import rankdata
+    def rankdata(s):  # 1-based ranks, ties given their mean rank (as scipy.stats.rankdata)
+        order = np.argsort(s, kind="stable")
+        sorted_s = s[order]
+        starts = np.flatnonzero(np.r_[True, sorted_s[1:] != sorted_s[:-1]])
+        ends = np.r_[starts[1:], len(s)]
+        ranks = np.empty(len(s))
+        ranks[order] = np.repeat((starts + ends + 1) / 2, ends - starts)
+        return ranks
 
     def one(s, y):
         n1, n0 = int(y.sum()), int((~y).sum())

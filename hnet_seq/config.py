@@ -21,6 +21,18 @@ LAYOUT_PATTERN = re.compile(r"^([mMtT]\d+)+$")
 CHECKPOINTING = ("none", "blocks", "stages")
 
 
+def presets_dir() -> Path:
+    """The packaged ``configs/`` folder (``hnet_seq.configs``: official JSONs and run presets),
+    or the source tree's."""
+    try:
+        from importlib.resources import files
+
+        return Path(str(files("hnet_seq.configs")))
+    except (ModuleNotFoundError, TypeError):
+        # Editable installs cannot import a data-only folder mapped under a regular package.
+        return Path(__file__).resolve().parents[1] / "configs"
+
+
 class ConfigError(UserError, ValueError):
     """A config file or field is wrong; the message is one line naming it."""
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from .config import ConfigError
+from .config import ConfigError, presets_dir
 from .errors import UserError
 
 # What a model repo may hold that we read; anything else (README, images) is not fetched.
@@ -27,7 +27,6 @@ HUB_PATTERNS = ["model.safetensors", "config.json", "modality.json", "*.pt"]
 
 def packaged_configs() -> dict[str, Path]:
     """Model configs shipped with the package, by name (``hnet_2stage_L`` -> its JSON)."""
-    from .train.config import presets_dir  # the one definition of where package data lives
 
     return {p.stem: p for p in sorted(presets_dir().glob("*.json"))}
 

@@ -24,7 +24,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from ..config import CHECKPOINTING, ConfigError, HNetConfig, _build, config_from_dict, read_mapping
+from ..config import CHECKPOINTING, ConfigError, HNetConfig, _build, config_from_dict, presets_dir, read_mapping
 from ..runtime.device import PRECISIONS, precision_name
 
 SCHEDULES = ("cosine", "wsd", "constant")
@@ -178,17 +178,6 @@ USER_FIELDS = [f.name for f in dataclasses.fields(RunConfig) if f.name not in ("
 
 # --------------------------------------------------------------------------------------------
 # Presets and paths
-
-
-def presets_dir() -> Path:
-    """The packaged ``configs/`` folder (``hnet_seq.configs``), or the source tree's."""
-    try:
-        from importlib.resources import files
-
-        return Path(str(files("hnet_seq.configs")))
-    except (ModuleNotFoundError, TypeError):
-        # Editable installs cannot import a data-only folder mapped under a regular package.
-        return Path(__file__).resolve().parents[2] / "configs"
 
 
 def list_presets() -> list[str]:
