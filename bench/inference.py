@@ -64,7 +64,7 @@ PACKAGED = ROOT / "hnet_seq" / "resources" / "shigella_sonnei_53G_plasmids.fa.gz
 
 def build_model(size: str, device: torch.device, tune_steps: int, seed: int = 0):
     """A random DNA model whose router is tuned to its target compression; returns (InferenceModel, cfg)."""
-    from hnet_seq.inference.batching import InferenceModel
+    from hnet_seq.inference.model import InferenceModel
     from hnet_seq.modalities import get_adapter
 
     torch.manual_seed(seed)
@@ -131,8 +131,9 @@ def bench_embed(im, records, *, window: int, chunks: bool, rc: bool, batch_token
 
 def bench_forward(im, records, *, window: int, batch_tokens: int | None) -> dict:
     """Forward passes alone over the tiles of ``records`` (pooled capture, nothing written)."""
-    from hnet_seq.inference.batching import (Runner, WorkItem, batches_by_budget, default_batch_tokens,
-                                             default_overlap, plan_tiles)
+    from hnet_seq.inference.model import default_batch_tokens
+    from hnet_seq.inference.runner import Runner
+    from hnet_seq.inference.tiling import WorkItem, batches_by_budget, default_overlap, plan_tiles
 
     overlap = default_overlap(window)
     items = [WorkItem(torch.from_numpy(r.data[t.start:t.end]), t.own_start - t.start)
@@ -407,7 +408,7 @@ def _command_line() -> str:
 
 def measure_throughput(im, args, results: dict, *, window: int, embed_bp: int, chunks_bp: int, n_var: int) -> None:
     """The full tables at the first ``--batch-tokens``; pooled embedding and SNV rows at the others."""
-    from hnet_seq.inference.batching import default_batch_tokens
+    from hnet_seq.inference.model import default_batch_tokens
 
     records = dna_records(args.fasta, embed_bp)
     chunk_records = dna_records(args.fasta, min(chunks_bp, embed_bp))

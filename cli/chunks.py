@@ -46,9 +46,10 @@ def chunks(
     import numpy as np
 
     from hnet_seq.errors import UserError
-    from hnet_seq.inference.batching import load
     from hnet_seq.inference.chunks import boundary_tracks, plot_tracks, render_html, render_terminal
-    from hnet_seq.inference.io import check_output_path, iter_records
+    from hnet_seq.inference.model import load
+    from hnet_seq.inference.outputs import check_output_path
+    from hnet_seq.inference.records import iter_records
     from hnet_seq.modalities.base import Record
 
     given = sum(x is not None and x != [] for x in (inputs or None, sequence, region))

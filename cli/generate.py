@@ -64,13 +64,13 @@ def generate(
                    f"nats/s ({c.prompt_seconds:.2f} s scored), continuation {c.new_nats_per_second:,.1f} nats/s "
                    f"({c.new_seconds:.2f} s)", err=True)
         return
-    from hnet_seq.inference.batching import load
     from hnet_seq.inference.generate import generate as run
+    from hnet_seq.inference.model import load
 
     if (prompt is None) == (prompt_file is None):
         raise UserError("give exactly one of --prompt or --prompt-file")
     if out is not None:
-        from hnet_seq.inference.io import check_output_path
+        from hnet_seq.inference.outputs import check_output_path
 
         check_output_path(out)  # before any work
     im = load(checkpoint, config, device=device, modality=modality, precision="float32")
@@ -98,7 +98,7 @@ def generate(
             lines += [f"# {head}", prompt_text + g.text, ""]
     text = "\n".join(lines) + "\n"
     if out is not None:
-        from hnet_seq.inference.io import AtomicFile
+        from hnet_seq.inference.outputs import AtomicFile
 
         f = AtomicFile(out)
         try:

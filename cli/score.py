@@ -47,9 +47,9 @@ def score(
 
       torchrun --nproc-per-node 4 -m hnet_seq.cli score chr20.fa --checkpoint CK -o chr20.tsv
     """
-    from hnet_seq.runtime.distributed import dist_info
-    from hnet_seq.inference.io import write_tsv
     from hnet_seq.inference.score import SCORE_SCHEMA, score as run
+    from hnet_seq.inference.tables import write_tsv
+    from hnet_seq.runtime.distributed import dist_info
 
     check_positive(batch_tokens, "--batch-tokens")
     check_positive(window, "--window")

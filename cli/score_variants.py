@@ -70,9 +70,9 @@ def score_variants(
     --saturate scores the three SNVs of every base of the region; each scoring region of at
     most W/2 bases shares one window of W bases centred on it (see hnet_seq.inference.saturation).
     """
-    from hnet_seq.runtime.distributed import dist_info
-    from hnet_seq.inference.io import write_tsv
+    from hnet_seq.inference.tables import write_tsv
     from hnet_seq.inference.variants import TABLE_SCHEMA, score_variants as run, table_row
+    from hnet_seq.runtime.distributed import dist_info
 
     check_positive(batch_tokens, "--batch-tokens")
     check_positive(window, "--window")

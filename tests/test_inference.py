@@ -281,8 +281,8 @@ def test_score_every_modality(tmp_path):
 
 # ---- generation --------------------------------------------------------------------------
 def test_generate_step_cache_matches_full_forward(ck2):
-    from hnet_seq.inference.batching import load
     from hnet_seq.inference.generate import generate, sequence_logprobs
+    from hnet_seq.inference.model import load
 
     im = load(ck2)
     gens = generate(im, "GATTACAGGCTTAACG", max_new_tokens=48, num_samples=2, seed=3, top_k=4, top_p=0.95)
@@ -312,8 +312,8 @@ def test_generate_official_layout_checkpoint_cli(tmp_path):
     assert r.exit_code == 0, r.output
     text = out.read_text()
     assert text.count("# sample") == 2 and "Hello, H-Net" in text
-    from hnet_seq.inference.batching import load
     from hnet_seq.inference.generate import generate, sequence_logprobs
+    from hnet_seq.inference.model import load
 
     im = load(pt, CONFIGS / "tiny_1stage.json")
     g = generate(im, "Hello, H-Net", max_new_tokens=24, seed=1, top_p=0.9)[0]
@@ -398,7 +398,7 @@ def test_bad_input_is_one_line_and_leaves_no_output(ck1, tmp_path):
 
 
 def test_tiles_cover_input_exactly():
-    from hnet_seq.inference.batching import plan_tiles
+    from hnet_seq.inference.tiling import plan_tiles
 
     for n, w, o in ((1, 8, 2), (8, 8, 2), (9, 8, 2), (100, 8, 3), (1000, 97, 0), (5153, 2000, 256)):
         tiles = plan_tiles(n, w, o)
@@ -486,7 +486,9 @@ def _plain_results(runner, items) -> list[dict]:
 @pytest.mark.parametrize("pool_level", [0, 2])
 def test_runner_stream_equals_plain_pass(ck2, small_fasta, pool_level):
     """Host-side splitting and device-side pooling without synchronisation give the plain pass's arrays, exactly."""
-    from hnet_seq.inference.batching import Runner, WorkItem, batches_by_budget, load, plan_tiles
+    from hnet_seq.inference.model import load
+    from hnet_seq.inference.runner import Runner
+    from hnet_seq.inference.tiling import WorkItem, batches_by_budget, plan_tiles
     from hnet_seq.modalities import get_adapter
 
     im = load(ck2, device="cpu")
@@ -508,7 +510,9 @@ def test_runner_stream_equals_plain_pass(ck2, small_fasta, pool_level):
 
 def test_runner_launches_next_batch_before_handing_over(ck1):
     """stream() queues group i+1 before the caller sees group i's results (what overlaps GPU and host)."""
-    from hnet_seq.inference.batching import Runner, WorkItem, load
+    from hnet_seq.inference.model import load
+    from hnet_seq.inference.runner import Runner
+    from hnet_seq.inference.tiling import WorkItem
 
     runner = Runner(load(ck1, device="cpu"), pool_level=0)
     launched = []
@@ -523,7 +527,7 @@ def test_runner_launches_next_batch_before_handing_over(ck1):
 def test_background_writer_is_byte_identical(tmp_path, fmt):
     import pyarrow as pa
 
-    from hnet_seq.inference.io import TableWriter, vector_field
+    from hnet_seq.inference.tables import TableWriter, vector_field
 
     schema = pa.schema([pa.field("seq_id", pa.string()), pa.field("start", pa.int64()), vector_field("v", 3)])
     paths = []
@@ -542,7 +546,8 @@ def test_background_writer_is_byte_identical(tmp_path, fmt):
 def test_background_writer_failure_leaves_no_file(tmp_path):
     import pyarrow as pa
 
-    from hnet_seq.inference.io import Outputs, TableWriter
+    from hnet_seq.inference.outputs import Outputs
+    from hnet_seq.inference.tables import TableWriter
 
     with pytest.raises(Exception):
         with Outputs() as outs:

@@ -74,7 +74,9 @@ def test_score_tiled_units_equal_scorable_targets(ck, plasmid):
 
 def test_runner_nll_is_nan_exactly_at_n_targets(ck, plasmid):
     """The one mechanism under score and score-variants: NaN NLL where the target is N, else unchanged."""
-    from hnet_seq.inference.batching import Runner, WorkItem, load
+    from hnet_seq.inference.model import load
+    from hnet_seq.inference.runner import Runner
+    from hnet_seq.inference.tiling import WorkItem
 
     im = load(ck, device="cpu")
     runner = Runner(im, scores=True)
@@ -167,8 +169,8 @@ def test_windows_skip_long_n_gaps_and_metrics_count_them(tmp_path, plasmid):
 
 def test_embed_mean_pool_excludes_n(ck, plasmid, tmp_path):
     """Acceptance (c): the pooled vector of a record with N is the mean over its non-N positions."""
-    from hnet_seq.inference.batching import load
     from hnet_seq.inference.embed import embed
+    from hnet_seq.inference.model import load
     from hnet_seq.nn.packing import Packing
 
     seq = plasmid[:400] + "N" * 100 + "WS" + plasmid[400:700]

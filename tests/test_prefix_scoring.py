@@ -23,7 +23,7 @@ from hnet_seq import Packing
 from hnet_seq.checkpoint import save_checkpoint
 from hnet_seq.cli.main import app
 from hnet_seq.config import load_config
-from hnet_seq.inference.batching import InferenceModel
+from hnet_seq.inference.model import InferenceModel
 from hnet_seq.inference.saturation import saturation_mutagenesis
 from hnet_seq.inference.variant_prefix import shared_logprobs
 from hnet_seq.inference.variants import score_variants

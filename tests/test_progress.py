@@ -106,7 +106,7 @@ def test_training_without_terminal_prints_timed_lines_with_eta(monkeypatch, caps
 def test_input_totals_from_fai_bed_and_region(tmp_path):
     import gzip
 
-    from hnet_seq.inference.io import input_total
+    from hnet_seq.inference.records import input_total
 
     fasta = tmp_path / "ref.fa"
     fasta.write_text(">r0\n" + "ACGT" * 300 + "\n>r1\n" + "GATTACA" * 100 + "\n")

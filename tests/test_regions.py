@@ -25,7 +25,7 @@ from test_inference import chunk_rows, invoke, make_checkpoint
 import hnet_seq.resources
 from hnet_seq.data.regions import Interval, bed_features, parse_region, read_bed
 from hnet_seq.errors import UserError
-from hnet_seq.inference.io import TableWriter, read_metadata, sidecar_path
+from hnet_seq.inference.tables import TableWriter, read_metadata, sidecar_path
 from hnet_seq.modalities.dna import decode_tokens, encode_ascii, reverse_complement
 
 GENOME = Path(hnet_seq.resources.__file__).parent / "shigella_sonnei_53G_plasmids.fa.gz"

@@ -153,7 +153,8 @@ def test_outputs_interrupted_while_finishing_publish_none(tmp_path, monkeypatch)
     not the first one renamed and the second missing."""
     import pyarrow as pa
 
-    from hnet_seq.inference.io import Outputs, TableWriter
+    from hnet_seq.inference.outputs import Outputs
+    from hnet_seq.inference.tables import TableWriter
 
     schema = pa.schema([pa.field("x", pa.int64())])
     first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"

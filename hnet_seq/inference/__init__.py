@@ -15,17 +15,19 @@ module             API                                             command
 
 Every API takes a checkpoint path (our directory, or an official ``.pt`` with ``config=``)
 or an :class:`InferenceModel` from :func:`load` (to load once and call many times).
-Shared pieces: :mod:`.batching` (loading, tiling, packing, capture, torchrun ranks) and
-:mod:`.io` (inputs, atomic streamed parquet/TSV outputs).
+Shared pieces: :mod:`.model` (load), :mod:`.tiling` (tiles, batches), :mod:`.runner` (packed runs,
+capture), :mod:`.inputs` (record → model inputs + coordinates), :mod:`.records` (reading inputs),
+:mod:`.tables` (streamed parquet/TSV) and :mod:`.outputs` (atomic files).
 """
 from __future__ import annotations
 
-from .batching import InferenceModel, load, plan_tiles
 from .chunks import boundary_tracks, plot_tracks, render_html, render_terminal
 from .embed import embed, read_chunks
 from .generate import continue_audio, generate, sequence_logprobs
+from .model import InferenceModel, load
 from .saturation import saturation_mutagenesis
 from .score import score
+from .tiling import plan_tiles
 from .variants import score_variants
 
 __all__ = ["InferenceModel", "boundary_tracks", "continue_audio", "embed", "generate", "load", "plan_tiles",

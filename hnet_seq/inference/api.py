@@ -38,9 +38,11 @@ from hnet_seq.errors import UserError
 from hnet_seq.nn.isotropic import Block, Isotropic
 from hnet_seq.nn.packing import Packing
 
-from .batching import (InferenceModel, Runner, batches_by_budget, default_batch_tokens, default_overlap, load,
-                       plan_tiles, record_inputs)
 from .embed import POOLS, _RecordJob
+from .inputs import record_inputs
+from .model import InferenceModel, default_batch_tokens, load
+from .runner import Runner
+from .tiling import batches_by_budget, default_overlap, plan_tiles
 
 
 @dataclass

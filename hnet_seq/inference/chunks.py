@@ -25,8 +25,10 @@ import numpy as np
 from hnet_seq.data.regions import bed_features
 from hnet_seq.errors import UserError
 
-from .batching import (InferenceModel, Runner, WorkItem, batches_by_budget, default_batch_tokens, default_overlap, load,
-                       plan_tiles, record_inputs)
+from .inputs import record_inputs
+from .model import InferenceModel, default_batch_tokens, load
+from .runner import Runner
+from .tiling import WorkItem, batches_by_budget, default_overlap, plan_tiles
 
 STAGE_COLOURS = [("#fdd49e", "#fc8d59", "#b30000"), ("#c6dbef", "#6baed6", "#08519c"),
                  ("#c7e9c0", "#74c476", "#006d2c"), ("#dadaeb", "#9e9ac8", "#54278f")]
@@ -155,7 +157,7 @@ def render_html(tracks: ChunkTracks | list[ChunkTracks], path: str | Path, *, ti
     With ``sample_rate`` (audio) each sequence is a waveform view (an inline SVG) with every
     stage's chunk starts, not characters; its length limit is then 10 minutes of audio.
     """
-    from .io import AtomicFile
+    from .outputs import AtomicFile
 
     tracks = [tracks] if isinstance(tracks, ChunkTracks) else list(tracks)
     total = sum(t.length for t in tracks)
@@ -262,7 +264,7 @@ def plot_tracks(tracks: ChunkTracks, path: str | Path, *, bin_size: int | None =
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import AtomicFile
+    from .outputs import AtomicFile
 
     L = tracks.length
     bin_size = bin_size or max(10, int(round(L / 200, -1)) or 10)

@@ -26,7 +26,7 @@ import torch
 
 from hnet_seq.errors import UserError
 
-from .batching import InferenceModel, load
+from .model import InferenceModel, load
 
 
 @dataclass
@@ -136,7 +136,7 @@ def generate(checkpoint: str | Path | InferenceModel, prompt: str | bytes = "", 
     length = torch.zeros(b, dtype=torch.long)
     active = torch.ones(b, dtype=torch.bool)
     stop = ["length"] * b
-    from .io import progress_bar
+    from hnet_seq.progress import progress_bar
 
     with progress_bar(progress, "generate", total=max_new_tokens, unit="tokens") as bar:
         for step in range(max_new_tokens):
@@ -204,7 +204,7 @@ def continue_audio(checkpoint: str | Path | InferenceModel, prompt_wav: str | Pa
                    seconds: float = 1.0, seed: int = 0, config: str | Path | None = None,
                    device: str | None = None) -> AudioContinuation:
     """Continue a WAV file by ``seconds`` (raw-feature audio models); writes prompt + continuation."""
-    from .io import AtomicFile
+    from .outputs import AtomicFile
 
     im = load(checkpoint, config, device=device, precision="float32")
     adapter, model, dev = im.adapter, im.model, im.device

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from hnet_seq.errors import UserError
 
-from .io import TableWriter
+from .tables import TableWriter
 
 RECORD = "_record"
 

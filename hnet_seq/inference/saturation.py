@@ -26,8 +26,11 @@ import torch
 from hnet_seq.data.regions import parse_region
 from hnet_seq.errors import UserError
 
-from .batching import InferenceModel, Runner, WorkItem, batches_by_budget, default_batch_tokens, load
-from .io import Outputs, TableWriter, check_output_path, output_format
+from .model import InferenceModel, default_batch_tokens, load
+from .outputs import Outputs, check_output_path, output_format
+from .runner import Runner
+from .tables import TableWriter
+from .tiling import WorkItem, batches_by_budget
 from .variant_prefix import fill_windows
 from .variant_windows import Allele, Reference, finish, place, tokens
 from .variants import TABLE_SCHEMA, VariantSummary, table_row

@@ -33,13 +33,17 @@ import pyarrow as pa
 from hnet_seq.errors import UserError
 from hnet_seq.modalities.base import LN2
 
+from hnet_seq.progress import progress_bar
 from hnet_seq.runtime.distributed import barrier, dist_info, init_distributed
 
-from .batching import (InferenceModel, Runner, WorkItem, batches_by_budget, default_batch_tokens, default_overlap,
-                       load, plan_tiles, record_inputs, tiling_description)
-from .io import (Outputs, RecordColumns, Seconds, TableWriter, check_output_path, input_total, iter_records,
-                 output_format, progress_bar)
+from .inputs import record_inputs
+from .model import InferenceModel, default_batch_tokens, load
+from .outputs import Outputs, check_output_path, output_format
 from .parts import RECORD, all_ranks_succeed, merge_parts, merged_groups, part_path, with_record_column
+from .records import input_total, iter_records
+from .runner import Runner
+from .tables import RecordColumns, Seconds, TableWriter
+from .tiling import WorkItem, batches_by_budget, default_overlap, plan_tiles, tiling_description
 
 
 @dataclass

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .batching import InferenceModel
+from .model import InferenceModel
 
 MAX_GROUP = 64  # splits advanced in parallel per round (rows of one prefill)
 

@@ -39,12 +39,16 @@ import pyarrow as pa
 import torch
 
 from hnet_seq.errors import UserError
+from hnet_seq.progress import progress_bar
 from hnet_seq.runtime.distributed import all_sum, barrier, broadcast_ok, init_distributed
 
-from .batching import InferenceModel, Runner, WorkItem, batches_by_budget, default_batch_tokens, load
-from .io import (AtomicFile, Outputs, TableWriter, check_output_path, output_format, progress_bar,
-                 vcf_record_count, write_fasta)
+from .model import InferenceModel, default_batch_tokens, load
+from .outputs import AtomicFile, Outputs, check_output_path, output_format, write_fasta
 from .parts import RECORD, merge_parts, part_path, with_record_column
+from .records import vcf_record_count
+from .runner import Runner
+from .tables import TableWriter
+from .tiling import WorkItem, batches_by_budget
 from .variant_windows import INDEL_WINDOWS, REASONS, Allele, Reference, finish, prepare
 from .vcf_out import VcfAnnotator, open_vcf
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from hnet_seq.errors import UserError
+from hnet_seq.runtime.atomic import publish, temp_path_for
 
-from .io import AtomicFile, publish, temp_path_for
+from .outputs import AtomicFile
 from .variant_windows import Allele
 
 TBI_MAX = 1 << 29

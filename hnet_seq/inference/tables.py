@@ -1,7 +1,5 @@
-"""Inputs and outputs of the inference commands: records in, tables out, atomically.
+"""Result tables: :class:`TableWriter` streams rows to parquet or TSV (atomically, with a JSON sidecar).
 
-* :func:`iter_records` streams :class:`~hnet_seq.modalities.Record` objects from FASTA, BED +
-  reference FASTA, text / JSONL, audio files or ``.tar`` shards, whichever the modality reads.
 * :class:`TableWriter` streams rows to parquet (``pyarrow.parquet.ParquetWriter``) or TSV, into
   a temporary file beside the target that is renamed only when everything was written; on an
   exception the temporary file is deleted, so a failed run leaves no partial output.  The run
@@ -11,21 +9,23 @@
   empty cell, floats are ``%.10g`` (``NaN``, ``Inf``, ``-Inf``), a vector is comma-separated,
   and a tab or newline inside a text cell becomes a space.  :func:`write_tsv` prints the same
   columns to stdout.
-* :class:`Outputs` groups several writers so that they all appear together or not at all.
+
+Longer than ~300 lines because the writer, its column builders and its TSV cell rules are one format:
+splitting them would scatter the parquet/TSV conventions that must stay identical.
 """
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from hnet_seq.runtime.atomic import publish, signals_blocked, temp_path_for, untrack  # noqa: F401  (part of this module's API)
-from hnet_seq.errors import UserError
-from hnet_seq.progress import progress_bar  # noqa: F401  (the inference commands' bar)
+from hnet_seq.runtime.atomic import publish, temp_path_for, untrack
+
+from .outputs import AtomicFile, output_format
+
 
 META_KEY = b"hnet_seq"
 # Stored with every table (schema metadata and sidecar); a caller's own "conventions" replace these.
@@ -35,142 +35,6 @@ TABLE_CONVENTIONS = {
     "region": "--region CONTIG:START-END is 1-based inclusive (samtools); seq_id of an unnamed interval too",
     "missing": "empty TSV cell, parquet null",
 }
-
-
-# ---- inputs --------------------------------------------------------------------------------
-def iter_records(adapter, inputs: Sequence[str | Path] = (), *, bed: str | Path | None = None,
-                 region: str | None = None, reference: str | Path | None = None,
-                 shards: bool | None = None) -> Iterator:
-    """Records to process, in input order (arguments are checked now, files read lazily).
-
-    * ``bed`` or ``region`` (``CONTIG:START-END``, 1-based inclusive) + ``reference``: one
-      record per interval (DNA; ``meta["contig"/"start"/"end"/"strand"]`` hold the user's
-      contig name and + strand coordinates; see :mod:`hnet_seq.data.regions`);
-    * ``inputs`` that are ``.tar`` shards (or ``shards=True``): records read back from shards;
-    * otherwise the adapter reads the files (FASTA records, text files / JSONL lines, audio).
-    """
-    if bed is not None or region is not None:
-        return _region_records(adapter, inputs, bed, region, reference)
-    if not inputs:
-        raise UserError("no inputs: give files (FASTA, text, JSONL, audio, .tar shards), or --bed or --region "
-                        "with --reference")
-    paths = [Path(p) for p in inputs]
-    for p in paths:
-        if not p.exists():
-            raise UserError(f"{p}: no such file or directory")
-    is_shard = [p.suffix == ".tar" or (p.is_dir() and any(p.glob("*.tar"))) for p in paths]
-    if shards or (shards is None and all(is_shard)):
-        from hnet_seq.data.shards import read_shards
-
-        return read_shards([str(p) for p in paths], modality=adapter.name)
-    if any(is_shard):
-        raise UserError("mix of .tar shards and other inputs: give one kind at a time")
-    return adapter.read_records(paths)
-
-
-def input_total(inputs: Sequence[str | Path] = (), *, bed: str | Path | None = None, region: str | None = None,
-                reference: str | Path | None = None) -> int | None:
-    """Bases that DNA inputs hold, when that is cheap to know (a progress bar's total and ETA):
-    the sizes of the BED intervals or of the region, or the contig lengths in every FASTA's
-    ``.fai``; else None."""
-    from hnet_seq.data.regions import parse_region, read_bed
-
-    try:
-        if bed is not None:
-            return sum(iv.end - iv.start for iv in read_bed(bed))
-        if region is not None:
-            reference = reference if reference is not None or len(inputs) != 1 else inputs[0]
-            lengths = _fai_lengths(reference) if reference is not None else None
-            iv = parse_region(region, lengths, str(reference)) if lengths else None
-            return iv.end - iv.start if iv else None
-    except (UserError, OSError, ValueError):  # reported as it should be when the records are read
-        return None
-    total = 0
-    for p in inputs:
-        lengths = _fai_lengths(p)
-        if lengths is None:
-            return None
-        total += sum(lengths.values())
-    return total or None
-
-
-def _fai_lengths(path: str | Path) -> dict[str, int] | None:
-    """Contig lengths from the ``.fai`` beside a FASTA (None without one)."""
-    fai = Path(f"{path}.fai")
-    if not (Path(path).is_file() and fai.is_file()):
-        return None
-    with open(fai) as f:
-        return {cols[0]: int(cols[1]) for cols in (line.split("\t") for line in f) if len(cols) > 1}
-
-
-def vcf_record_count(path: str | Path) -> int | None:
-    """Records in a VCF/BCF (one quick pysam pass; records are not decoded), or None if unreadable."""
-    import pysam
-
-    verbosity = pysam.set_verbosity(0)  # its header warnings are shown once, by the real pass
-    try:
-        with pysam.VariantFile(str(path)) as vf:
-            return sum(1 for _ in vf)
-    except (OSError, ValueError):
-        return None
-    finally:
-        pysam.set_verbosity(verbosity)
-
-
-def _region_records(adapter, inputs, bed, region, reference) -> Iterator:
-    """Records of a BED file or one region of ``reference``; every interval is checked first."""
-    from hnet_seq.data.regions import parse_region, read_bed
-
-    flag = "--bed" if region is None else "--region"
-    if bed is not None and region is not None:
-        raise UserError("give --bed or --region, not both")
-    if region is not None and reference is None and len(inputs) == 1:  # `score genome.fa --region chr1:1-1000`
-        # as in `samtools faidx genome.fa chr1:1-1000`: the one input is the reference
-        reference, inputs = inputs[0], ()
-    if reference is None:
-        raise UserError(f"{flag} needs --reference (the FASTA the intervals refer to)")
-    if not hasattr(adapter, "read_regions"):
-        raise UserError(f"{flag}: the {adapter.name} modality has no genomic regions (use dna)")
-    if inputs:
-        raise UserError(f"give either input files or {flag} with --reference, not both")
-    if not Path(reference).exists():
-        raise UserError(f"--reference {reference}: no such file")
-    lengths = adapter.contig_lengths(reference)
-    if region is not None:
-        intervals = [parse_region(region, lengths, str(reference))]
-    else:
-        if not Path(bed).exists():
-            raise UserError(f"--bed {bed}: no such file")
-        intervals = read_bed(bed, lengths, str(reference))
-    return adapter.read_regions(reference, intervals)
-
-
-# ---- atomic files --------------------------------------------------------------------------
-def check_output_path(path: str | Path, flag: str = "--out") -> Path:
-    """Refuse an output that is a directory or sits in a missing/unwritable folder (before any work)."""
-    path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{flag} {path}: is a directory, expected a file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    above = next((p for p in (parent, *parent.parents) if p.exists()), None)
-    if above is not None and not above.is_dir():
-        raise UserError(f"{flag} {path}: {above} is a file, not a folder")
-    if parent.exists() and not os.access(parent, os.W_OK):
-        raise UserError(f"{flag} {path}: folder {parent} is not writable")
-    return path
-
-
-def output_format(path: str | Path, allowed: Sequence[str], flag: str = "--out") -> str:
-    """The format named by the file's extension: parquet, tsv, npz, vcf, ..."""
-    name = str(path).lower()
-    for ext, fmt in ((".parquet", "parquet"), (".pq", "parquet"), (".tsv", "tsv"), (".tsv.gz", "tsv"),
-                     (".txt", "tsv"), (".npz", "npz"), (".vcf.gz", "vcf"), (".vcf", "vcf"), (".bcf", "vcf"),
-                     (".csv", "csv")):
-        if name.endswith(ext):
-            if fmt not in allowed:
-                break
-            return fmt
-    raise UserError(f"{flag} {path}: unsupported extension (use {', '.join('.' + a for a in allowed)})")
 
 
 def _float_vectors(t: pa.DataType, segments: list) -> pa.Array:
@@ -508,62 +372,6 @@ def write_tsv(schema: pa.Schema, rows: Iterable[dict], stream=None, seconds: Sec
         stream.write(_tsv_line(_tsv_cell(row.get(name)) for name in schema.names))
 
 
-class Outputs:
-    """Writers that must appear together: ``with Outputs() as outs: outs.add(writer)``.
-
-    Leaving the block normally finishes every writer (their last writes, which may fail or be
-    interrupted: then none is renamed), then renames them all with signals held, so that an
-    interrupt cannot land between two renames.  An exception aborts them all.
-    """
-
-    def __init__(self):
-        self.writers: list = []
-
-    def add(self, writer):
-        self.writers.append(writer)
-        return writer
-
-    def __enter__(self) -> "Outputs":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            try:
-                for w in self.writers:
-                    if hasattr(w, "finish"):
-                        w.finish()
-            except BaseException:
-                for w in self.writers:
-                    w.abort()
-                raise
-            with signals_blocked():
-                for i, w in enumerate(self.writers):
-                    try:
-                        w.close()
-                    except BaseException:  # a late write failure: the writers not yet closed leave nothing
-                        for later in self.writers[i + 1:]:
-                            later.abort()
-                        raise
-        else:
-            for w in self.writers:
-                w.abort()
-
-
-class AtomicFile:
-    """A plain output file (HTML, PNG, FASTA, WAV, NPZ...) written to a temporary name first."""
-
-    def __init__(self, path: str | Path, keep_suffix: bool = False):
-        self.path = Path(path)
-        self.tmp = temp_path_for(self.path, keep_suffix)
-
-    def close(self) -> Path:
-        return publish(self.tmp, self.path)
-
-    def abort(self) -> None:
-        self.tmp.unlink(missing_ok=True)
-        untrack(self.tmp)
-
-
 def vector_field(name: str, dim: int) -> pa.Field:
     return pa.field(name, pa.list_(pa.float32(), dim))
 
@@ -574,9 +382,3 @@ def read_metadata(path: str | Path) -> dict:
 
     meta = pq.read_schema(str(path)).metadata or {}
     return json.loads(meta.get(META_KEY, b"{}"))
-
-
-def write_fasta(handle, name: str, sequence: str, width: int = 60) -> None:
-    handle.write(f">{name}\n")
-    for i in range(0, len(sequence), width):
-        handle.write(sequence[i:i + width] + "\n")

@@ -1,11 +1,4 @@
-"""Shared machinery: load a model for inference, tile long inputs, pack tiles, run and capture.
-
-Tiling.  The model is causal (every state, and every boundary decision, depends only on what
-came before), so a long input of ``n`` positions is cut into tiles of ``window`` positions that
-start every ``window - overlap`` positions; tile 0 owns positions ``[0, window)`` and tile
-``i > 0`` owns ``[start_i + overlap, end_i)``: each position is reported exactly once, from the
-tile that saw at least ``overlap`` positions of left context (or all of it).  Owned ranges tile
-the input exactly, which is what makes stitched chunk coordinates gap- and overlap-free.
+"""Run work items on the model: pack tiles into one batch, capture per-level states, split results per tile.
 
 Packing.  Tiles (of any number of records) are laid end to end up to ``batch_tokens``
 positions and run as one packed batch (``cu_seqlens``); results are split back per tile.
@@ -21,154 +14,19 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from hnet_seq.checkpoint import load_model
 from hnet_seq.errors import UserError
 from hnet_seq.nn.packing import Packing
-from hnet_seq.runtime import device as _device
-from hnet_seq.runtime.distributed import dist_info
+
+from .model import InferenceModel, level_modules
+from .tiling import WorkItem
+
 
 LAYERS = ("output", "input")
-
-
-# ---- model --------------------------------------------------------------------------------
-@dataclass
-class InferenceModel:
-    """A loaded model, its modality adapter, device and compute precision."""
-
-    model: Any
-    adapter: Any
-    device: torch.device
-    precision: str = "float32"  # or "bfloat16" (autocast on CUDA)
-    checkpoint: str = ""
-
-    @property
-    def config(self):
-        return self.model.config
-
-    @property
-    def num_levels(self) -> int:
-        """Hierarchy levels: 1 + the number of chunking stages."""
-        return len(level_modules(self.model))
-
-    @property
-    def num_stages(self) -> int:
-        return self.num_levels - 1
-
-    def level_dim(self, level: int, layer: str = "output") -> int:
-        d = self.config.d_model
-        if layer == "output" or level == 0:
-            return d[level]
-        return d[level - 1]
-
-    def autocast(self):
-        return _device.autocast(self.device, self.precision)
-
-    @property
-    def vocab_size(self) -> int | None:
-        return getattr(self.adapter, "vocab_size", None) if hasattr(self.adapter, "table_size") else None
-
-
-def load(checkpoint: str | Path | InferenceModel, config: str | Path | None = None, *, device: str | None = None,
-         modality: str | None = None, precision: str = "auto") -> InferenceModel:
-    """Load our checkpoint directory, or an official ``.pt`` with its JSON ``config``.
-
-    ``precision``: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``float32`` or ``bfloat16``.
-    An :class:`InferenceModel` passes through unchanged.
-    """
-    if isinstance(checkpoint, InferenceModel):
-        return checkpoint
-    dist = dist_info()
-    device = device or _device.default_device()
-    if device == "cuda" and dist.world > 1:
-        device = f"cuda:{dist.local_rank}"
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"--device {device}: not a device (use cpu, cuda or cuda:N)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
-    try:
-        precision = _device.resolve_precision(precision, dev)
-    except ValueError:
-        raise UserError(f"--precision {precision}: choose auto, float32 or bfloat16") from None
-    model, adapter = load_model(checkpoint, config, device=dev, modality=modality)
-    model.requires_grad_(False)
-    return InferenceModel(model, adapter, dev, precision, str(checkpoint))
-
-
-def level_modules(model) -> list:
-    """The ``HNet`` module of every hierarchy level, outermost first."""
-    out, h = [], model.backbone
-    while True:
-        out.append(h)
-        if h.is_innermost:
-            return out
-        h = h.main_network
-
-
-# ---- tiling -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Tile:
-    start: int  # first position of the tile
-    end: int  # one past its last position
-    own_start: int  # first position it reports (earlier ones are left context only)
-    index: int = 0
-    count: int = 1  # tiles of the same input
-
-    @property
-    def own(self) -> tuple[int, int]:
-        return self.own_start, self.end
-
-
-def plan_tiles(n: int, window: int, overlap: int) -> list[Tile]:
-    """Tiles of at most ``window`` positions every ``window - overlap``; owned ranges tile ``[0, n)``."""
-    if window < 2:
-        raise UserError(f"--window {window}: must be at least 2")
-    if not 0 <= overlap < window:
-        raise UserError(f"--overlap {overlap}: must be >= 0 and smaller than --window {window}")
-    if n <= window:
-        return [Tile(0, n, 0)]
-    step = window - overlap
-    bounds = []
-    start = 0
-    while True:
-        end = min(start + window, n)
-        bounds.append((start, end))
-        if end == n:
-            break
-        start += step
-    return [Tile(s, e, s if i == 0 else s + overlap, i, len(bounds)) for i, (s, e) in enumerate(bounds)]
-
-
-def default_overlap(window: int, overlap: int | None = None) -> int:
-    """``overlap`` if given, else a quarter of the window, at most 1024 positions."""
-    return min(1024, window // 4) if overlap is None else overlap
-
-
-def tiling_description(window: int, overlap: int) -> str:
-    return (f"inputs longer than {window} positions are cut into tiles of {window} starting every "
-            f"{window - overlap}; tile 0 reports positions [0, {window}), tile i>0 reports "
-            f"[start+{overlap}, end) (at least {overlap} positions of left context; the model is causal)")
-
-
-# ---- running ------------------------------------------------------------------------------
-@dataclass
-class WorkItem:
-    """One tile to run: model inputs of the whole tile, and which positions it reports."""
-
-    inputs: torch.Tensor  # (n,) tokens or (n, F) frames
-    own_start: int = 0
-    targets: torch.Tensor | None = None  # (n,) or (n, F): what position t predicts at t+1
-    tag: Any = None
-
-    def __len__(self) -> int:
-        return int(self.inputs.shape[0])
 
 
 @dataclass
@@ -404,79 +262,3 @@ def _to_host(t: torch.Tensor) -> torch.Tensor:
     out = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
     out.copy_(t, non_blocking=True)
     return out
-
-
-def batches_by_budget(items: Iterable[WorkItem], budget: int) -> Iterator[list[WorkItem]]:
-    """Consecutive items grouped so that each group holds at most ``budget`` positions."""
-    group, used = [], 0
-    for it in items:
-        n = len(it)
-        if group and used + n > budget:
-            yield group
-            group, used = [], 0
-        group.append(it)
-        used += n
-    if group:
-        yield group
-
-
-def default_batch_tokens(device: torch.device) -> int:
-    return 65536 if device.type == "cuda" else 8192
-
-
-# ---- positions -> input coordinates -------------------------------------------------------
-@dataclass(frozen=True)
-class CoordMap:
-    """Model position ``p`` of a record → input coordinate ``offset + clamp((p - prefix) * scale, 0, units)``.
-
-    ``prefix``: leading special tokens (a byte model's BOS), ``scale``: units per position
-    (raw audio: samples per frame), ``offset``: genomic start of a BED/region record.
-    ``reverse``: the record is the reverse complement of ``[offset, offset + units)``, so a cut
-    before position ``p`` is the + strand cut ``offset + units - p``.
-    """
-
-    prefix: int = 0
-    scale: int = 1
-    units: int = 0
-    offset: int = 0
-    reverse: bool = False
-
-    def __call__(self, p):
-        """Coordinate of the cut before position ``p`` (the start of its unit on the + strand)."""
-        rel = np.clip((np.asarray(p, np.int64) - self.prefix) * self.scale, 0, self.units)
-        return self.offset + (self.units - rel if self.reverse else rel)
-
-    def position(self, p):
-        """Coordinate of the unit at position ``p`` (on a reverse record, the cut after it is its end)."""
-        return self(np.asarray(p, np.int64) + 1) if self.reverse else self(p)
-
-    def span(self, a, b):
-        """``(start, end)`` on the + strand of the positions ``[a, b)``."""
-        x, y = self(a), self(b)
-        return (y, x) if self.reverse else (x, y)
-
-
-def record_inputs(adapter, record, scoring: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, CoordMap]:
-    """Model inputs (and targets when scoring) of a whole record, and its coordinate map."""
-    meta = record.meta or {}
-    offset = int(meta.get("start", 0)) if "contig" in meta else 0
-    reverse = meta.get("strand") == "-"
-    if adapter.name == "dna" and not scoring:
-        x = torch.from_numpy(np.ascontiguousarray(record.data))  # uint8; widened per batch
-        return x, None, CoordMap(0, 1, len(record.data), offset, reverse)
-    if scoring:
-        arrays = adapter.example_arrays(record)
-        x = torch.from_numpy(np.ascontiguousarray(arrays["inputs"]))
-        y = torch.from_numpy(np.ascontiguousarray(arrays["targets"]))
-        if y.dtype == torch.uint8:
-            y = y.long()
-        if x.dtype == torch.float64:
-            x = x.float()
-    else:
-        x, y = adapter.encode(record), None
-    units = len(record.data)
-    scale = getattr(adapter, "units_per_position", 1) or 1
-    prefix = 0
-    if x.ndim == 1 and scale == 1:
-        prefix = max(int(x.shape[0]) - units - int(getattr(adapter, "add_eos", False)), 0)
-    return x, y, CoordMap(prefix, scale, units, offset, reverse)
