@@ -527,7 +527,8 @@ def test_runner_launches_next_batch_before_handing_over(ck1):
 def test_background_writer_is_byte_identical(tmp_path, fmt):
     import pyarrow as pa
 
-    from hnet_seq.inference.tables import TableWriter, vector_field
+    from hnet_seq.inference.columns import vector_field
+    from hnet_seq.inference.tables import TableWriter
 
     schema = pa.schema([pa.field("seq_id", pa.string()), pa.field("start", pa.int64()), vector_field("v", 3)])
     paths = []

@@ -50,13 +50,14 @@ from hnet_seq.errors import UserError
 from hnet_seq.progress import progress_bar
 from hnet_seq.runtime.distributed import all_sum, barrier, broadcast_ok, init_distributed
 
+from .columns import RecordColumns, Seconds, vector_field
 from .inputs import CoordMap, record_inputs
 from .model import InferenceModel, default_batch_tokens, load
 from .outputs import AtomicFile, Outputs, check_output_path, output_format
 from .parts import RECORD, merge_parts, part_path, with_record_column
 from .records import input_total, iter_records
 from .runner import Runner
-from .tables import RecordColumns, Seconds, TableWriter, vector_field
+from .tables import TableWriter
 from .tiling import Tile, WorkItem, batches_by_budget, default_overlap, plan_tiles, tiling_description
 
 POOLS = ("mean", "chunks", "last")

@@ -1,5 +1,4 @@
-"""Load a model for inference: :func:`load` → :class:`InferenceModel` (model, adapter, device, precision).
-"""
+"""Load a model for inference: :func:`load` → :class:`InferenceModel` (model, adapter, device, precision)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

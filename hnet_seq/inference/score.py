@@ -36,13 +36,14 @@ from hnet_seq.modalities.base import LN2
 from hnet_seq.progress import progress_bar
 from hnet_seq.runtime.distributed import barrier, dist_info, init_distributed
 
+from .columns import RecordColumns, Seconds
 from .inputs import record_inputs
 from .model import InferenceModel, default_batch_tokens, load
 from .outputs import Outputs, check_output_path, output_format
 from .parts import RECORD, all_ranks_succeed, merge_parts, merged_groups, part_path, with_record_column
 from .records import input_total, iter_records
 from .runner import Runner
-from .tables import RecordColumns, Seconds, TableWriter
+from .tables import TableWriter
 from .tiling import WorkItem, batches_by_budget, default_overlap, plan_tiles, tiling_description
 
 
