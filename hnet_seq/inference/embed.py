@@ -2,7 +2,7 @@
 
 Representations.  Level ``s`` of the hierarchy holds the input positions (``s = 0``) or the
 chunks of chunking stage ``s`` (``s >= 1``); ``layer`` picks its ``output`` states (default)
-or its ``input`` states (see :mod:`.batching`).  The pooled vector of a sequence is the mean
+or its ``input`` states (see :mod:`.runner`).  The pooled vector of a sequence is the mean
 over the positions of level ``stage`` (``pool="mean"``; with ``stage >= 1`` that is the mean
 over the chunks of that stage, which ``pool="chunks"`` selects with ``stage`` defaulting to 1)
 or the vector of its last position there (``pool="last"``).  N positions (DNA's unscorable
@@ -21,7 +21,7 @@ table.  A ``-`` strand BED interval is embedded as its reverse complement; its r
 coordinates (so they run from the interval's end to its start) and its sequence row says
 ``strand = "-"``.
 
-Long inputs are tiled (:func:`.batching.plan_tiles`); boundaries come from the tile that owns
+Long inputs are tiled (:func:`.tiling.plan_tiles`); boundaries come from the tile that owns
 their position, so stitched chunks still tile the sequence.  Rows are written as tiles finish:
 memory stays bounded by the batch, not by the genome.
 

@@ -10,7 +10,7 @@ N (and IUPAC codes read as N) is fed to the model but never scored: a DNA record
 bases with ``n`` N has ``units_scored = L - 1 - (N among positions 1..L-1)`` in one tile (the
 adapter's ``unknown_token``; the table's metadata says so under ``not_scored``).
 
-Inputs longer than ``window`` are tiled (see :mod:`.batching`): each position is scored once,
+Inputs longer than ``window`` are tiled (see :mod:`.tiling`): each position is scored once,
 by the tile that gives it at least ``overlap`` positions of left context.  With ``overlap=0``
 the first position of every tile after the first is not scored.
 
