@@ -48,13 +48,13 @@ import torch
 from hnet_seq.errors import UserError
 
 from hnet_seq.progress import progress_bar
-from hnet_seq.runtime.distributed import all_sum, barrier, broadcast_ok, init_distributed
+from hnet_seq.runtime.distributed import all_sum, init_distributed
 
 from .columns import RecordColumns, Seconds, vector_field
 from .inputs import CoordMap, record_inputs
 from .model import InferenceModel, default_batch_tokens, load
 from .outputs import AtomicFile, Outputs, check_output_path, output_format
-from .parts import RECORD, merge_parts, part_path, with_record_column
+from .parts import RECORD, all_ranks_succeed, merge_on_main, merge_parts, part_path, rank_parts, with_record_column
 from .records import input_total, iter_records
 from .runner import Runner
 from .tables import TableWriter
@@ -280,6 +280,48 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
     iterable of Records) replaces ``inputs``/``bed``/``region``.  Under torchrun every rank embeds a
     strided share of the records and rank 0 merges the parts in input order.
     """
+    overlap, out, fmt, chunks_out = _check_outputs(pool, window, overlap, out, chunks, chunks_out)
+    im = load(checkpoint, config, device=device, modality=modality, precision=precision)
+    adapter = im.adapter
+    stage = _check_model(im, rc_average, pool, stage)
+    runner = Runner(im, layer=layer, chunk_vectors=chunks, probs=chunks and rc_average, pool_level=stage)
+    dist = init_distributed(im.device)
+    budget = batch_tokens or default_batch_tokens(im.device)
+    meta = _metadata(im, layer, stage, pool, rc_average, window, overlap, fmt)
+    summary = EmbedSummary(out=out, chunks_out=Path(chunks_out) if chunks and fmt == "parquet" else None, metadata=meta)
+    total = None
+    if records is None:
+        records = iter_records(adapter, inputs, bed=bed, region=region, reference=reference)
+        if progress and dist.is_main:
+            total = input_total(inputs, bed=bed, region=region, reference=reference)
+    t0 = time.perf_counter()
+    seq_schema = _seq_schema(im.level_dim(stage, layer))
+    with Outputs() as outs, all_ranks_succeed("embedding"):
+        sink = _Sink(outs, summary, adapter, fmt, seq_schema, chunks, dist, pool)
+        jobs = _Jobs(records, adapter, dist, window, overlap, im.num_stages if chunks else 0,
+                     [None] + [im.level_dim(s, layer) for s in range(1, im.num_levels)], rc_average)
+        # both strands with --rc-average; rank 0 shows about its share of the records
+        share = total * (2 if rc_average else 1) // dist.world if total else None
+        with progress_bar(progress and dist.is_main, "embed", share, unit=adapter.unit_name + "s") as bar:
+            for group, results in runner.stream(batches_by_budget(jobs.items(), budget)):
+                for res, item in zip(results, group):
+                    job, strand, tile = item.tag
+                    job.take(res, strand, tile)
+                bar.advance(sum(len(it) - it.own_start for it in group))
+                jobs.flush(sink)
+        if jobs.pending:
+            raise RuntimeError("internal error: records left unfinished")
+        if fmt == "npz":
+            _write_npz(out, sink.npz, meta, chunks)
+    if dist.world > 1:
+        _merge_ranks(summary, dist, seq_schema, sink.seconds, sink.own, chunks)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _check_outputs(pool: str, window: int, overlap: int | None, out, chunks: bool, chunks_out):
+    """Check the arguments that need no model (before any work); returns the overlap, the
+    checked output paths and the output format."""
     if pool not in POOLS:
         raise UserError(f"--pool {pool}: choose {', '.join(POOLS)}")
     overlap = default_overlap(window, overlap)
@@ -292,23 +334,25 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
         output_format(chunks_out, ("parquet",), "--chunks-out")
         if Path(chunks_out).resolve() == out.resolve():
             raise UserError("--chunks-out must differ from --out")
-    im = load(checkpoint, config, device=device, modality=modality, precision=precision)
-    adapter = im.adapter
-    if rc_average and adapter.name != "dna":
-        raise UserError(f"--rc-average is for DNA models; this model reads {adapter.name}")
+    return overlap, out, fmt, chunks_out
+
+
+def _check_model(im: InferenceModel, rc_average: bool, pool: str, stage: int | None) -> int:
+    """Check the arguments against the model; returns the pooled stage."""
+    if rc_average and im.adapter.name != "dna":
+        raise UserError(f"--rc-average is for DNA models; this model reads {im.adapter.name}")
     if stage is None:
         stage = 1 if pool == "chunks" else 0
     if pool == "chunks" and stage < 1:
         raise UserError("--pool chunks averages the chunks of a stage: give --stage 1 or more")
     if pool == "chunks" and im.num_stages == 0:
         raise UserError("--pool chunks: this model has no chunking stage")
-    stages = im.num_stages if chunks else 0
-    runner = Runner(im, layer=layer, chunk_vectors=chunks, probs=chunks and rc_average, pool_level=stage)
-    dist = init_distributed(im.device)
-    budget = batch_tokens or default_batch_tokens(im.device)
-    pool_dim = im.level_dim(stage, layer)
-    dims = [None] + [im.level_dim(s, layer) for s in range(1, im.num_levels)]
-    meta = {"kind": "embeddings", "checkpoint": im.checkpoint, "modality": adapter.name, "layer": layer,
+    return stage
+
+
+def _metadata(im: InferenceModel, layer: str, stage: int, pool: str, rc_average: bool, window: int, overlap: int,
+              fmt: str) -> dict:
+    meta = {"kind": "embeddings", "checkpoint": im.checkpoint, "modality": im.adapter.name, "layer": layer,
             "stage": stage, "pool": pool, "rc_average": rc_average, "window": window, "overlap": overlap,
             "tiling": tiling_description(window, overlap), "precision": im.precision,
             "coordinates": "0-based half-open on the + strand; genomic (contig, start, end) for BED/region input, "
@@ -317,154 +361,149 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
             "stages": im.num_stages, "dims": [im.level_dim(s, layer) for s in range(im.num_levels)]}
     if fmt == "npz":
         meta["note"] = "npz output is assembled in memory; use parquet for large inputs"
-    seq_schema = pa.schema([pa.field("seq_id", pa.string()), pa.field("chrom", pa.string()),
-                            pa.field("start", pa.int64()), pa.field("end", pa.int64()),
-                            pa.field("strand", pa.string()), pa.field("length", pa.int64()),
-                            pa.field("tiles", pa.int32()),
-                            pa.field("num_chunks", pa.list_(pa.int64())), vector_field("embedding", pool_dim)])
-    chunk_schema = pa.schema([pa.field("seq_id", pa.string()), pa.field("chrom", pa.string()),
-                              pa.field("start", pa.int64()), pa.field("end", pa.int64()),
-                              pa.field("stage", pa.int8()), pa.field("boundary_prob", pa.float32()),
-                              pa.field("vector", pa.list_(pa.float32()))])
-    summary = EmbedSummary(out=out, chunks_out=Path(chunks_out) if chunks and fmt == "parquet" else None, metadata=meta)
-    total = None
-    if records is None:
-        records = iter_records(adapter, inputs, bed=bed, region=region, reference=reference)
-        if progress and dist.is_main:
-            total = input_total(inputs, bed=bed, region=region, reference=reference)
-    npz: dict[str, list] = {k: [] for k in ("seq_id", "chrom", "start", "end", "strand", "length", "embedding",
-                                            "chunk_record", "chunk_stage", "chunk_start", "chunk_end",
-                                            "chunk_prob", "chunk_vector")}
-    t0 = time.perf_counter()
-    multi = dist.world > 1
-    ok = False
-    seconds = Seconds.of(adapter, "start", "end")  # audio: time beside the sample coordinates
-    own = RecordColumns.of(adapter)  # text: lang, and doc/source for seq_id/chrom
-    parts_own = RecordColumns.of(adapter, rename=False)
-    with Outputs() as outs:
-        try:
-            if fmt == "parquet":
-                seq_target = part_path(out, dist.rank) if multi else out
-                seq_w = outs.add(TableWriter(seq_target, with_record_column(seq_schema) if multi else seq_schema,
-                                             meta, "parquet", rows_per_batch=1024, sidecar=not multi,
-                                             seconds=None if multi else seconds, record=parts_own if multi else own))
-                chunk_w = None
-                if chunks:
-                    chunk_target = part_path(chunks_out, dist.rank) if multi else chunks_out
-                    schema = with_record_column(chunk_schema) if multi else chunk_schema
-                    chunk_w = outs.add(TableWriter(chunk_target, schema, meta, "parquet", rows_per_batch=65536,
-                                                   sidecar=not multi, seconds=None if multi else seconds,
-                                                   record=parts_own if multi else own))
+    return meta
 
-            def write_chunk(job: _RecordJob, s: int, starts, ends, probs, vecs) -> int:
-                a, b = job.cmap.span(starts, ends)
-                keep = b > a
-                if not keep.all():
-                    a, b, probs = a[keep], b[keep], probs[keep]
-                    vecs = vecs[keep] if vecs is not None else None
-                k = len(a)
-                if not k:
-                    return 0
-                rid = job.record.id
-                m = job.record.meta or {}
-                chrom = m.get("contig", m.get("source", rid))
-                if fmt == "npz":
-                    npz["chunk_record"].append(np.full(k, job.index))
-                    npz["chunk_stage"].append(np.full(k, s, np.int8))
-                    npz["chunk_start"].append(a)
-                    npz["chunk_end"].append(b)
-                    npz["chunk_prob"].append(np.asarray(probs, np.float32))
-                    npz["chunk_vector"].append(vecs)
-                    return k
-                cols = {"seq_id": [rid] * k, "chrom": [chrom] * k, "start": a, "end": b,
-                        **({f: [v] * k for f, v in own.values(m).items()} if own is not None else {}),
-                        "stage": np.full(k, s, np.int8), "boundary_prob": np.asarray(probs, np.float32),
-                        "vector": vecs if vecs is not None else [None] * k}
-                if multi:
-                    cols[RECORD] = np.full(k, job.index, np.int64)
-                chunk_w.write_columns(cols)
-                return k
 
-            def finish(job: _RecordJob) -> None:
-                rid = job.record.id
-                m = job.record.meta or {}
-                chrom = m.get("contig", m.get("source", rid))
-                start, end = job.cmap.span(0, job.n)
-                vec = job.pooled(pool)
-                if fmt == "npz":
-                    for k, v in (("seq_id", rid), ("chrom", chrom), ("start", start), ("end", end),
-                                 ("strand", m.get("strand", ".")), ("length", len(job.record)), ("embedding", vec)):
-                        npz[k].append(v)
-                else:
-                    row = dict(seq_id=rid, chrom=chrom, start=int(start), end=int(end), strand=m.get("strand", "."),
-                               length=len(job.record),
-                               tiles=len(job.tiles), num_chunks=job.num_chunks, embedding=vec,
-                               **(own.values(m) if own is not None else {}))
-                    if multi:
-                        row[RECORD] = job.index
-                    seq_w.write_row(**row)
-                summary.sequences += 1
-                summary.positions += job.n
-                job.inputs = None
+def _seq_schema(pool_dim: int) -> pa.Schema:
+    return pa.schema([pa.field("seq_id", pa.string()), pa.field("chrom", pa.string()),
+                      pa.field("start", pa.int64()), pa.field("end", pa.int64()),
+                      pa.field("strand", pa.string()), pa.field("length", pa.int64()),
+                      pa.field("tiles", pa.int32()),
+                      pa.field("num_chunks", pa.list_(pa.int64())), vector_field("embedding", pool_dim)])
 
-            pending: list[_RecordJob] = []
 
-            def jobs():
-                for i, record in enumerate(records):
-                    if i % dist.world != dist.rank:
-                        continue
-                    x, _, cmap = record_inputs(adapter, record)
-                    if x.shape[0] == 0:
-                        raise UserError(f"record '{record.id}' is empty")
-                    job = _RecordJob(i, record, x, cmap, plan_tiles(int(x.shape[0]), window, overlap),
-                                     stages, dims, rc_average)
-                    pending.append(job)
-                    yield from job.items()
+CHUNK_SCHEMA = pa.schema([pa.field("seq_id", pa.string()), pa.field("chrom", pa.string()),
+                          pa.field("start", pa.int64()), pa.field("end", pa.int64()),
+                          pa.field("stage", pa.int8()), pa.field("boundary_prob", pa.float32()),
+                          pa.field("vector", pa.list_(pa.float32()))])
 
-            # both strands with --rc-average; rank 0 shows about its share of the records
-            share = total * (2 if rc_average else 1) // dist.world if total else None
-            with progress_bar(progress and dist.is_main, "embed", share, unit=adapter.unit_name + "s") as bar:
-                for group, results in runner.stream(batches_by_budget(jobs(), budget)):
-                    for res, item in zip(results, group):
-                        job, strand, tile = item.tag
-                        job.take(res, strand, tile)
-                    bar.advance(sum(len(it) - it.own_start for it in group))
-                    while pending:
-                        job = pending[0]
-                        if chunks:
-                            summary.chunk_rows += job.flush(write_chunk)
-                        if not job.done:
-                            break
-                        finish(pending.pop(0))
-            if pending:
-                raise RuntimeError("internal error: records left unfinished")
-            if fmt == "npz":
-                _write_npz(out, npz, meta, chunks)
-            ok = True
-        finally:
-            ok = broadcast_ok(ok)
-        if not ok:
-            raise UserError("embedding failed on another rank; no output written")
-    if multi:
-        summary.sequences, summary.positions, summary.chunk_rows = (
-            int(v) for v in all_sum([summary.sequences, summary.positions, summary.chunk_rows]))
-        barrier()
-        if dist.is_main:
-            with Outputs() as outs:
-                w = outs.add(TableWriter(out, seq_schema, meta, "parquet", rows_per_batch=1024, seconds=seconds,
-                                         record=own))
-                merge_parts([part_path(out, r) for r in range(dist.world)], w)
-                if chunks:
-                    w = outs.add(TableWriter(chunks_out, chunk_schema, meta, "parquet", rows_per_batch=65536,
-                                             seconds=seconds, record=own))
-                    merge_parts([part_path(chunks_out, r) for r in range(dist.world)], w)
-            for r in range(dist.world):
-                part_path(out, r).unlink(missing_ok=True)
-                if chunks:
-                    part_path(chunks_out, r).unlink(missing_ok=True)
-        barrier()
-    summary.seconds = time.perf_counter() - t0
-    return summary
+
+class _Jobs:
+    """This rank's records as :class:`_RecordJob` s, and the ones still waiting for tiles (in input order)."""
+
+    def __init__(self, records: Iterable, adapter, dist, window: int, overlap: int, stages: int,
+                 dims: list[int | None], rc: bool):
+        self.records, self.adapter, self.dist = records, adapter, dist
+        self.window, self.overlap, self.stages, self.dims, self.rc = window, overlap, stages, dims, rc
+        self.pending: list[_RecordJob] = []
+
+    def items(self) -> Iterable[WorkItem]:
+        for i, record in enumerate(self.records):
+            if i % self.dist.world != self.dist.rank:
+                continue
+            x, _, cmap = record_inputs(self.adapter, record)
+            if x.shape[0] == 0:
+                raise UserError(f"record '{record.id}' is empty")
+            job = _RecordJob(i, record, x, cmap, plan_tiles(int(x.shape[0]), self.window, self.overlap),
+                             self.stages, self.dims, self.rc)
+            self.pending.append(job)
+            yield from job.items()
+
+    def flush(self, sink: "_Sink") -> None:
+        """Write the chunk rows that are known, and the sequence row of every finished record in order."""
+        while self.pending:
+            job = self.pending[0]
+            if sink.chunks:
+                sink.summary.chunk_rows += job.flush(sink.write_chunk)
+            if not job.done:
+                break
+            sink.finish(self.pending.pop(0))
+
+
+class _Sink:
+    """Where the rows go: the parquet writers (under torchrun, this rank's parts, keyed by record
+    index) or, for npz output, lists assembled in memory."""
+
+    def __init__(self, outs: Outputs, summary: EmbedSummary, adapter, fmt: str, seq_schema: pa.Schema, chunks: bool,
+                 dist, pool: str):
+        self.summary, self.fmt, self.chunks, self.pool = summary, fmt, chunks, pool
+        self.multi = dist.world > 1
+        self.seconds = Seconds.of(adapter, "start", "end")  # audio: time beside the sample coordinates
+        self.own = RecordColumns.of(adapter)  # text: lang, and doc/source for seq_id/chrom
+        self.npz: dict[str, list] = {k: [] for k in ("seq_id", "chrom", "start", "end", "strand", "length",
+                                                     "embedding", "chunk_record", "chunk_stage", "chunk_start",
+                                                     "chunk_end", "chunk_prob", "chunk_vector")}
+        if fmt == "parquet":
+            self.seq_w = self._writer(outs, summary.out, seq_schema, 1024, dist, adapter)
+            self.chunk_w = self._writer(outs, summary.chunks_out, CHUNK_SCHEMA, 65536, dist, adapter) \
+                if chunks else None
+
+    def _writer(self, outs: Outputs, path: Path, schema: pa.Schema, rows: int, dist, adapter) -> TableWriter:
+        multi = self.multi
+        return outs.add(TableWriter(part_path(path, dist.rank) if multi else path,
+                                    with_record_column(schema) if multi else schema, self.summary.metadata,
+                                    "parquet", rows_per_batch=rows, sidecar=not multi,
+                                    seconds=None if multi else self.seconds,
+                                    record=RecordColumns.of(adapter, rename=False) if multi else self.own))
+
+    def write_chunk(self, job: _RecordJob, s: int, starts, ends, probs, vecs) -> int:
+        a, b = job.cmap.span(starts, ends)
+        keep = b > a
+        if not keep.all():
+            a, b, probs = a[keep], b[keep], probs[keep]
+            vecs = vecs[keep] if vecs is not None else None
+        k = len(a)
+        if not k:
+            return 0
+        rid = job.record.id
+        m = job.record.meta or {}
+        chrom = m.get("contig", m.get("source", rid))
+        if self.fmt == "npz":
+            for name, v in (("chunk_record", np.full(k, job.index)), ("chunk_stage", np.full(k, s, np.int8)),
+                            ("chunk_start", a), ("chunk_end", b), ("chunk_prob", np.asarray(probs, np.float32)),
+                            ("chunk_vector", vecs)):
+                self.npz[name].append(v)
+            return k
+        own = self.own
+        cols = {"seq_id": [rid] * k, "chrom": [chrom] * k, "start": a, "end": b,
+                **({f: [v] * k for f, v in own.values(m).items()} if own is not None else {}),
+                "stage": np.full(k, s, np.int8), "boundary_prob": np.asarray(probs, np.float32),
+                "vector": vecs if vecs is not None else [None] * k}
+        if self.multi:
+            cols[RECORD] = np.full(k, job.index, np.int64)
+        self.chunk_w.write_columns(cols)
+        return k
+
+    def finish(self, job: _RecordJob) -> None:
+        rid = job.record.id
+        m = job.record.meta or {}
+        chrom = m.get("contig", m.get("source", rid))
+        start, end = job.cmap.span(0, job.n)
+        vec = job.pooled(self.pool)
+        if self.fmt == "npz":
+            for k, v in (("seq_id", rid), ("chrom", chrom), ("start", start), ("end", end),
+                         ("strand", m.get("strand", ".")), ("length", len(job.record)), ("embedding", vec)):
+                self.npz[k].append(v)
+        else:
+            row = dict(seq_id=rid, chrom=chrom, start=int(start), end=int(end), strand=m.get("strand", "."),
+                       length=len(job.record),
+                       tiles=len(job.tiles), num_chunks=job.num_chunks, embedding=vec,
+                       **(self.own.values(m) if self.own is not None else {}))
+            if self.multi:
+                row[RECORD] = job.index
+            self.seq_w.write_row(**row)
+        self.summary.sequences += 1
+        self.summary.positions += job.n
+        job.inputs = None
+
+
+def _merge_ranks(summary: EmbedSummary, dist, seq_schema: pa.Schema, seconds, own, chunks: bool) -> None:
+    """Every rank: sum the counts; rank 0: merge the ranks' parts in input order."""
+    summary.sequences, summary.positions, summary.chunk_rows = (
+        int(v) for v in all_sum([summary.sequences, summary.positions, summary.chunk_rows]))
+    out, chunks_out, meta = summary.out, summary.chunks_out, summary.metadata
+    seq_parts = rank_parts(out, dist.world)
+    chunk_parts = rank_parts(chunks_out, dist.world) if chunks else []
+
+    def merge() -> None:
+        with Outputs() as outs:
+            merge_parts(seq_parts, outs.add(TableWriter(out, seq_schema, meta, "parquet", rows_per_batch=1024,
+                                                        seconds=seconds, record=own)))
+            if chunks:
+                merge_parts(chunk_parts, outs.add(TableWriter(chunks_out, CHUNK_SCHEMA, meta, "parquet",
+                                                              rows_per_batch=65536, seconds=seconds, record=own)))
+
+    merge_on_main(dist, merge, seq_parts + chunk_parts)
 
 
 def _write_npz(out: Path, npz: dict, meta: dict, chunks: bool) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -115,4 +115,23 @@ def with_record_column(schema: pa.Schema) -> pa.Schema:
     return schema.append(pa.field(RECORD, pa.int64()))
 
 
-__all__ = ["RECORD", "all_ranks_succeed", "merge_parts", "merged_groups", "part_path", "with_record_column"]
+def rank_parts(path: str | Path, world: int) -> list[Path]:
+    """The part files of ``path`` of every rank, in rank order."""
+    return [part_path(path, r) for r in range(world)]
+
+
+def merge_on_main(dist, merge: Callable[[], None], parts: list[Path]) -> None:
+    """Once every rank has written its parts: rank 0 runs ``merge`` and then removes ``parts``;
+    the other ranks wait for it, so that no rank returns before the outputs exist."""
+    from hnet_seq.runtime.distributed import barrier
+
+    barrier()
+    if dist.is_main:
+        merge()
+        for p in parts:
+            p.unlink(missing_ok=True)
+    barrier()
+
+
+__all__ = ["RECORD", "all_ranks_succeed", "merge_on_main", "merge_parts", "merged_groups", "part_path",
+           "rank_parts", "with_record_column"]
