@@ -34,13 +34,14 @@ from hnet_seq.errors import UserError
 from hnet_seq.modalities.base import LN2
 
 from hnet_seq.progress import progress_bar
-from hnet_seq.runtime.distributed import barrier, dist_info, init_distributed
+from hnet_seq.runtime.distributed import dist_info, init_distributed
 
 from .columns import RecordColumns, Seconds
 from .inputs import record_inputs
 from .model import InferenceModel, default_batch_tokens, load
 from .outputs import Outputs, check_output_path, output_format
-from .parts import RECORD, all_ranks_succeed, merge_parts, merged_groups, part_path, with_record_column
+from .parts import (RECORD, all_ranks_succeed, merge_on_main, merge_parts, merged_groups, part_path, rank_parts,
+                    with_record_column)
 from .records import input_total, iter_records
 from .runner import Runner
 from .tables import TableWriter
@@ -131,29 +132,14 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
     with ``position`` in input coordinates (genomic for BED input; for raw audio the first
     sample of the frame) and ``logprob`` in nats.
     """
-    overlap = default_overlap(window, overlap)
-    plan_tiles(1, window, overlap)  # check --window/--overlap before any work
-    if dist_info().world > 1 and out is None:
-        raise UserError("under torchrun, give --out (rank 0 merges the ranks' results into it)")
-    if out is not None:
-        out = check_output_path(out)
-        fmt = output_format(out, ("tsv", "parquet"))
-    if per_position is not None:
-        per_position = check_output_path(per_position, "--per-position")
-        output_format(per_position, ("parquet",), "--per-position")
+    overlap, out, fmt, per_position = _check_outputs(window, overlap, out, per_position)
     im = load(checkpoint, config, device=device, modality=modality, precision=precision)
     adapter = im.adapter
     runner = Runner(im, scores=True)
     dist = init_distributed(im.device)
     multi = dist.world > 1
     budget = batch_tokens or default_batch_tokens(im.device)
-    meta = {"kind": "scores", "checkpoint": im.checkpoint, "modality": adapter.name, "window": window,
-            "overlap": overlap, "tiling": tiling_description(window, overlap), "units": adapter.unit_name,
-            "log_likelihood": "nats, sum of log p(x_p | x_<p) over scored positions"}
-    if adapter.unknown_token is not None:
-        meta["not_scored"] = (f"{adapter.unknown_name or adapter.unknown_token} positions are model input only: "
-                              f"never scored, not in units_scored or bits_per_unit")
-    summary = ScoreSummary(out=out, per_position=per_position, metadata=meta,
+    summary = ScoreSummary(out=out, per_position=per_position, metadata=_metadata(adapter, im, window, overlap),
                            units_per_second=adapter.units_per_second, sample_rate=adapter.sample_rate,
                            record_columns=RecordColumns.of(adapter))
     total = None
@@ -161,68 +147,111 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
         records = iter_records(adapter, inputs, bed=bed, region=region, reference=reference)
         if progress and dist.is_main:
             total = input_total(inputs, bed=bed, region=region, reference=reference)
-    scale = getattr(adapter, "units_per_position", 1) or 1
     t0 = time.perf_counter()
     with Outputs() as outs, all_ranks_succeed("scoring"):
-        table, pos_w = _writers(outs, summary, fmt if out is not None else None, dist.rank, multi)
-        pending: list[list] = []  # [SequenceScore, tiles remaining, cmap, record index]
-        tile_numbers = itertools.count()  # over all records: tile k is rank k % world's
-
-        def items():
-            for index, record in enumerate(records):
-                x, y, cmap = record_inputs(adapter, record, scoring=True)
-                if x.shape[0] == 0:
-                    raise UserError(f"record '{record.id}' is empty")
-                tiles = [(k, t) for k, t in zip(tile_numbers, plan_tiles(int(x.shape[0]), window, overlap))
-                         if k % dist.world == dist.rank]
-                if not tiles:
-                    continue
-                m = record.meta or {}
-                start, end = cmap.span(0, x.shape[0])
-                sc = SequenceScore(record.id, m.get("contig", m.get("source", record.id)), int(start), int(end),
-                                   len(record), m.get("strand", "."))
-                if summary.record_columns is not None:
-                    sc.fields = summary.record_columns.values(m)
-                entry = [sc, len(tiles), cmap, index]
-                pending.append(entry)
-                for k, t in tiles:
-                    yield WorkItem(x[t.start:t.end], t.own_start - t.start, y[t.start:t.end], (entry, t, k))
-
+        table, pos_w = _writers(outs, summary, fmt, dist.rank, multi)
+        tally = _Tally(summary, adapter, dist, window, overlap, table, pos_w, keep_scores)
         share = total // dist.world if total else None  # rank 0 shows its share of the tiles
         with progress_bar(progress and dist.is_main, "score", share, unit=adapter.unit_name + "s") as bar:
-            for group, results in runner.stream(batches_by_budget(items(), budget)):
+            for group, results in runner.stream(batches_by_budget(tally.items(records), budget)):
                 for res, item in zip(results, group):
-                    entry, tile, number = item.tag
-                    sc, cmap = entry[0], entry[2]
-                    nll = res.nll
-                    ok = ~np.isnan(nll)
-                    sc.log_likelihood -= float(nll[ok].astype(np.float64).sum())
-                    sc.units_scored += int(ok.sum()) * scale
-                    entry[1] -= 1
-                    if pos_w is not None and ok.any():
-                        p = np.arange(tile.own_start, tile.end)[ok]
-                        k = len(p)
-                        pos_w.write_columns({"seq_id": [sc.seq_id] * k, "chrom": [sc.chrom] * k,
-                                             **{f: [v] * k for f, v in sc.fields.items()},
-                                             "position": cmap.position(p), "logprob": (-nll[ok]).astype(np.float32),
-                                             **({RECORD: np.full(k, number, np.int64)} if multi else {})})
+                    tally.take(res, *item.tag)
                 bar.advance(sum(len(it) - it.own_start for it in group))
-                while pending and pending[0][1] == 0:
-                    sc, _, _, index = pending.pop(0)
-                    summary.positions += sc.length
-                    summary.log_likelihood += sc.log_likelihood
-                    summary.units_scored += sc.units_scored
-                    if table is not None:
-                        table.write_row(**sc.row(), **({RECORD: index} if multi else {}))
-                    if keep_scores and not multi:
-                        summary.scores.append(sc)
+                tally.flush()
     if multi:
-        barrier()
-        if dist.is_main:
-            _merge_ranks(summary, fmt, dist.world, keep_scores)
-        barrier()
+        parts = rank_parts(out, dist.world)
+        pos_parts = rank_parts(per_position, dist.world) if per_position is not None else []
+        merge_on_main(dist, lambda: _merge_ranks(summary, fmt, parts, pos_parts, keep_scores), parts + pos_parts)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _check_outputs(window: int, overlap: int | None, out, per_position):
+    """Check the arguments that need no model (before any work); returns the overlap, the checked
+    output paths and the table format (None without a table)."""
+    overlap = default_overlap(window, overlap)
+    plan_tiles(1, window, overlap)  # check --window/--overlap before any work
+    if dist_info().world > 1 and out is None:
+        raise UserError("under torchrun, give --out (rank 0 merges the ranks' results into it)")
+    fmt = None
+    if out is not None:
+        out = check_output_path(out)
+        fmt = output_format(out, ("tsv", "parquet"))
+    if per_position is not None:
+        per_position = check_output_path(per_position, "--per-position")
+        output_format(per_position, ("parquet",), "--per-position")
+    return overlap, out, fmt, per_position
+
+
+def _metadata(adapter, im: InferenceModel, window: int, overlap: int) -> dict:
+    meta = {"kind": "scores", "checkpoint": im.checkpoint, "modality": adapter.name, "window": window,
+            "overlap": overlap, "tiling": tiling_description(window, overlap), "units": adapter.unit_name,
+            "log_likelihood": "nats, sum of log p(x_p | x_<p) over scored positions"}
+    if adapter.unknown_token is not None:
+        meta["not_scored"] = (f"{adapter.unknown_name or adapter.unknown_token} positions are model input only: "
+                              f"never scored, not in units_scored or bits_per_unit")
+    return meta
+
+
+class _Tally:
+    """This rank's tiles of every record, and the records' sums as their tiles come back; a record's
+    row is written once all its tiles (on this rank) are in, in input order."""
+
+    def __init__(self, summary: ScoreSummary, adapter, dist, window: int, overlap: int, table, pos_w,
+                 keep_scores: bool):
+        self.summary, self.adapter, self.dist, self.window, self.overlap = summary, adapter, dist, window, overlap
+        self.table, self.pos_w, self.keep_scores = table, pos_w, keep_scores
+        self.multi = dist.world > 1
+        self.scale = getattr(adapter, "units_per_position", 1) or 1
+        self.pending: list[list] = []  # [SequenceScore, tiles remaining, cmap, record index]
+        self.tile_numbers = itertools.count()  # over all records: tile k is rank k % world's
+
+    def items(self, records: Iterable) -> Iterable[WorkItem]:
+        for index, record in enumerate(records):
+            x, y, cmap = record_inputs(self.adapter, record, scoring=True)
+            if x.shape[0] == 0:
+                raise UserError(f"record '{record.id}' is empty")
+            tiles = [(k, t) for k, t in zip(self.tile_numbers, plan_tiles(int(x.shape[0]), self.window, self.overlap))
+                     if k % self.dist.world == self.dist.rank]
+            if not tiles:
+                continue
+            m = record.meta or {}
+            start, end = cmap.span(0, x.shape[0])
+            sc = SequenceScore(record.id, m.get("contig", m.get("source", record.id)), int(start), int(end),
+                               len(record), m.get("strand", "."))
+            if self.summary.record_columns is not None:
+                sc.fields = self.summary.record_columns.values(m)
+            entry = [sc, len(tiles), cmap, index]
+            self.pending.append(entry)
+            for k, t in tiles:
+                yield WorkItem(x[t.start:t.end], t.own_start - t.start, y[t.start:t.end], (entry, t, k))
+
+    def take(self, res, entry: list, tile, number: int) -> None:
+        sc, cmap = entry[0], entry[2]
+        nll = res.nll
+        ok = ~np.isnan(nll)
+        sc.log_likelihood -= float(nll[ok].astype(np.float64).sum())
+        sc.units_scored += int(ok.sum()) * self.scale
+        entry[1] -= 1
+        if self.pos_w is not None and ok.any():
+            p = np.arange(tile.own_start, tile.end)[ok]
+            k = len(p)
+            self.pos_w.write_columns({"seq_id": [sc.seq_id] * k, "chrom": [sc.chrom] * k,
+                                      **{f: [v] * k for f, v in sc.fields.items()},
+                                      "position": cmap.position(p), "logprob": (-nll[ok]).astype(np.float32),
+                                      **({RECORD: np.full(k, number, np.int64)} if self.multi else {})})
+
+    def flush(self) -> None:
+        summary = self.summary
+        while self.pending and self.pending[0][1] == 0:
+            sc, _, _, index = self.pending.pop(0)
+            summary.positions += sc.length
+            summary.log_likelihood += sc.log_likelihood
+            summary.units_scored += sc.units_scored
+            if self.table is not None:
+                self.table.write_row(**sc.row(), **({RECORD: index} if self.multi else {}))
+            if self.keep_scores and not self.multi:
+                summary.scores.append(sc)
 
 
 def _writers(outs: Outputs, summary: ScoreSummary, fmt: str | None, rank: int, multi: bool):
@@ -244,12 +273,10 @@ def _writers(outs: Outputs, summary: ScoreSummary, fmt: str | None, rank: int, m
     return table, pos_w
 
 
-def _merge_ranks(summary: ScoreSummary, fmt: str, world: int, keep_scores: bool) -> None:
+def _merge_ranks(summary: ScoreSummary, fmt: str, parts: list[Path], pos_parts: list[Path], keep_scores: bool) -> None:
     """Rank 0: add up every record's partial rows over the ranks, in input order, and join the
-    per-position parts; the parts are removed."""
+    per-position parts."""
     out, per_position, meta = summary.out, summary.per_position, summary.metadata
-    parts = [part_path(out, r) for r in range(world)]
-    pos_parts = [part_path(per_position, r) for r in range(world)] if per_position is not None else []
     summary.positions, summary.log_likelihood, summary.units_scored = 0, 0.0, 0
     with Outputs() as outs:
         table = outs.add(TableWriter(out, SCORE_SCHEMA, meta, fmt, seconds=summary.seconds_of("start", "end"),
@@ -270,5 +297,3 @@ def _merge_ranks(summary: ScoreSummary, fmt: str, world: int, keep_scores: bool)
                                                         rows_per_batch=262144,
                                                         seconds=summary.seconds_of("position"),
                                                         record=summary.record_columns)))
-    for p in parts + pos_parts:
-        p.unlink(missing_ok=True)
