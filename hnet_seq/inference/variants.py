@@ -40,11 +40,11 @@ import torch
 
 from hnet_seq.errors import UserError
 from hnet_seq.progress import progress_bar
-from hnet_seq.runtime.distributed import all_sum, barrier, broadcast_ok, init_distributed
+from hnet_seq.runtime.distributed import all_sum, init_distributed
 
 from .model import InferenceModel, default_batch_tokens, load
 from .outputs import AtomicFile, Outputs, check_output_path, output_format, write_fasta
-from .parts import RECORD, merge_parts, part_path, with_record_column
+from .parts import RECORD, all_ranks_succeed, merge_on_main, merge_parts, part_path, rank_parts, with_record_column
 from .records import vcf_record_count
 from .runner import Runner
 from .tables import TableWriter
@@ -125,20 +125,7 @@ def score_variants(checkpoint: str | Path | InferenceModel, vcf: str | Path, ref
     (:mod:`.variant_prefix`; same scores within float tolerance); False: full pass per window;
     None: :func:`.variant_prefix.shared_by_default` for the device.
     """
-    if window < 4:
-        raise UserError(f"--window {window}: too small")
-    if indel_window not in INDEL_WINDOWS:
-        raise UserError(f"--indel-window {indel_window}: expected one of {', '.join(INDEL_WINDOWS)}")
-    fmt = None
-    if out is not None:
-        out = check_output_path(out)
-        fmt = output_format(out, ("tsv", "parquet"))
-    if vcf_out is not None:
-        vcf_out = check_output_path(vcf_out, "--vcf-out")
-        if not str(vcf_out).lower().endswith((".vcf", ".vcf.gz", ".bcf")):
-            raise UserError(f"--vcf-out {vcf_out}: unsupported extension (use .vcf, .vcf.gz or .bcf)")
-    if windows_fasta is not None:
-        windows_fasta = check_output_path(windows_fasta, "--windows-fasta")
+    out, fmt, vcf_out, windows_fasta = _check_outputs(window, indel_window, out, vcf_out, windows_fasta)
     im = load(checkpoint, config, device=device, precision=precision)
     if share_prefix is None:
         from .variant_prefix import shared_by_default
@@ -154,9 +141,51 @@ def score_variants(checkpoint: str | Path | InferenceModel, vcf: str | Path, ref
         raise UserError("--windows-fasta is not supported under torchrun; run it in one process")
     ref = Reference(reference)
     vf = open_vcf(vcf)
+    meta = _metadata(im, vcf, reference, window, indel_window, rc_average, command)
+    scorer = _BlockScorer(im, ref, window, indel_window, rc_average, strict,
+                          max(batch_tokens or default_batch_tokens(im.device), window + 64), str(vcf), share_prefix)
+    summary = VariantSummary(out=out, vcf_out=vcf_out)
+    t0 = time.perf_counter()
+    with Outputs() as outs, all_ranks_succeed("variant scoring"):
+        sink = _BlockSink(outs, summary, scorer, vf, meta, fmt, windows_fasta, dist, on_skip, keep_alleles)
+        _stream(vf, vcf, dist, records_per_block, progress, summary, sink.run_block)
+        summary.windows = scorer.windows
+        if sink.fasta_handle is not None:
+            sink.fasta_handle.close()
+    if sink.annot is not None:
+        summary.index, summary.index_note = sink.annot.index, sink.annot.index_note
+    if multi:
+        _gather(summary)
+        parts = rank_parts(out or Path(vcf_out), dist.world)
+        merge_on_main(dist, lambda: _merge_outputs(vcf, out, fmt, vcf_out, meta, parts, summary), parts)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _check_outputs(window: int, indel_window: str, out, vcf_out, windows_fasta):
+    """Check the arguments that need no model; returns the checked paths and the table format."""
+    if window < 4:
+        raise UserError(f"--window {window}: too small")
+    if indel_window not in INDEL_WINDOWS:
+        raise UserError(f"--indel-window {indel_window}: expected one of {', '.join(INDEL_WINDOWS)}")
+    fmt = None
+    if out is not None:
+        out = check_output_path(out)
+        fmt = output_format(out, ("tsv", "parquet"))
+    if vcf_out is not None:
+        vcf_out = check_output_path(vcf_out, "--vcf-out")
+        if not str(vcf_out).lower().endswith((".vcf", ".vcf.gz", ".bcf")):
+            raise UserError(f"--vcf-out {vcf_out}: unsupported extension (use .vcf, .vcf.gz or .bcf)")
+    if windows_fasta is not None:
+        windows_fasta = check_output_path(windows_fasta, "--windows-fasta")
+    return out, fmt, vcf_out, windows_fasta
+
+
+def _metadata(im: InferenceModel, vcf, reference, window: int, indel_window: str, rc_average: bool,
+              command: str | None) -> dict:
     from hnet_seq import __version__
 
-    meta = {"kind": "variant_scores", "version": __version__, "checkpoint": im.checkpoint, "vcf": str(vcf),
+    return {"kind": "variant_scores", "version": __version__, "checkpoint": im.checkpoint, "vcf": str(vcf),
             "reference": str(reference), "window": window, "indel_window": indel_window, "rc_average": rc_average,
             "command": command or "hnet_seq.inference.score_variants (Python API)",
             "convention": "W-base windows centred on the allele, shifted inside the contig at its ends "
@@ -164,60 +193,45 @@ def score_variants(checkpoint: str | Path | InferenceModel, vcf: str | Path, ref
                               "W bases of the alt haplotype ref[:p]+ALT+ref[p+m:]" if indel_window == "equal-length"
                               else "ref[S:p]+ALT+ref[p+m:E], the ref window's span")
                           + "; score = LL(alt) - LL(ref) in nats"}
-    scorer = _BlockScorer(im, ref, window, indel_window, rc_average, strict,
-                          max(batch_tokens or default_batch_tokens(im.device), window + 64), str(vcf), share_prefix)
-    summary = VariantSummary(out=out, vcf_out=vcf_out)
-    t0 = time.perf_counter()
-    ok = False
-    with Outputs() as outs:
-        try:
-            table = None
-            if multi:
-                table = outs.add(TableWriter(part_path(out or Path(vcf_out or "variants") , dist.rank),
-                                             with_record_column(TABLE_SCHEMA), meta, "parquet", sidecar=False))
-            elif out is not None:
-                table = outs.add(TableWriter(out, TABLE_SCHEMA, meta, fmt))
-            annot = outs.add(VcfAnnotator(vf, vcf_out, _provenance(meta))) if vcf_out is not None and not multi \
-                else None
-            fasta_file = outs.add(AtomicFile(windows_fasta)) if windows_fasta is not None and not multi else None
-            fasta_handle = open(fasta_file.tmp, "w") if fasta_file is not None else None
 
-            def run_block(block: list) -> None:
-                alleles = scorer.score(block)
-                if annot is not None:
-                    by_record: dict[int, list] = {}
-                    for a in alleles:
-                        by_record.setdefault(a.record, []).append(a)
-                    for index, rec in block:
-                        annot.write(rec, by_record.get(index, []))
-                for a in alleles:
-                    _account(summary, a, on_skip)
-                    if fasta_handle is not None and a.status == "scored":
-                        scorer.write_windows(fasta_handle, a)
-                    if table is not None:
-                        table.write_row(**table_row(a), **({RECORD: a.record} if multi else {}))
-                    if keep_alleles:
-                        summary.alleles_list.append(a)
 
-            _stream(vf, vcf, dist, records_per_block, progress, summary, run_block)
-            summary.windows = scorer.windows
-            if fasta_handle is not None:
-                fasta_handle.close()
-            ok = True
-        finally:
-            ok = broadcast_ok(ok)
-        if not ok:
-            raise UserError("variant scoring failed on another rank; no output written")
-    if annot is not None:
-        summary.index, summary.index_note = annot.index, annot.index_note
-    if multi:
-        _gather(summary)
-        barrier()
-        if dist.is_main:
-            _merge_outputs(vcf, out, fmt, vcf_out, meta, dist.world, summary)
-        barrier()
-    summary.seconds = time.perf_counter() - t0
-    return summary
+class _BlockSink:
+    """Scores a block of records and sends its alleles to the outputs: the table (under torchrun,
+    this rank's part, keyed by record index), the annotated VCF and the windows FASTA (one process
+    only: under torchrun rank 0 annotates the VCF from the merged parts)."""
+
+    def __init__(self, outs: Outputs, summary: VariantSummary, scorer: "_BlockScorer", vf, meta: dict, fmt,
+                 windows_fasta, dist, on_skip, keep_alleles: bool):
+        out, vcf_out = summary.out, summary.vcf_out
+        self.summary, self.scorer, self.on_skip, self.keep_alleles = summary, scorer, on_skip, keep_alleles
+        self.multi = multi = dist.world > 1
+        self.table = None
+        if multi:
+            self.table = outs.add(TableWriter(part_path(out or Path(vcf_out or "variants") , dist.rank),
+                                              with_record_column(TABLE_SCHEMA), meta, "parquet", sidecar=False))
+        elif out is not None:
+            self.table = outs.add(TableWriter(out, TABLE_SCHEMA, meta, fmt))
+        self.annot = outs.add(VcfAnnotator(vf, vcf_out, _provenance(meta))) if vcf_out is not None and not multi \
+            else None
+        fasta_file = outs.add(AtomicFile(windows_fasta)) if windows_fasta is not None and not multi else None
+        self.fasta_handle = open(fasta_file.tmp, "w") if fasta_file is not None else None
+
+    def run_block(self, block: list) -> None:
+        alleles = self.scorer.score(block)
+        if self.annot is not None:
+            by_record: dict[int, list] = {}
+            for a in alleles:
+                by_record.setdefault(a.record, []).append(a)
+            for index, rec in block:
+                self.annot.write(rec, by_record.get(index, []))
+        for a in alleles:
+            _account(self.summary, a, self.on_skip)
+            if self.fasta_handle is not None and a.status == "scored":
+                self.scorer.write_windows(self.fasta_handle, a)
+            if self.table is not None:
+                self.table.write_row(**table_row(a), **({RECORD: a.record} if self.multi else {}))
+            if self.keep_alleles:
+                self.summary.alleles_list.append(a)
 
 
 def _provenance(meta: dict) -> dict:
@@ -325,9 +339,8 @@ def _gather(summary: VariantSummary) -> None:
     summary.skipped = {c: int(v) for c, v in zip(codes, counts[4:]) if v}
 
 
-def _merge_outputs(vcf, out, fmt, vcf_out, meta, world: int, summary: VariantSummary) -> None:
+def _merge_outputs(vcf, out, fmt, vcf_out, meta, parts: list[Path], summary: VariantSummary) -> None:
     """Rank 0: merge the ranks' tables in input order, then annotate the VCF from them."""
-    parts = [part_path(out or Path(vcf_out), r) for r in range(world)]
     import pyarrow.parquet as pq
 
     with Outputs() as outs:
@@ -351,5 +364,3 @@ def _merge_outputs(vcf, out, fmt, vcf_out, meta, world: int, summary: VariantSum
                 annot.write(rec, alleles)
     if vcf_out is not None:
         summary.index, summary.index_note = annot.index, annot.index_note
-    for p in parts:
-        p.unlink(missing_ok=True)
