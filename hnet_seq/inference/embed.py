@@ -55,7 +55,7 @@ from .inputs import CoordMap, record_inputs
 from .model import InferenceModel, default_batch_tokens, load
 from .outputs import AtomicFile, Outputs, check_output_path, output_format
 from .parts import RECORD, all_ranks_succeed, merge_on_main, merge_parts, part_path, rank_parts, with_record_column
-from .records import input_total, iter_records
+from .records import records_and_total
 from .runner import Runner
 from .tables import TableWriter
 from .tiling import Tile, WorkItem, batches_by_budget, default_overlap, plan_tiles, tiling_description
@@ -291,9 +291,8 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
     summary = EmbedSummary(out=out, chunks_out=Path(chunks_out) if chunks and fmt == "parquet" else None, metadata=meta)
     total = None
     if records is None:
-        records = iter_records(adapter, inputs, bed=bed, region=region, reference=reference)
-        if progress and dist.is_main:
-            total = input_total(inputs, bed=bed, region=region, reference=reference)
+        records, total = records_and_total(adapter, inputs, bed=bed, region=region, reference=reference,
+                                           with_total=progress and dist.is_main)
     t0 = time.perf_counter()
     seq_schema = _seq_schema(im.level_dim(stage, layer))
     with Outputs() as outs, all_ranks_succeed("embedding"):

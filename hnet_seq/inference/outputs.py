@@ -38,6 +38,14 @@ def output_format(path: str | Path, allowed: Sequence[str], flag: str = "--out")
     raise UserError(f"{flag} {path}: unsupported extension (use {', '.join('.' + a for a in allowed)})")
 
 
+def checked_table(path: str | Path | None) -> tuple[Path | None, str | None]:
+    """An optional ``--out`` table checked before any work: ``(path, "tsv" | "parquet")``, or ``(None, None)``."""
+    if path is None:
+        return None, None
+    path = check_output_path(path)
+    return path, output_format(path, ("tsv", "parquet"))
+
+
 class Outputs:
     """Writers that must appear together: ``with Outputs() as outs: outs.add(writer)``.
 

@@ -66,6 +66,14 @@ def input_total(inputs: Sequence[str | Path] = (), *, bed: str | Path | None = N
     return total or None
 
 
+def records_and_total(adapter, inputs: Sequence[str | Path], *, bed=None, region=None, reference=None,
+                      with_total: bool = False) -> tuple[Iterator, int | None]:
+    """:func:`iter_records` and, with ``with_total`` (a progress bar will show), :func:`input_total`."""
+    records = iter_records(adapter, inputs, bed=bed, region=region, reference=reference)
+    total = input_total(inputs, bed=bed, region=region, reference=reference) if with_total else None
+    return records, total
+
+
 def _fai_lengths(path: str | Path) -> dict[str, int] | None:
     """Contig lengths from the ``.fai`` beside a FASTA (None without one)."""
     fai = Path(f"{path}.fai")

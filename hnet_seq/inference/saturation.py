@@ -27,7 +27,7 @@ from hnet_seq.data.regions import parse_region
 from hnet_seq.errors import UserError
 
 from .model import InferenceModel, default_batch_tokens, load
-from .outputs import Outputs, check_output_path, output_format
+from .outputs import Outputs, checked_table
 from .runner import Runner
 from .tables import TableWriter
 from .tiling import WorkItem, batches_by_budget
@@ -102,10 +102,7 @@ def saturation_mutagenesis(checkpoint: str | Path | InferenceModel, reference: s
     when given, and in ``summary.alleles_list`` with ``keep_alleles``."""
     if window < 4:
         raise UserError(f"--window {window}: too small")
-    fmt = None
-    if out is not None:
-        out = check_output_path(out)
-        fmt = output_format(out, ("tsv", "parquet"))
+    out, fmt = checked_table(out)
     im = load(checkpoint, config, device=device, precision=precision)
     if share_prefix is None:
         from .variant_prefix import shared_by_default

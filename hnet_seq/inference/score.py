@@ -39,10 +39,10 @@ from hnet_seq.runtime.distributed import dist_info, init_distributed
 from .columns import RecordColumns, Seconds
 from .inputs import record_inputs
 from .model import InferenceModel, default_batch_tokens, load
-from .outputs import Outputs, check_output_path, output_format
+from .outputs import Outputs, check_output_path, checked_table, output_format
 from .parts import (RECORD, all_ranks_succeed, merge_on_main, merge_parts, merged_groups, part_path, rank_parts,
                     with_record_column)
-from .records import input_total, iter_records
+from .records import records_and_total
 from .runner import Runner
 from .tables import TableWriter
 from .tiling import WorkItem, batches_by_budget, default_overlap, plan_tiles, tiling_description
@@ -144,9 +144,8 @@ def score(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
                            record_columns=RecordColumns.of(adapter))
     total = None
     if records is None:
-        records = iter_records(adapter, inputs, bed=bed, region=region, reference=reference)
-        if progress and dist.is_main:
-            total = input_total(inputs, bed=bed, region=region, reference=reference)
+        records, total = records_and_total(adapter, inputs, bed=bed, region=region, reference=reference,
+                                           with_total=progress and dist.is_main)
     t0 = time.perf_counter()
     with Outputs() as outs, all_ranks_succeed("scoring"):
         table, pos_w = _writers(outs, summary, fmt, dist.rank, multi)
@@ -173,10 +172,7 @@ def _check_outputs(window: int, overlap: int | None, out, per_position):
     plan_tiles(1, window, overlap)  # check --window/--overlap before any work
     if dist_info().world > 1 and out is None:
         raise UserError("under torchrun, give --out (rank 0 merges the ranks' results into it)")
-    fmt = None
-    if out is not None:
-        out = check_output_path(out)
-        fmt = output_format(out, ("tsv", "parquet"))
+    out, fmt = checked_table(out)
     if per_position is not None:
         per_position = check_output_path(per_position, "--per-position")
         output_format(per_position, ("parquet",), "--per-position")

@@ -43,7 +43,7 @@ from hnet_seq.progress import progress_bar
 from hnet_seq.runtime.distributed import all_sum, init_distributed
 
 from .model import InferenceModel, default_batch_tokens, load
-from .outputs import AtomicFile, Outputs, check_output_path, output_format, write_fasta
+from .outputs import AtomicFile, Outputs, check_output_path, checked_table, write_fasta
 from .parts import RECORD, all_ranks_succeed, merge_on_main, merge_parts, part_path, rank_parts, with_record_column
 from .records import vcf_record_count
 from .runner import Runner
@@ -168,10 +168,7 @@ def _check_outputs(window: int, indel_window: str, out, vcf_out, windows_fasta):
         raise UserError(f"--window {window}: too small")
     if indel_window not in INDEL_WINDOWS:
         raise UserError(f"--indel-window {indel_window}: expected one of {', '.join(INDEL_WINDOWS)}")
-    fmt = None
-    if out is not None:
-        out = check_output_path(out)
-        fmt = output_format(out, ("tsv", "parquet"))
+    out, fmt = checked_table(out)
     if vcf_out is not None:
         vcf_out = check_output_path(vcf_out, "--vcf-out")
         if not str(vcf_out).lower().endswith((".vcf", ".vcf.gz", ".bcf")):
