@@ -36,6 +36,7 @@ import torch
 
 from .reference import (attention_kvcache_reference, attention_reference, kvcache_visible, rmsnorm_reference,
                         ssd_reference)
+from .ssd_pieces import max_positions, needs_pieces, ssd_in_pieces
 
 _UNAVAILABLE: dict[str, str] = {}
 
@@ -62,23 +63,34 @@ except Exception as e:  # ImportError, or a mamba-ssm CUDA extension built for a
 def _ssd_fast(x, dt, A, B, C, *, chunk_size, D=None, dt_bias=None, dt_softplus=False,
               seq_idx=None, return_final_state=False, initial_states=None):
     """mamba-ssm ``mamba_chunk_scan_combined`` with the contract of :func:`ssd_reference`."""
-    b, l, h, p = x.shape
-    if l == 0 or (initial_states is not None and seq_idx is not None):  # the reference explains or raises
+    if x.shape[1] == 0 or (initial_states is not None and seq_idx is not None):  # the reference explains or raises
         return ssd_reference(x, dt, A, B, C, chunk_size=chunk_size, D=D, dt_bias=dt_bias,
                              dt_softplus=dt_softplus, seq_idx=seq_idx, return_final_state=return_final_state,
                              initial_states=initial_states)
-    out_dtype = x.dtype
     common = torch.promote_types(torch.promote_types(x.dtype, B.dtype), C.dtype)
     xc, Bc, Cc = x.to(common), B.to(common), C.to(common)
     if seq_idx is not None:
         seq_idx = seq_idx.to(torch.int32).contiguous()
-    extra = {} if initial_states is None else {"initial_states": initial_states.float().contiguous()}
-    out = _mamba_chunk_scan(xc, dt, A, Bc, Cc, chunk_size, D=D, dt_bias=dt_bias, seq_idx=seq_idx,
-                            dt_softplus=dt_softplus, return_final_states=return_final_state, **extra)
+    kwargs = dict(chunk_size=chunk_size, D=D, dt_bias=dt_bias, dt_softplus=dt_softplus, seq_idx=seq_idx,
+                  return_final_state=return_final_state, initial_states=initial_states)
+    d_state = B.shape[-1]
+    if needs_pieces(xc, dt, Bc, Cc, chunk_size=chunk_size, d_state=d_state):  # mamba-ssm's 32-bit offsets
+        limit = max_positions(xc, dt, Bc, Cc, chunk_size=chunk_size, d_state=d_state)
+        out = ssd_in_pieces(_mamba_scan_call, xc, dt, A, Bc, Cc, limit=limit, **kwargs)
+    else:
+        out = _mamba_scan_call(xc, dt, A, Bc, Cc, **kwargs)
     if return_final_state:
-        y, final_state = out
-        return y.to(out_dtype), final_state.float()
-    return out.to(out_dtype)
+        return out[0].to(x.dtype), out[1]
+    return out.to(x.dtype)
+
+
+def _mamba_scan_call(x, dt, A, B, C, *, chunk_size, D, dt_bias, dt_softplus, seq_idx, return_final_state,
+                     initial_states):
+    """One ``mamba_chunk_scan_combined`` call in the reference's keywords (final state in fp32)."""
+    extra = {} if initial_states is None else {"initial_states": initial_states.float().contiguous()}
+    out = _mamba_chunk_scan(x, dt, A, B, C, chunk_size, D=D, dt_bias=dt_bias, seq_idx=seq_idx,
+                            dt_softplus=dt_softplus, return_final_states=return_final_state, **extra)
+    return (out[0], out[1].float()) if return_final_state else out
 
 
 # ----------------------------------------------------------------------------------- rmsnorm
