@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -66,7 +67,8 @@ def parse_args(argv=None):
     p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
     p.add_argument("--budget-bases", type=float, default=120e6, help="main-run training bases per model")
     p.add_argument("--sweep-fraction", type=float, default=0.25, help="sweep and diagnostic runs' share of the budget")
-    p.add_argument("--lr-factors", default="0.5,1,2", help="sweep: multiples of each config's optim.lr")
+    # 1,2,4: in the first (interrupted) H200 sweep at 0.5,1,2 every model did best at 2 (docs/results.md).
+    p.add_argument("--lr-factors", default="1,2,4", help="sweep: multiples of each config's optim.lr")
     p.add_argument("--diagnostics", default=",".join(DIAGNOSTICS), help="subset of " + ",".join(DIAGNOSTICS) + " ('' none)")
     p.add_argument("--evals", type=int, default=8, help="held-out evaluations per run")
     p.add_argument("--score-bases", type=float, help="final scoring: at most this many bases per held-out set (spread)")
@@ -215,20 +217,39 @@ def run_all(args, kind: str, specs: list[dict], data: dict, phase: str) -> None:
     running: list[tuple[dict, subprocess.Popen]] = []
     logs = args.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    # Fewer allocator pools fragment less when a dozen processes share one GPU's memory.
+    env = os.environ | {"PYTORCH_CUDA_ALLOC_CONF": os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")}
+    cap, retried = args.workers, set()
     while todo or running:
-        while todo and len(running) < args.workers:
+        while todo and len(running) < cap:
             spec = todo.pop(0)
             log = open(logs / (spec["id"].replace("/", "_") + f".{kind}.log"), "a")
             cmd = [sys.executable, __file__, "--out-dir", str(args.out_dir), *plan_argv(args), "--worker", kind, spec["id"]]
-            running.append((spec, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)))
+            running.append((spec, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)))
         write_status(args, phase, specs)
         time.sleep(0 if not running else 10)
         for spec, proc in list(running):
-            if proc.poll() is not None:
-                running.remove((spec, proc))
-                if proc.returncode != 0:
-                    print(f"{spec['id']}: {kind} failed (exit {proc.returncode}), see {logs}", flush=True)
+            if proc.poll() is None:
+                continue
+            running.remove((spec, proc))
+            if proc.returncode == 0:
+                continue
+            if out_of_memory(logs, spec, kind) and spec["id"] not in retried:
+                # The GPU is full, not the run broken: run it again once, when fewer runs share the GPU.
+                retried.add(spec["id"])
+                cap = max(1, len(running))
+                todo.append(spec)
+                print(f"{spec['id']}: out of GPU memory with {len(running) + 1} runs; retried with at most {cap}", flush=True)
+            else:
+                print(f"{spec['id']}: {kind} failed (exit {proc.returncode}), see {logs}", flush=True)
     write_status(args, phase, specs)
+
+
+def out_of_memory(logs: Path, spec: dict, kind: str) -> bool:
+    """Whether the run's log ends in a CUDA out-of-memory error."""
+    log = logs / (spec["id"].replace("/", "_") + f".{kind}.log")
+    tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
+    return "OutOfMemoryError" in tail or "CUDA out of memory" in tail
 
 
 def plan_args(args) -> dict:
