@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -50,6 +51,7 @@ from profile_step import fused_ops, make_train_step, matched_baseline, profile_s
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = 8192  # tokens per batch unit
+LABELS = {"T": "transformer", "m": "mamba2"}  # --baselines
 SMALL = {
     "hnet-1stage-small": dict(arch_layout=["m4", ["T8"], "m4"], d_model=[512, 768], d_intermediate=[0, 2048],
                               attn_cfg=dict(num_heads=[8, 12], rotary_emb_dim=[32, 32], window_size=[1023, -1]),
@@ -128,7 +130,11 @@ def bench_model(name: str, cfg: HNetConfig, window: int, args) -> list[dict]:
     tokens = {b: torch.randint(0, cfg.vocab_size, (b * args.unit // window * window,), generator=gen).to(args.device)
               for b in batches}
     if cfg.target_compression:
-        tune_router(model, tokens[batches[0]], packings[batches[0]], cfg.target_compression, steps=args.tune_steps)
+        start = time.perf_counter()
+        reached = tune_router(model, tokens[batches[0]], packings[batches[0]], cfg.target_compression,
+                              steps=args.tune_steps)
+        print(f"{name}: router at {reached} after {args.tune_steps} steps, {time.perf_counter() - start:.0f} s "
+              "(the first steps of a fresh machine include Triton autotuning)", flush=True)
     rows = [measure(name, cfg, model, tokens[b], packings[b], v, args) | {"batch": b}
             for b in batches for v in args.variants.split(",")]
     del model
@@ -179,19 +185,21 @@ def main() -> None:
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("bench/train_throughput.py needs a CUDA GPU (or --device cpu for a smoke run)")
+    writing = not args.no_write and args.device == "cuda"
     rows = []
     for name in args.models.split(","):
         if name not in MODELS:
             sys.exit(f"bench/train_throughput.py: --models: unknown {name!r} (use {', '.join(MODELS)})")
         cfg, window = hnet_config(name)
-        rows += bench_model(name, cfg, window, args)
-        for kind in filter(None, args.baselines.split(",")):
-            label = {"T": "transformer", "m": "mamba2"}[kind]
-            base = bench_model(f"{label} (matched to {name})", matched_baseline(kind, cfg, window), window, args)
-            rows += [r | {"hnet": name} for r in base]
+        jobs = [(name, cfg, {})] + [(f"{LABELS[kind]} (matched to {name})", matched_baseline(kind, cfg, window), {"hnet": name})
+                                    for kind in filter(None, args.baselines.split(","))]
+        for label, model_cfg, extra in jobs:
+            rows += [r | extra for r in bench_model(label, model_cfg, window, args)]
+            if writing:  # after every model: a run cut short by a time limit still leaves its rows
+                write_section(args.out, args.section, render(rows, args) + "\n\n(Partial: the run was cut short here.)")
     text = render(rows, args)
     print(text)
-    if not args.no_write and args.device == "cuda":
+    if writing:
         write_section(args.out, args.section, text)
 
 
