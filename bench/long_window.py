@@ -35,13 +35,15 @@ def measure(im, length: int) -> dict:
                                                                         rc=False, batch_tokens=length))
     except torch.cuda.OutOfMemoryError:
         return dict(length=length, oom=True)
+    except RuntimeError as e:  # e.g. a kernel's illegal memory access: the CUDA context is lost
+        return dict(length=length, error=f"{type(e).__name__}: {str(e).splitlines()[0]}")
 
 
 def render(rows: list[dict], device: str, params: float) -> str:
     lines = ["| window (bp) | forward passes | bp/s | seconds | peak GPU GiB |", "|---:|---:|---:|---:|---:|"]
     for r in rows:
-        if r.get("oom"):
-            lines.append(f"| {r['length']:,} | 1 | out of memory | | |")
+        if r.get("oom") or r.get("error"):
+            lines.append(f"| {r['length']:,} | 1 | {'out of memory' if r.get('oom') else r['error']} | | |")
         else:
             lines.append(f"| {r['length']:,} | {r['records']} | {r['bp_per_s']:,.0f} | {r['seconds']:.3f} | "
                          f"{r['gpu_gib']:.2f} |")
@@ -69,6 +71,8 @@ def main() -> None:
     for length in (int(n) for n in args.lengths.split(",")):
         rows.append(measure(im, length))
         print(rows[-1], flush=True)
+        if rows[-1].get("error"):
+            break  # no later length can run in a lost CUDA context
     params = sum(p.numel() for p in im.model.parameters())
     text = render(rows, torch.cuda.get_device_name() if device.type == "cuda" else "cpu", params)
     print(text)
