@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Training throughput: everything in one GPU session of at most ~9 minutes.
 #
-#     OUT=/some/dir bash bench/device_perf.sh [tests] [sweep] [long] [profile] [compile]
+#     OUT=/some/dir bash bench/device_perf.sh [tests] [sweep] [long] [shared] [profile] [compile]
 #
 # With no arguments tests, sweep, long and profile run (~8 min); compile is a second call, in this order (each under its own time limit, so one
 # that hangs or runs out of memory does not take the rest with it):
-#   tests    pytest -m gpu tests/test_fused.py: fused ops == reference on CUDA
+#   tests    pytest -m gpu: fused ops, the SSD in pieces and shared-prefix scoring == reference on CUDA
 #   sweep    bench/train_throughput.py: hnet-2stage-L and dna-hnet with their matched Transformer
 #            and Mamba-2, 2/8/16 × 8192 tokens per step, variants base (before) and fused (after)
 #   long     bench/long_window.py: one 8 k / 100 k / 1 M bp window of the 100 M DNA H-Net
+#   shared   bench/inference.py --shared-only: shared-prefix and saturation rows ($OUT/shared.json)
 #   profile  bench/profile_step.py for the H-Net, Transformer and Mamba-2 at 8 × 8192 (top kernels)
 #   compile  bench/train_throughput.py at 8 × 8192: fused against fused+compile
 # Markdown sections land in $OUT/benchmarks.md (the section names of docs/benchmarks.md), logs
@@ -43,10 +44,11 @@ grep -q "ssd_fast': 'available" "$OUT/kernels.txt" || echo "WARNING: no mamba-ss
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 for s in $stages; do
     case $s in
-    tests) stage tests 60 $PY -m pytest -q -m gpu tests/test_fused.py ;;
+    tests) stage tests 150 $PY -m pytest -q -m gpu tests/test_fused.py tests/test_ssd_pieces.py tests/test_prefix_scoring.py ;;
     sweep) stage sweep 240 $PY bench/train_throughput.py --models hnet-2stage-L,dna-hnet --batches 2,8,16 \
                --variants base,fused --warmup 5 --steps 10 --tune-steps 40 --out "$DOC" ;;
-    long) stage long 60 $PY bench/long_window.py --tune-steps 30 --out "$DOC" ;;
+    long) stage long 90 $PY bench/long_window.py --tune-steps 30 --out "$DOC" ;;
+    shared) stage shared 150 $PY bench/inference.py --shared-only --variants 300 --json "$OUT/shared.json" ;;
     profile)
         for m in hnet transformer mamba2; do
             stage "profile-$m" 40 $PY bench/profile_step.py --model "$m" --batch 8 --tune-steps 30 --warmup 3 \
