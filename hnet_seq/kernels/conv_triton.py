@@ -40,19 +40,25 @@ def _sigmoid(u):
 
 
 @triton.jit
+def _tap(x_base, seq_base, pos, pos_ok, seq_pos, ch, c_ok, s, stride_xl, stride_sl, HAS_SEQ: tl.constexpr):
+    """fp32 ``(BLOCK_L, BLOCK_C)`` tile of ``x_{pos-s}``: 0 before the row or the position's sequence."""
+    src = pos - s
+    ok = pos_ok & (src >= 0)
+    if HAS_SEQ:
+        seq_src = tl.load(seq_base + src.to(tl.int64) * stride_sl, mask=ok, other=0)
+        ok = ok & (seq_src == seq_pos)
+    return tl.load(x_base + src.to(tl.int64)[:, None] * stride_xl + ch[None, :],
+                   mask=ok[:, None] & c_ok[None, :], other=0.0).to(tl.float32)
+
+
+@triton.jit
 def _preactivation(x_base, W, BIAS, seq_base, pos, pos_ok, seq_pos, ch, c_ok, stride_xl, stride_sl,
                    K: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SEQ: tl.constexpr,
                    BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr):
     """fp32 ``(BLOCK_L, BLOCK_C)`` tile of ``bias + sum_s w[k-1-s] x_{pos-s}`` (masked taps)."""
     acc = tl.full((BLOCK_L, BLOCK_C), 0.0, tl.float32)
     for s in tl.static_range(K):
-        src = pos - s
-        ok = pos_ok & (src >= 0)
-        if HAS_SEQ:
-            seq_src = tl.load(seq_base + src.to(tl.int64) * stride_sl, mask=ok, other=0)
-            ok = ok & (seq_src == seq_pos)
-        xv = tl.load(x_base + src.to(tl.int64)[:, None] * stride_xl + ch[None, :],
-                     mask=ok[:, None] & c_ok[None, :], other=0.0).to(tl.float32)
+        xv = _tap(x_base, seq_base, pos, pos_ok, seq_pos, ch, c_ok, s, stride_xl, stride_sl, HAS_SEQ)
         wv = tl.load(W + ch * K + (K - 1 - s), mask=c_ok, other=0.0).to(tl.float32)
         acc += xv * wv[None, :]
     if HAS_BIAS:
@@ -128,13 +134,7 @@ def _conv1d_bwd_kernel(X, W, BIAS, SEQ, DY, DX, DW_PART, DB_PART, L, C, n_lblock
             if HAS_BIAS:
                 tl.store(DB_PART + part_row * C + ch, tl.reduce(du, 0, _add), mask=c_ok)
             for s2 in tl.static_range(K):
-                src = t - s2
-                ok = t_ok & (src >= 0)
-                if HAS_SEQ:
-                    seq_src = tl.load(seq_base + src.to(tl.int64) * stride_sl, mask=ok, other=0)
-                    ok = ok & (seq_src == seq_t)
-                xv = tl.load(x_base + src.to(tl.int64)[:, None] * stride_xl + ch[None, :],
-                             mask=ok[:, None] & c_ok[None, :], other=0.0).to(tl.float32)
+                xv = _tap(x_base, seq_base, t, t_ok, seq_t, ch, c_ok, s2, stride_xl, stride_sl, HAS_SEQ)
                 tl.store(DW_PART + (part_row * K + s2) * C + ch, tl.reduce(du * xv, 0, _add), mask=c_ok)
         tap_ok = tt_in
         if HAS_SEQ:
