@@ -29,6 +29,7 @@ else:  # python bench/kernels.py
                          markdown_table, require_cuda, write_section)
 
 from hnet_seq import kernels
+from hnet_seq.config import SSMConfig
 from hnet_seq.kernels import KernelOp
 
 MARKER = "kernels"
@@ -40,16 +41,11 @@ class OpShapes:
     """The sizes benchmarked; defaults: a Mamba-2 layer at d_model=1024 on 8192 tokens."""
 
     seq_lengths: tuple[int, ...] = (3000, 2048, 1500, 1024, 520, 100)  # packed; sum = 8192
-    ssd_heads: int = 32
-    ssd_headdim: int = 64
-    ssd_groups: int = 1
-    ssd_state: int = 128
-    chunk_size: int = 256
-    conv_width: int = 4
+    d_model: int = 1024
+    ssm: SSMConfig = SSMConfig()  # the model's own Mamba-2 defaults
     attn_heads: int = 16
     attn_headdim: int = 64
     attn_window: int = 1023
-    d_model: int = 1024
 
     @property
     def tokens(self) -> int:
@@ -57,11 +53,15 @@ class OpShapes:
 
     @property
     def d_inner(self) -> int:
-        return self.ssd_heads * self.ssd_headdim
+        return self.ssm.expand * self.d_model
+
+    @property
+    def ssd_heads(self) -> int:
+        return self.d_inner // self.ssm.headdim
 
     @property
     def conv_channels(self) -> int:
-        return self.d_inner + 2 * self.ssd_groups * self.ssd_state
+        return self.d_inner + 2 * self.ssm.ngroups * self.ssm.d_state
 
 
 @dataclass
@@ -95,7 +95,7 @@ def make_cases(s: OpShapes, dtype: torch.dtype, device: str = "cuda") -> list[Ca
     def randn(*shape, scale=1.0):
         return (scale * torch.randn(*shape, generator=g, device=device)).to(dtype)
 
-    T, h, p, n, G = s.tokens, s.ssd_heads, s.ssd_headdim, s.ssd_state, s.ssd_groups
+    T, h, p, n, G = s.tokens, s.ssd_heads, s.ssm.headdim, s.ssm.d_state, s.ssm.ngroups
     seq_idx = _seq_idx(s.seq_lengths, device)
     cu = _cu_seqlens(s.seq_lengths, device)
     nseq = len(s.seq_lengths)
@@ -106,12 +106,12 @@ def make_cases(s: OpShapes, dtype: torch.dtype, device: str = "cuda") -> list[Ca
     x, dt, B, C = _leaf(randn(1, T, h, p)), _leaf(randn(1, T, h)), _leaf(randn(1, T, G, n)), _leaf(randn(1, T, G, n))
     A = _leaf(-torch.empty(h, device=device).uniform_(1, 16, generator=g))
     D, dt_bias = _leaf(torch.ones(h, device=device, dtype=dtype)), _leaf((dt0 + torch.log(-torch.expm1(-dt0))).to(dtype))
-    cases.append(Case(kernels.ssd, "ssd", f"b=1 l={T} h={h} p={p} g={G} n={n} chunk={s.chunk_size}, {nseq} seqs",
+    cases.append(Case(kernels.ssd, "ssd", f"b=1 l={T} h={h} p={p} g={G} n={n} chunk={s.ssm.chunk_size}, {nseq} seqs",
                       (x, dt, A, B, C),
-                      dict(chunk_size=s.chunk_size, D=D, dt_bias=dt_bias, dt_softplus=True, seq_idx=seq_idx),
+                      dict(chunk_size=s.ssm.chunk_size, D=D, dt_bias=dt_bias, dt_softplus=True, seq_idx=seq_idx),
                       [x, dt, A, B, C, D, dt_bias]))
 
-    c, k = s.conv_channels, s.conv_width
+    c, k = s.conv_channels, s.ssm.d_conv
     x, w, b = _leaf(randn(1, T, c)), _leaf(randn(c, k, scale=0.5)), _leaf(randn(c))
     cases.append(Case(kernels.conv1d, "conv1d", f"b=1 l={T} c={c} k={k} silu, {nseq} seqs",
                       (x, w, b, seq_idx, "silu"), {}, [x, w, b]))
