@@ -48,7 +48,7 @@ for s in $stages; do
     sweep) stage sweep 240 $PY bench/train_throughput.py --models hnet-2stage-L,dna-hnet --batches 2,8,16 \
                --variants base,fused --warmup 5 --steps 10 --tune-steps 40 --out "$DOC" ;;
     long) stage long 90 $PY bench/long_window.py --tune-steps 30 --out "$DOC" ;;
-    shared) stage shared 150 $PY bench/inference.py --shared-only --variants 300 --json "$OUT/shared.json" ;;
+    shared) stage shared 150 $PY bench/inference.py --shared-only --variants 300 --tune-steps 30 --json "$OUT/shared.json" ;;
     profile)
         for m in hnet transformer mamba2; do
             stage "profile-$m" 40 $PY bench/profile_step.py --model "$m" --batch 8 --tune-steps 30 --warmup 3 \
