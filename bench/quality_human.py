@@ -24,6 +24,10 @@ The plan (``--workers N``: that many training processes at once on the one GPU; 
 4. report: ``results.json``, figures and the ``human`` section of ``docs/results.md`` (smoke:
    ``OUT/docs``).  A finished run or final score is kept on restart.
 
+Steps 1-3 are one job graph (``_jobs``), not three waits: a model's main run starts when its own
+sweep has ended, its final scoring when its main run has, and the diagnostics when the H-Net's
+sweep has, so the isotropic models' main runs fill the GPU while the slower H-Nets still sweep.
+
 Shrinking on the spot: ``--budget-bases`` (main runs; sweep and diagnostics take ``--sweep-fraction``
 of it), ``--models``, ``--lr-factors``, ``--diagnostics``, ``--evals``, ``--score-bases``,
 ``--analysis-bases``, ``--max-variants``; ``--phases report`` collects whatever finished into
@@ -33,14 +37,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _human as h  # noqa: E402
+import _jobs  # noqa: E402
 import _quality as q  # noqa: E402
 from _report import REPO_ROOT, command_line  # noqa: E402
 
@@ -204,52 +207,70 @@ def train_one(args, spec: dict, data: dict) -> None:
     q.train_model(load_run(args, spec), args.out / spec["id"], [data["train"]])
 
 
-def run_all(args, kind: str, specs: list[dict], data: dict, phase: str) -> None:
-    """Run ``specs`` (``kind``: train or final): in this process (``--workers 0``) or as concurrent
-    child processes of this script (``--worker KIND ID``, reading ``plan.json``), polling status."""
-    todo = [s for s in specs if not done(args, kind, s)]
-    q.write_results({"specs": {s["id"]: s for s in specs}, "args": plan_args(args)}, args.out / f"plan_{kind}.json")
-    if args.workers == 0:
-        for spec in todo:
-            write_status(args, phase, specs)
-            (train_one if kind == "train" else final_one)(args, spec, data)
-        return
-    running: list[tuple[dict, subprocess.Popen]] = []
-    logs = args.out / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    # Fewer allocator pools fragment less when a dozen processes share one GPU's memory.
-    env = os.environ | {"PYTORCH_CUDA_ALLOC_CONF": os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")}
-    cap, retried = args.workers, set()
-    while todo or running:
-        while todo and len(running) < cap:
-            spec = todo.pop(0)
-            log = open(logs / (spec["id"].replace("/", "_") + f".{kind}.log"), "a")
-            cmd = [sys.executable, __file__, "--out-dir", str(args.out_dir), *plan_argv(args), "--worker", kind, spec["id"]]
-            running.append((spec, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)))
-        write_status(args, phase, specs)
-        time.sleep(0 if not running else 10)
-        for spec, proc in list(running):
-            if proc.poll() is None:
-                continue
-            running.remove((spec, proc))
-            if proc.returncode == 0:
-                continue
-            if out_of_memory(logs, spec, kind) and spec["id"] not in retried:
-                # The GPU is full, not the run broken: run it again once, when fewer runs share the GPU.
-                retried.add(spec["id"])
-                cap = max(1, len(running))
-                todo.append(spec)
-                print(f"{spec['id']}: out of GPU memory with {len(running) + 1} runs; retried with at most {cap}", flush=True)
-            else:
-                print(f"{spec['id']}: {kind} failed (exit {proc.returncode}), see {logs}", flush=True)
-    write_status(args, phase, specs)
+class Plan:
+    """The job graph: sweep runs; per model, a main run once its sweep has ended (at the sweep's
+    best LR) and its final scoring once the main run has; the diagnostics once the H-Net's sweep
+    has.  Specs are written to ``plan_{train,final}.json`` for the child processes."""
 
+    def __init__(self, args, data: dict):
+        self.args, self.data, self.specs = args, data, {"train": {}, "final": {}}
+        self.sweep = sweep_plan(args, data)
+        self.overrides = lr_overrides(args.best_lr or "")
 
-def out_of_memory(logs: Path, spec: dict, kind: str) -> bool:
-    """Whether the run's log ends in a CUDA out-of-memory error."""
-    log = logs / (spec["id"].replace("/", "_") + f".{kind}.log")
-    tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
-    return "OutOfMemoryError" in tail or "CUDA out of memory" in tail
+    def best(self) -> dict:
+        return best_lrs(self.args, self.sweep) | self.overrides
+
+    def jobs(self, phases: list[str]) -> list[_jobs.Job]:
+        jobs = [self._job("train", lambda s=s: s, ()) for s in self.sweep] if "sweep" in phases else []
+        sweep_of = {m: tuple(f"train:{s['id']}" for s in self.sweep if s["model"] == m) for m in self.args.model_list}
+        if "main" in phases:
+            for m in self.args.model_list:
+                jobs.append(self._job("train", lambda m=m: self._main_spec(f"main/{m}", m), sweep_of[m], f"main/{m}"))
+            if "hnet" in self.args.model_list:
+                for name in filter(None, self.args.diagnostics.split(",")):
+                    jobs.append(self._job("train", lambda n=name: self._main_spec(f"diag/{n}", "hnet", n),
+                                          sweep_of["hnet"], f"diag/{name}"))
+        if "final" in phases:
+            for m in self.args.model_list:
+                jobs.append(self._job("final", lambda m=m: self._final_spec(m), (f"train:main/{m}",), f"main/{m}"))
+        return jobs
+
+    def _main_spec(self, run_id: str, model: str, diagnostic: str | None = None) -> dict | None:
+        lr = self.best().get(model)
+        if lr is None:
+            return None
+        bases = self.args.budget_bases * (self.args.sweep_fraction if diagnostic else 1)
+        return run_spec(self.args, self.data, run_id, model, lr, bases, DIAGNOSTICS[diagnostic][1] if diagnostic else ())
+
+    def _final_spec(self, model: str) -> dict | None:
+        spec = self._main_spec(f"main/{model}", model)
+        return spec if spec and done(self.args, "train", spec) else None
+
+    def _job(self, kind: str, make, after: tuple, run_id: str | None = None) -> _jobs.Job:
+        args, holder = self.args, {}
+        run_id = run_id or make()["id"]
+
+        def prepare() -> bool:
+            holder["spec"] = make()
+            if holder["spec"] is None:
+                return False
+            self.specs[kind][run_id] = holder["spec"]
+            q.write_results({"specs": self.specs[kind], "args": plan_args(args)}, args.out / f"plan_{kind}.json")
+            return True
+
+        def finished() -> bool:
+            return holder.get("spec") is not None and done(args, kind, holder["spec"])
+
+        return _jobs.Job(
+            id=f"{kind}:{run_id}", after=after, prepare=prepare, finished=finished,
+            argv=[sys.executable, __file__, "--out-dir", str(args.out_dir), *plan_argv(args), "--worker", kind, run_id],
+            run_here=lambda: (train_one if kind == "train" else final_one)(args, holder["spec"], self.data),
+            log=args.out / "logs" / (run_id.replace("/", "_") + f".{kind}.log"))
+
+    def run(self, phases: list[str]) -> None:
+        all_specs = lambda: [*self.specs["train"].values()]  # noqa: E731
+        _jobs.run_jobs(self.jobs(phases), self.args.workers, cwd=REPO_ROOT,
+                       tick=lambda: write_status(self.args, "pipeline", all_specs()))
 
 
 def plan_args(args) -> dict:
@@ -443,17 +464,10 @@ def drive(args) -> dict:
     t0 = time.perf_counter()
     src = h.Sources(args.chr20, args.chrx, args.maf, args.vcf22, args.snvs)
     data = prepare_data(args, src, SPLIT)
-    phases = args.phases.split(",")
-    sweep = sweep_plan(args, data)
-    if "sweep" in phases:
-        run_all(args, "train", sweep, data, "sweep")
-    best = best_lrs(args, sweep) | lr_overrides(args.best_lr or "")
+    plan = Plan(args, data)
+    plan.run(args.phases.split(","))
+    sweep, best = plan.sweep, plan.best()
     main = main_plan(args, data, best)
-    if "main" in phases:
-        run_all(args, "train", main, data, "main + diagnostics")
-    finals = [s for s in main if s["id"].startswith("main/")]
-    if "final" in phases:
-        run_all(args, "final", finals, data, "final scoring")
     results = q.start_results(args.out / "results.json", "human", args)
     collect(results, args, sweep, main, best, data)
     q.save_results(results, args.out / "results.json", t0)

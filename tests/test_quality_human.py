@@ -74,3 +74,42 @@ def test_fetch_names_a_missing_deb_folder_and_exits_2(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "fetch_grch37.py"), "--cache", str(tmp_path),
                            "--debs", str(tmp_path / "nope")], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "--debs" in proc.stderr
+
+
+def _job_child(tmp_path, name: str, sleep: float = 0.0, oom_first: bool = False) -> list[str]:
+    """A child that appends ``name`` to order.txt; with ``oom_first`` its first launch dies of CUDA OOM."""
+    flag, order = tmp_path / f"{name}.failed_once", tmp_path / "order.txt"
+    code = (f"import pathlib, sys, time; f = pathlib.Path({str(flag)!r})\n"
+            f"if {oom_first} and not f.exists():\n    f.touch(); print('torch.OutOfMemoryError: CUDA out of memory'); sys.exit(1)\n"
+            f"time.sleep({sleep})\n"
+            f"open({str(order)!r}, 'a').write({name!r} + '\\n')")
+    return [sys.executable, "-c", code]
+
+
+def _job(tmp_path, name, after=(), prepare=lambda: True, **child):
+    import _jobs
+
+    return _jobs.Job(id=name, after=after, prepare=prepare, finished=lambda: False,
+                     argv=_job_child(tmp_path, name, **child), run_here=lambda: None, log=tmp_path / f"{name}.log")
+
+
+def test_jobs_start_when_their_own_dependencies_end(tmp_path):
+    """b needs only a, so it ends before c, which needs the slow job; a job with nothing to do is skipped."""
+    import _jobs
+
+    jobs = [_job(tmp_path, "slow", sleep=1.5), _job(tmp_path, "a"), _job(tmp_path, "b", after=("a",)),
+            _job(tmp_path, "c", after=("slow",)), _job(tmp_path, "never", after=("a",), prepare=lambda: False)]
+    states = _jobs.run_jobs(jobs, workers=4, cwd=tmp_path, poll_s=0.05)
+    assert states == {"slow": "done", "a": "done", "b": "done", "c": "done", "never": "skipped"}
+    assert (tmp_path / "order.txt").read_text().split() == ["a", "b", "slow", "c"]
+
+
+def test_a_job_out_of_gpu_memory_runs_again_once(tmp_path):
+    import _jobs
+
+    jobs = [_job(tmp_path, "big", oom_first=True), _job(tmp_path, "broken", oom_first=True)]
+    jobs[1].argv = [sys.executable, "-c", "print('CUDA out of memory'); raise SystemExit(1)"]  # every time
+    states = _jobs.run_jobs(jobs, workers=2, cwd=tmp_path, poll_s=0.05)
+    assert states == {"big": "done", "broken": "failed"}
+    assert (tmp_path / "order.txt").read_text().split() == ["big"]
+    assert (tmp_path / "broken.log").read_text().count("out of memory") == 2  # once more, not forever
