@@ -3,6 +3,7 @@
     python tools/fetch_grch37.py --device-dir .data/human                  # the data (49.9 MiB), once
     setsid nohup python bench/quality_human.py --out-dir /tmp/qh > /tmp/qh.log 2>&1 &   # one H200
     cat /tmp/qh/human/status.txt                                           # progress and ETA
+    OUT=$OUT bash bench/qh_poll.sh /tmp/qh 540                             # wait, report, bring back $OUT/qh.tgz
     python bench/quality_human.py --report-only --out-dir runs/qh          # docs from a copied-back results.json
     python bench/quality_human.py --out-dir runs/qh --merge-from A B       # join results of separate sessions
     python bench/quality_human.py --smoke --out-dir /tmp/qh-smoke          # CPU, tiny models, tests/data excerpt
