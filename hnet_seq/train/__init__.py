@@ -1,7 +1,7 @@
 """Training: ``hnet-seq train`` as a library.
 
 * :mod:`.config` — the run config (model, modality, data, objective, optim, schedule, train,
-  logging, checkpoint), validated at load, with ``--set key=value`` overrides;
+  logging, checkpoint), validated at load, with ``key=value`` overrides;
 * :mod:`.objective` — modality NLL + the ratio (load-balancing) loss per stage;
 * :mod:`.optim` — AdamW groups (no decay on norms/biases/1-D), per-stage lr, schedules;
 * :mod:`.checkpointing` — step checkpoints with exact resume; :mod:`.parallel` — DDP/FSDP2;

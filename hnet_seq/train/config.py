@@ -3,7 +3,7 @@ training, logging and checkpoint sections in one YAML/JSON file.
 
 Every field is validated when the file is loaded, with the model config's own helpers, so a
 typo or a wrong type is one :class:`~hnet_seq.config.ConfigError` line naming the field
-(``unknown field 'optim.lrr'``).  Command-line overrides (``--set optim.lr=1e-3``) are applied
+(``unknown field 'optim.lrr'``).  Overrides (``overrides=["optim.lr=1e-3"]``) are applied
 to the parsed mapping before validation and go through the same checks.
 
 ``model`` is either an inline mapping (the model JSON schema of :mod:`hnet_seq.config`) or the
@@ -232,7 +232,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """``optim.lr=1e-3`` → (["optim", "lr"], 0.001); the value is parsed as YAML."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set {text!r}: expected key=value, e.g. --set optim.lr=1e-3")
+        raise ConfigError(f"overrides {text!r}: expected key=value, e.g. optim.lr=1e-3", params=("overrides",))
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -247,7 +247,8 @@ def apply_override(data: dict, keys: list[str], value: Any, text: str = "") -> N
         if child is None:
             child = node[k] = {}
         if not isinstance(child, dict):
-            raise ConfigError(f"--set {text or '.'.join(keys)}: '{'.'.join(keys[:i + 1])}' is not a section")
+            raise ConfigError(f"overrides {text or '.'.join(keys)}: '{'.'.join(keys[:i + 1])}' is not a section",
+                              params=("overrides",))
         node = child
     node[keys[-1]] = value
 
@@ -392,7 +393,7 @@ def load_run_config(config: str | Path, overrides: list[str] = ()) -> RunConfig:
             apply_override(data, keys, value, text)
         return run_config_from_dict(data, base=path.parent, source=str(path))
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        raise ConfigError(f"{path}: {e}", params=e.params) from None
 
 
 def save_run_config(cfg: RunConfig, path: str | Path) -> None:

@@ -7,7 +7,7 @@ gradient clipping → AdamW → schedule.  Around it:
 * bf16 autocast on CUDA (``train.precision``), optional ``torch.compile``;
 * ``RUN_DIR/metrics.jsonl`` (+ TensorBoard), a rich progress bar or plain lines;
 * held-out evaluation every ``logging.eval_every`` steps, in bits per base/byte/sample;
-* checkpoints every ``checkpoint.every`` steps and at the end; ``--resume`` continues exactly
+* checkpoints every ``checkpoint.every`` steps and at the end; ``resume=True`` continues exactly
   (model, AdamW, schedule, data position and RNG), bitwise on CPU;
 * a NaN/inf loss or gradient norm stops the run (:class:`NonFiniteLoss`, the last good
   checkpoint kept) or, with ``train.on_nonfinite: skip``, skips the update;
@@ -58,7 +58,10 @@ class NonFiniteLoss(UserError):
 
 
 class TrainingInterrupted(Exception):
-    """Ctrl-C/SIGTERM/SIGHUP: a checkpoint was written; ``str()`` says where and how to resume."""
+    """Ctrl-C/SIGTERM/SIGHUP: a checkpoint was written; ``str()`` says where and how to resume
+    (naming the parameters ``params``, as a :class:`UserError` does)."""
+
+    params = ("resume", "run_dir")
 
     def __init__(self, message: str, checkpoint: Path | None, is_main: bool = True):
         super().__init__(message)
@@ -89,19 +92,21 @@ def prepare_run_dir(run_dir: str | Path, resume: bool) -> Path:
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"{run_dir}: exists and is not a directory (--out)")
+        raise UserError(f"{run_dir}: exists and is not a directory (run_dir)", params=("run_dir",))
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / f".write-test-{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise UserError(f"{run_dir}: run directory is not writable ({e.strerror or e}); choose another --out") from None
+        raise UserError(f"{run_dir}: run directory is not writable ({e.strerror or e}); choose another run_dir",
+                        params=("run_dir",)) from None
     has_run = ckpt.list_checkpoints(run_dir) or (run_dir / METRICS).exists()
     if resume and not ckpt.latest_checkpoint(run_dir):
         (run_dir / METRICS).unlink(missing_ok=True)
     elif has_run and not resume:
-        raise UserError(f"{run_dir}: already holds a run; pass --resume to continue it, or choose another --out")
+        raise UserError(f"{run_dir}: already holds a run; pass resume=True to continue it, or choose another run_dir",
+                        params=("resume", "run_dir"))
     return run_dir
 
 
@@ -130,7 +135,7 @@ def _restore(run_dir: Path, found: set[str] | None) -> None:
 
 def check_inputs(cfg: RunConfig, data_paths: list[str] | None) -> None:
     """Fail fast, before any work, on data paths that do not exist."""
-    check_paths(list(data_paths or cfg.data.paths), "--data / data.paths")
+    check_paths(list(data_paths or cfg.data.paths), "data_paths / data.paths", params=("data_paths",))
     check_paths(list(cfg.data.heldout_paths), "data.heldout_paths")
 
 
@@ -254,7 +259,7 @@ class _Trainer:
         if self.resume:
             self._load()
         if info.is_main:
-            # The paths --data gave (absolute), so that `train --resume --out RUN` needs no --data.
+            # The paths data_paths gave (absolute), so that resuming needs no data_paths.
             data = dataclasses.replace(cfg.data, paths=[_absolute(p) for p in self.data.paths])
             save_run_config(dataclasses.replace(cfg, model_config=model_cfg, data=data), self.run_dir / RUN_CONFIG)
         wandb = None
@@ -274,8 +279,8 @@ class _Trainer:
         saved_cfg = json.loads((path / "config.json").read_text())
         if saved_cfg != self.model_cfg.to_dict():
             diff = next(k for k in self.model_cfg.to_dict() if saved_cfg.get(k) != self.model_cfg.to_dict()[k])
-            raise UserError(f"--resume: the model config differs from the checkpoint's (field 'model.{diff}'); "
-                            f"{path}")
+            raise UserError(f"resume=True: the model config differs from the checkpoint's (field 'model.{diff}'); "
+                            f"{path}", params=("resume",))
         state = ckpt.read_train_state(path)
         weights = ckpt.read_weights(path, self.model_cfg)
         ckpt.load_full_state(self.model, self.optimizer, weights, state["optimizer"])
@@ -369,10 +374,10 @@ class _Trainer:
                 return
             what = f"{what} ({self.skipped_in_a_row} non-finite steps in a row)"
         last = self.last_checkpoint
-        where = (f"last good checkpoint: {last} (resume with --resume)" if last
+        where = (f"last good checkpoint: {last} (resume=True continues from it)" if last
                  else "no checkpoint was written before it")
         raise NonFiniteLoss(f"step {self.step}: {what} is {value}; training stopped, {where}; "
-                            "try a lower optim.lr or train.on_nonfinite=skip")
+                            "try a lower optim.lr or train.on_nonfinite=skip", params=("resume",))
 
     # ---- main ----------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -401,7 +406,7 @@ class _Trainer:
         if self.resume:
             self.console.log(f"resumed from {self.last_checkpoint} at step {self.step}")
         elif self.afresh:
-            self.console.log(f"--resume: {self.run_dir} has no checkpoint yet; starting afresh")
+            self.console.log(f"{self.run_dir} has no checkpoint to resume from yet; starting afresh")
         self.model.train()
         self.t_start = time.perf_counter()
         self.skipped_in_a_row = 0
@@ -475,7 +480,7 @@ class _Trainer:
                 self.console.close()
                 name = signal.Signals(self.stop.signal).name if self.stop.signal else "signal"
                 raise TrainingInterrupted(f"{name} at step {self.step}: checkpoint saved to {path}; continue with "
-                                          f"--resume --out {self.run_dir}", path, info.is_main)
+                                          f"resume=True run_dir={self.run_dir}", path, info.is_main)
         if cfg.logging.eval_every == 0 or self.step % cfg.logging.eval_every:
             self.run_eval()
         path = self.save() if cfg.checkpoint.at_end else self.last_checkpoint

@@ -79,7 +79,7 @@ def _scalars(record: dict[str, Any]) -> dict[str, float]:
 class WandbLogger:
     """Mirror of the metrics to Weights & Biases through the ``wandb`` library (``logging.wandb``).
 
-    The run's W&B id is kept in ``RUN_DIR/wandb_id``, so ``train --resume`` continues the same
+    The run's W&B id is kept in ``RUN_DIR/wandb_id``, so a resumed run continues the same
     W&B run; W&B's own files go to ``RUN_DIR/wandb``.  ``mode`` is W&B's: ``online`` or
     ``offline`` (synced later with ``wandb sync``).
     """
