@@ -178,21 +178,27 @@ class TrainData:
         if isinstance(self.dataset, WindowDataset):
             self.unknown_stats["train"] = self.dataset.unknown_stats
         if heldout_corpus is not None and d.eval_tokens > 0:
-            ds = WindowDataset(heldout_corpus, d.seq_len, budget, intervals=heldout_intervals,
-                               max_n_frac=d.max_n_frac, shuffle=False, rank=rank, world_size=world_size,
-                               epochs=1)
-            wanted = max(1, math.ceil(d.eval_tokens / (world_size * budget)))
-            # The same batches on every rank (the pipeline drops the tail that does not divide).
-            chosen = set(range(wanted) if d.eval_sample == "first" else _spread(len(ds), wanted))
-            for k, batch in enumerate(ds):
-                if len(self.eval_batches) == len(chosen):
-                    break
-                if k in chosen:
-                    batch.pop("state", None)
-                    self.eval_batches.append(batch)
-            self.eval_dataset = ds
-            self.unknown_stats["heldout"] = ds.unknown_stats
+            self._take_eval_batches(d, heldout_corpus, heldout_intervals)
         self.state: dict = self.dataset.state_dict()
+
+    def _take_eval_batches(self, d, corpus, intervals) -> None:
+        """``eval_batches``: the held-out batches ``d.eval_tokens`` asks for, the same on every rank."""
+        from ..data import WindowDataset
+
+        budget = d.tokens_per_batch
+        ds = WindowDataset(corpus, d.seq_len, budget, intervals=intervals, max_n_frac=d.max_n_frac, shuffle=False,
+                           rank=self.rank, world_size=self.world_size, epochs=1)
+        wanted = max(1, math.ceil(d.eval_tokens / (self.world_size * budget)))
+        # The same batches on every rank (the pipeline drops the tail that does not divide).
+        chosen = set(range(wanted) if d.eval_sample == "first" else _spread(len(ds), wanted))
+        for k, batch in enumerate(ds):
+            if len(self.eval_batches) == len(chosen):
+                break
+            if k in chosen:
+                batch.pop("state", None)
+                self.eval_batches.append(batch)
+        self.eval_dataset = ds
+        self.unknown_stats["heldout"] = ds.unknown_stats
 
     # ---- iteration -----------------------------------------------------------------------
     def _iterator(self) -> Iterator[dict]:
