@@ -18,17 +18,13 @@ The pieces around the loop live apart: the run directory (:mod:`.run_dir`), held
 evaluation (:mod:`.evaluation`), checkpoints (:mod:`.checkpointing`), parallelism
 (:mod:`.parallel`), metrics and console (:mod:`.metrics`), and how a run ends (:mod:`.outcome`).
 
-MFU (CUDA only) = model FLOPs per second / the GPU's dense bf16 peak.  Model FLOPs (counted on
-every device; their running total, with the units seen, is in every train and eval record) are
-:func:`hnet_seq.flops.training_flops` = 3 × forward FLOPs, counted per layer at each stage's
-*measured* length (dynamic chunking changes the inner stages' work every step): Mamba-2
-projections, conv and SSD scan, attention projections plus 4·d·(mean keys per query), SwiGLU
-6·d·f, routing and residual projections, and the head; summed over all ranks.
+MFU (CUDA only) = model FLOPs per second / the GPU's dense bf16 peak.  Model FLOPs
+(:func:`hnet_seq.flops.training_flops`, at each stage's *measured* length, summed over ranks;
+their running total, with the units seen, is in every train and eval record).
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import signal
 import time
@@ -46,22 +42,11 @@ from .build import build_run, head_out_features
 from .config import RunConfig, save_run_config
 from .data import to_device
 from .evaluation import evaluate
-from .metrics import Console, MetricsWriter, WandbLogger, truncate_metrics
+from .metrics import Console, MetricsWriter, Window, truncate_metrics
 from .optim import clip_gradients
 from .outcome import NonFiniteLoss, StopFlag, TrainingInterrupted, TrainResult
 from .parallel import unwrap
 from .run_dir import RUN_CONFIG, absolute_path, check_inputs, entries, prepare_run_dir, restore
-
-
-@dataclass
-class _Window:
-    """What the steps since the last train record did, for its throughput and MFU: wall time from
-    ``start`` less ``paused`` (evaluation, checkpoints), positions and FLOPs (all ranks)."""
-
-    start: float
-    positions: float = 0.0
-    flops: float = 0.0
-    paused: float = 0.0
 
 
 @dataclass
@@ -88,6 +73,8 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, data_pat
 
 
 class _Trainer:
+    """One run: :meth:`setup` (run directory, parts, resume), then the step loop (:meth:`_run`)."""
+
     def __init__(self, cfg: RunConfig, run_dir: Path, info: DistInfo, resume: bool, data_paths, quiet: bool):
         self.cfg, self.run_dir, self.info, self.resume = cfg, run_dir, info, resume
         self.data_paths, self.quiet = data_paths, quiet
@@ -123,6 +110,7 @@ class _Trainer:
         self._open_metrics()
 
     def _build(self) -> None:
+        """The run's parts (:func:`build_run`) as attributes, and the autocast and rank reduction."""
         p = build_run(self.cfg, self.info, self.data_paths)
         self.model_cfg, self.adapter, self.model, self.n_params, self.data = (p.model_cfg, p.adapter, p.model,
                                                                               p.n_params, p.data)
@@ -139,17 +127,13 @@ class _Trainer:
             data = dataclasses.replace(cfg.data, paths=[absolute_path(p) for p in self.data.paths])
             save_run_config(dataclasses.replace(cfg, model_config=self.model_cfg, data=data),
                             self.run_dir / RUN_CONFIG)
-        wandb = None
-        if cfg.logging.wandb and info.is_main:
-            wandb = WandbLogger(self.run_dir, cfg.logging.wandb_project, cfg.logging.wandb_mode,
-                                json.loads((self.run_dir / RUN_CONFIG).read_text()))
-        self.metrics = MetricsWriter(self.run_dir, enabled=info.is_main, tensorboard=cfg.logging.tensorboard,
-                                     wandb=wandb)
+        self.metrics = MetricsWriter.for_run(self.run_dir, cfg.logging, info.is_main, self.run_dir / RUN_CONFIG)
         self.metrics.write({"kind": "resume" if self.resume else "start", "step": self.step, "unit": self.unit,
                             "modality": cfg.modality.name, "world_size": info.world,
                             "backend": info.backend, "device": str(info.device), "params": self.n_params,
                             "target_compression": self.targets, "steps": cfg.train.steps,
                             "unknown": self.data.unknown_stats})
+
     def _load(self) -> None:
         path = ckpt.latest_checkpoint(self.run_dir)
         self.step, progress = ckpt.load_run(path, self.model, self.optimizer, self.schedule, self.data,
@@ -202,11 +186,7 @@ class _Trainer:
             if self.skipped_in_a_row <= self.cfg.train.max_skipped_steps:
                 return
             what = f"{what} ({self.skipped_in_a_row} non-finite steps in a row)"
-        last = self.last_checkpoint
-        where = (f"last good checkpoint: {last} (resume=True continues from it)" if last
-                 else "no checkpoint was written before it")
-        raise NonFiniteLoss(f"step {self.step}: {what} is {value}; training stopped, {where}; "
-                            "try a lower optim.lr or train.on_nonfinite=skip", params=("resume",))
+        raise NonFiniteLoss.at(self.step, what, value, self.last_checkpoint)
 
     # ---- main ----------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -238,7 +218,7 @@ class _Trainer:
         self.model.train()
         self.t_start = time.perf_counter()
         self.skipped_in_a_row = 0
-        self.window = _Window(time.perf_counter())
+        self.window = Window(time.perf_counter())
         self.head_out = head_out_features(self.model)
         if self.step == 0 and cfg.logging.eval_every:
             self.run_eval()
@@ -285,8 +265,7 @@ class _Trainer:
         self.schedule.step()
         self.units_seen += obj.units
         self.flops_seen += flops
-        self.window.positions += positions
-        self.window.flops += flops
+        self.window.add(positions, flops)
         return _Step(obj, positions, grad_norm, lr, skipped)
 
     def _log_step(self, s: _Step) -> None:
@@ -298,7 +277,7 @@ class _Trainer:
             if on_cuda:
                 torch.cuda.synchronize()
             now = time.perf_counter()
-            dt = max(now - self.window.start - self.window.paused, 1e-9)  # eval and checkpoint time excluded
+            dt = self.window.seconds(now)
             rec = {"kind": "train", "step": self.step, "loss": obj.total, "nll": obj.nll,
                    "bits_per_unit": obj.bits_per_unit, "ratio_loss": obj.ratio_losses,
                    "compression": obj.compression, "boundary_prob": obj.boundary_prob, "lr": s.lr,
@@ -310,7 +289,7 @@ class _Trainer:
             if on_cuda:
                 rec["memory_gb"] = torch.cuda.max_memory_allocated(info.device) / 2 ** 30
             self.metrics.write(rec)
-            self.window = _Window(now)
+            self.window = Window(now)
         self.console.step(self.step, rec)
 
     def _between_steps(self) -> None:

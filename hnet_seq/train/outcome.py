@@ -13,6 +13,13 @@ from ..errors import UserError
 class NonFiniteLoss(UserError):
     """The loss or gradient norm became NaN/inf; the message names the step and the last good checkpoint."""
 
+    @classmethod
+    def at(cls, step: int, what: str, value: float, last: Path | None) -> "NonFiniteLoss":
+        where = (f"last good checkpoint: {last} (resume=True continues from it)" if last
+                 else "no checkpoint was written before it")
+        return cls(f"step {step}: {what} is {value}; training stopped, {where}; "
+                   "try a lower optim.lr or train.on_nonfinite=skip", params=("resume",))
+
 
 class TrainingInterrupted(Exception):
     """Ctrl-C/SIGTERM/SIGHUP: a checkpoint was written; ``str()`` says where and how to resume
