@@ -214,7 +214,7 @@ class _Trainer:
         if self.resume:
             self.console.log(f"resumed from {self.last_checkpoint} at step {self.step}")
         elif self.afresh:
-            self.console.log(f"{self.run_dir} has no checkpoint to resume from yet; starting afresh")
+            self.console.log(f"resume: {self.run_dir} has no checkpoint yet; starting afresh")
         self.model.train()
         self.t_start = time.perf_counter()
         self.skipped_in_a_row = 0
