@@ -312,4 +312,4 @@ class _Trainer:
                                       f"resume=True run_dir={self.run_dir}", path, info.is_main)
 
 
-__all__ = ["NonFiniteLoss", "TrainResult", "TrainingInterrupted", "check_inputs", "prepare_run_dir", "train"]
+__all__ = ["train"]
