@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from hnet_seq.cli.main import command
+from hnet_seq.cli.main import as_flags, command
 
 EXAMPLES = """
 Examples:
@@ -90,10 +90,10 @@ def train_command(
     except TrainingInterrupted as e:
         if not e.is_main:
             raise typer.Exit(130) from None
-        typer.secho(f"stopped: {e}", fg=typer.colors.YELLOW, err=True)
+        typer.secho(f"stopped: {as_flags(e)}", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(130) from None
     except NonFiniteLoss as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        typer.secho(f"error: {as_flags(e)}", fg=typer.colors.RED, err=True)
         raise typer.Exit(3) from None
     if quiet or result.rank != 0:
         return

@@ -130,8 +130,8 @@ def load_model(checkpoint: str | Path, config: str | Path | None = None, device=
     else:
         config = config or config_named_by(checkpoint)
         if config is None:
-            raise UserError(f"{checkpoint}: an official .pt checkpoint needs --config (its JSON, or a packaged "
-                            "name such as hnet_2stage_L: hnet-seq info --list-configs)")
+            raise UserError(f"{checkpoint}: an official .pt checkpoint needs config=PATH (its JSON, or a packaged "
+                            "name such as hnet_2stage_L)", params=("config",))
         cfg = load_config(config)
         state = read_torch_weights(checkpoint)
         modality, options = modality or "bytes", None

@@ -141,8 +141,8 @@ def test_the_walk_sees_the_whole_package():
         assert name in graph, name
     assert "hnet_seq.data.regions" in graph["hnet_seq.modalities.dna"]  # an absolute import
     assert "hnet_seq.train.checkpointing" in graph["hnet_seq.train.loop"]  # `from . import x`
-    assert graph["hnet_seq.train.loop"]["hnet_seq.modalities"] is True  # inside _build_model: lazy
-    assert graph["hnet_seq.train.loop"]["hnet_seq.model"] is False  # module level: eager
+    assert graph["hnet_seq.train.build"]["hnet_seq.modalities"] is True  # inside _build_model: lazy
+    assert graph["hnet_seq.train.build"]["hnet_seq.model"] is False  # module level: eager
 
 
 def test_cycle_finder_finds_a_cycle():

@@ -174,6 +174,28 @@ def test_existing_run_needs_resume(tmp_path):
     _one_line_error(result, "already holds a run", "--resume")
 
 
+def test_run_errors_name_the_api_and_the_cli_shows_flags(tmp_path):
+    """The library names train()'s parameters (resume=True, run_dir, overrides); the CLI's error
+    boundary writes them as --resume, --out, --set."""
+    from hnet_seq.errors import UserError
+    from hnet_seq.train.run_dir import prepare_run_dir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("")
+    with pytest.raises(UserError) as e:
+        prepare_run_dir(run, resume=False)
+    assert "pass resume=True to continue it, or choose another run_dir" in str(e.value) and "--" not in str(e.value)
+    _one_line_error(invoke("train", "--config", str(micro_config(tmp_path)), "--out", str(run)),
+                    f"{run}: already holds a run; pass --resume to continue it, or choose another --out")
+    with pytest.raises(ConfigError, match="overrides 'optim.lr': expected key=value") as e:
+        load_run_config("dna-tiny", ["optim.lr"])
+    assert "--" not in str(e.value)
+    _one_line_error(invoke("train", "--config", "dna-tiny", "--set", "optim.lr", "--out", str(tmp_path / "r2")),
+                    "--set 'optim.lr': expected key=value")
+    assert not (tmp_path / "r2").exists()
+
+
 # ---- failures during training --------------------------------------------------------------------
 
 

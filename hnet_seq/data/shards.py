@@ -52,11 +52,13 @@ def check_output_dir(out_dir: str | Path) -> Path:
     """``out_dir`` as a Path if it does not exist or is an empty directory, else UserError."""
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"{out}: already exists and is not an empty directory; choose another --out")
+        raise UserError(f"{out}: already exists and is not an empty directory; choose another out_dir",
+                        params=("out_dir",))
     above = next((p for p in out.absolute().parents if p.exists()), None)
     if above is not None and not (above.is_dir() and os.access(above, os.W_OK)):
         what = "is a file, not a folder" if not above.is_dir() else "is not writable"
-        raise UserError(f"{out}: cannot write shards here ({above} {what}); choose another --out")
+        raise UserError(f"{out}: cannot write shards here ({above} {what}); choose another out_dir",
+                        params=("out_dir",))
     return out
 
 

@@ -55,7 +55,7 @@ def pick_device(choice: str):
     if choice == "auto":
         return torch.device(default_device())
     if choice == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available (use --device cpu)")
+        raise UserError("device=cuda: CUDA is not available here (use device=cpu)", params=("device",))
     return torch.device(choice)
 
 

@@ -1,11 +1,14 @@
 """Training: ``hnet-seq train`` as a library.
 
-* :mod:`.config` — the run config (model, modality, data, objective, optim, schedule, train,
-  logging, checkpoint), validated at load, with ``--set key=value`` overrides;
+* :mod:`.schema` — the run config's sections (model, modality, data, objective, optim,
+  schedule, train, logging, checkpoint); :mod:`.config` — loading it, validated, with
+  ``key=value`` overrides;
 * :mod:`.objective` — modality NLL + the ratio (load-balancing) loss per stage;
 * :mod:`.optim` — AdamW groups (no decay on norms/biases/1-D), per-stage lr, schedules;
 * :mod:`.checkpointing` — step checkpoints with exact resume; :mod:`.parallel` — DDP/FSDP2;
 * :mod:`.data` — batches from :mod:`hnet_seq.data`; :mod:`.metrics` — metrics.jsonl and console;
+* :mod:`.build` — the model, data and optimizer of a run; :mod:`.evaluation` — held-out bits;
+* :mod:`.run_dir` — the run directory; :mod:`.outcome` — the result and the early stops;
 * :mod:`.loop` — :func:`train`.
 """
 from .config import RunConfig, list_presets, load_run_config, run_config_from_dict
@@ -15,7 +18,7 @@ __all__ = ["NonFiniteLoss", "Objective", "RunConfig", "TrainResult", "TrainingIn
 
 # The loop and objective need torch; they load on first access so that reading a config (the
 # CLI's help lists the presets) stays light.
-_LAZY = {"NonFiniteLoss": ".loop", "TrainingInterrupted": ".loop", "TrainResult": ".loop", "train": ".loop",
+_LAZY = {"NonFiniteLoss": ".outcome", "TrainingInterrupted": ".outcome", "TrainResult": ".outcome", "train": ".loop",
          "Objective": ".objective", "ratio_loss": ".objective", "ratio_loss_value": ".objective"}
 
 

@@ -16,6 +16,7 @@ a crash at any moment leaves the previous checkpoint intact.  The last ``keep`` 
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -28,6 +29,7 @@ import torch
 from ..checkpoint import (LATEST, TRAIN_STATE, WEIGHTS, checkpoints_dir, latest_checkpoint, list_checkpoints,
                           read_safetensors, save_checkpoint, step_dir_name)
 from ..errors import UserError
+from ..runtime.distributed import barrier, gather_objects
 
 # ---- RNG ---------------------------------------------------------------------------------------
 
@@ -152,6 +154,46 @@ def read_weights(checkpoint: str | Path, config) -> dict[str, torch.Tensor]:
     return state
 
 
+# ---- a run's whole state -----------------------------------------------------------------------
+
+
+def save_run(run_dir: Path, step: int, model, optimizer, schedule, data, model_cfg, modality, keep: int,
+             info, progress: dict) -> Path:
+    """``checkpoints/step_N`` of a run (collective: call on every rank): the weights, AdamW,
+    the schedule, every rank's data position and RNG, and ``progress`` (counters for the logs)."""
+    weights = full_model_state(model)
+    optim = full_optimizer_state(model, optimizer)
+    data_states = gather_objects(data.state_dict(), info)
+    rngs = gather_objects(rng_state(), info)
+    train_state = {"step": step, "world_size": info.world, "optimizer": optim, "schedule": schedule.state_dict(),
+                   "data": data_states, "rng": rngs, "progress": progress}
+    path = save_train_checkpoint(run_dir, step, model, model_cfg, modality.name, dict(modality.options), train_state,
+                                 keep, info.is_main, weights)
+    barrier()
+    return path
+
+
+def load_run(path: Path, model, optimizer, schedule, data, model_cfg, info) -> tuple[int, dict]:
+    """Load what :func:`save_run` wrote into the run's parts; ``(step, progress)``.
+
+    With another number of ranks, every rank takes rank 0's data position and keeps its RNG.
+    """
+    saved_cfg = json.loads((path / "config.json").read_text())
+    if saved_cfg != model_cfg.to_dict():
+        diff = next(k for k in model_cfg.to_dict() if saved_cfg.get(k) != model_cfg.to_dict()[k])
+        raise UserError(f"resume=True: the model config differs from the checkpoint's (field 'model.{diff}'); "
+                        f"{path}", params=("resume",))
+    state = read_train_state(path)
+    weights = read_weights(path, model_cfg)
+    load_full_state(model, optimizer, weights, state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    same_world = int(state["world_size"]) == info.world
+    data.load_state_dict(state["data"][info.rank if same_world else 0])
+    if same_world:
+        set_rng_state(state["rng"][info.rank])
+    return int(state["step"]), state.get("progress", {})
+
+
 __all__ = ["full_model_state", "full_optimizer_state", "latest_checkpoint", "list_checkpoints",
-           "load_full_state", "read_train_state", "read_weights", "rng_state", "save_train_checkpoint",
-           "set_rng_state", "step_dir_name"]
+           "load_full_state", "load_run", "read_train_state", "read_weights", "rng_state", "save_run",
+           "save_train_checkpoint", "set_rng_state", "step_dir_name"]

@@ -23,7 +23,7 @@ from ..errors import UserError
 from ..nn.packing import Packing
 
 def default_paths(adapter) -> list[str]:
-    """What a run reads when neither ``--data`` nor ``data.paths`` is given: the adapter's
+    """What a run reads when neither ``data_paths`` nor ``data.paths`` is given: the adapter's
     ``default_data`` shipped in ``hnet_seq/resources``, if it has one."""
     if adapter.default_data is None:
         return []
@@ -37,15 +37,16 @@ def is_shard_spec(path: str) -> bool:
     return path.endswith(".tar") or "{" in path or (p.is_dir() and any(p.glob("*.tar")))
 
 
-def check_paths(paths: list[str], what: str = "data path") -> None:
-    """One-line error for the first path that does not exist (brace patterns: every file)."""
+def check_paths(paths: list[str], what: str = "data path", params: tuple[str, ...] = ()) -> None:
+    """One-line error for the first path that does not exist (brace patterns: every file);
+    ``what`` names the setting, ``params`` the parameters in it (:class:`UserError`)."""
     for path in paths:
         if "{" in path:
             from ..data.shards import expand_shards
 
             expand_shards(path)  # raises a UserError naming the missing shard
         elif not Path(path).exists():
-            raise UserError(f"{path}: no such file or directory ({what})")
+            raise UserError(f"{path}: no such file or directory ({what})", params=params)
 
 
 @dataclass
@@ -137,7 +138,8 @@ class TrainData:
         self.adapter, self.rank, self.world_size = adapter, rank, world_size
         self.paths = list(paths if paths else d.paths) or default_paths(adapter)
         if not self.paths:
-            raise UserError(f"modality '{adapter.name}' has no default data: give --data PATH or data.paths")
+            raise UserError(f"modality '{adapter.name}' has no default data: give data_paths or data.paths",
+                            params=("data_paths",))
         check_paths(self.paths)
         check_paths(d.heldout_paths, "data.heldout_paths")
         self.seed = run_cfg.train.seed
@@ -176,21 +178,27 @@ class TrainData:
         if isinstance(self.dataset, WindowDataset):
             self.unknown_stats["train"] = self.dataset.unknown_stats
         if heldout_corpus is not None and d.eval_tokens > 0:
-            ds = WindowDataset(heldout_corpus, d.seq_len, budget, intervals=heldout_intervals,
-                               max_n_frac=d.max_n_frac, shuffle=False, rank=rank, world_size=world_size,
-                               epochs=1)
-            wanted = max(1, math.ceil(d.eval_tokens / (world_size * budget)))
-            # The same batches on every rank (the pipeline drops the tail that does not divide).
-            chosen = set(range(wanted) if d.eval_sample == "first" else _spread(len(ds), wanted))
-            for k, batch in enumerate(ds):
-                if len(self.eval_batches) == len(chosen):
-                    break
-                if k in chosen:
-                    batch.pop("state", None)
-                    self.eval_batches.append(batch)
-            self.eval_dataset = ds
-            self.unknown_stats["heldout"] = ds.unknown_stats
+            self._take_eval_batches(d, heldout_corpus, heldout_intervals)
         self.state: dict = self.dataset.state_dict()
+
+    def _take_eval_batches(self, d, corpus, intervals) -> None:
+        """``eval_batches``: the held-out batches ``d.eval_tokens`` asks for, the same on every rank."""
+        from ..data import WindowDataset
+
+        budget = d.tokens_per_batch
+        ds = WindowDataset(corpus, d.seq_len, budget, intervals=intervals, max_n_frac=d.max_n_frac, shuffle=False,
+                           rank=self.rank, world_size=self.world_size, epochs=1)
+        wanted = max(1, math.ceil(d.eval_tokens / (self.world_size * budget)))
+        # The same batches on every rank (the pipeline drops the tail that does not divide).
+        chosen = set(range(wanted) if d.eval_sample == "first" else _spread(len(ds), wanted))
+        for k, batch in enumerate(ds):
+            if len(self.eval_batches) == len(chosen):
+                break
+            if k in chosen:
+                batch.pop("state", None)
+                self.eval_batches.append(batch)
+        self.eval_dataset = ds
+        self.unknown_stats["heldout"] = ds.unknown_stats
 
     # ---- iteration -----------------------------------------------------------------------
     def _iterator(self) -> Iterator[dict]:

@@ -21,6 +21,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ def _scalars(record: dict[str, Any]) -> dict[str, float]:
 class WandbLogger:
     """Mirror of the metrics to Weights & Biases through the ``wandb`` library (``logging.wandb``).
 
-    The run's W&B id is kept in ``RUN_DIR/wandb_id``, so ``train --resume`` continues the same
+    The run's W&B id is kept in ``RUN_DIR/wandb_id``, so a resumed run continues the same
     W&B run; W&B's own files go to ``RUN_DIR/wandb``.  ``mode`` is W&B's: ``online`` or
     ``offline`` (synced later with ``wandb sync``).
     """
@@ -103,6 +104,24 @@ class WandbLogger:
         self.run.finish()
 
 
+@dataclass
+class Window:
+    """What the steps since the last train record did, for its throughput and MFU: wall time from
+    ``start`` less ``paused`` (evaluation, checkpoints), positions and FLOPs (all ranks)."""
+
+    start: float
+    positions: float = 0.0
+    flops: float = 0.0
+    paused: float = 0.0
+
+    def add(self, positions: float, flops: float) -> None:
+        self.positions += positions
+        self.flops += flops
+
+    def seconds(self, now: float) -> float:
+        return max(now - self.start - self.paused, 1e-9)  # eval and checkpoint time excluded
+
+
 class MetricsWriter:
     """Appends records to ``metrics.jsonl`` (flushed per line) and mirrors scalars to TensorBoard
     and (``wandb``: a :class:`WandbLogger`) to Weights & Biases."""
@@ -121,6 +140,14 @@ class MetricsWriter:
                       file=sys.stderr)
             else:
                 self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+
+    @classmethod
+    def for_run(cls, run_dir: Path, logging, enabled: bool, run_config: Path) -> "MetricsWriter":
+        """The writer a run's ``logging`` section asks for; W&B gets the run's config (``run_config``: its JSON)."""
+        wandb = None
+        if logging.wandb and enabled:
+            wandb = WandbLogger(run_dir, logging.wandb_project, logging.wandb_mode, json.loads(run_config.read_text()))
+        return cls(run_dir, enabled=enabled, tensorboard=logging.tensorboard, wandb=wandb)
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -240,4 +267,4 @@ class Console:
             self.progress = None
 
 
-__all__ = ["METRICS", "Console", "MetricsWriter", "read_metrics", "summary_line", "truncate_metrics"]
+__all__ = ["METRICS", "Console", "MetricsWriter", "Window", "read_metrics", "summary_line", "truncate_metrics"]
