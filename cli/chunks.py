@@ -55,9 +55,9 @@ def chunks(
     given = sum(x is not None and x != [] for x in (inputs or None, sequence, region))
     if given != 1:
         raise UserError("give exactly one of: input files, --sequence, or --region (with --reference)")
-    for path, flag in ((html, "--html"), (png, "--png")):
+    for path, param in ((html, "html"), (png, "png")):
         if path is not None:
-            check_output_path(path, flag)
+            check_output_path(path, param)
     im = load(checkpoint, config, device=device, modality=modality)
     adapter = im.adapter
     if sequence is not None:

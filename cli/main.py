@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import signal
 from typing import Callable
 
@@ -115,6 +116,22 @@ def signals_as_interrupts():
             signal.signal(sig, handler)
 
 
+# The flag of a Python parameter, where it is not ``--`` + the name with ``-`` for ``_``.
+FLAG_OF_PARAM = {"prompt_wav": "--audio-prompt"}
+
+
+def as_flags(e: UserError) -> str:
+    """The message with each parameter it names (``e.params``) written as its flag:
+    ``window=1`` -> ``--window 1``, ``rc_average`` -> ``--rc-average``."""
+    text = str(e)
+    for name in e.params:
+        flag = FLAG_OF_PARAM.get(name, "--" + name.replace("_", "-"))
+        # a whole word only: not part of a path, a file name or another name
+        text = re.sub(rf"(?<![\w./-]){name}=", flag + " ", text)
+        text = re.sub(rf"(?<![\w./-]){name}(?![\w./=-])", flag, text)
+    return text
+
+
 def user_errors_as_one_line(fn: Callable) -> Callable:
     """Turn a :class:`UserError` (or an OS error on a named path) into ``error: …`` and exit
     status 2; an interrupt (Ctrl-C, SIGTERM, SIGHUP) into one line and 128 + its number.
@@ -128,7 +145,7 @@ def user_errors_as_one_line(fn: Callable) -> Callable:
             with signals_as_interrupts():
                 return fn(*args, **kwargs)
         except UserError as e:
-            _fail(str(e))
+            _fail(as_flags(e))
         except FileNotFoundError as e:
             if e.filename is None:
                 raise

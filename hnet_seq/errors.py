@@ -6,7 +6,16 @@ prints its message on one line and exits with status 2, without a traceback.
 
 
 class UserError(Exception):
-    """A mistake in the user's input; ``str(err)`` is the whole message."""
+    """A mistake in the user's input; ``str(err)`` is the whole message.
+
+    ``params``: the Python parameters the message names, as ``name=value`` or a bare ``name``
+    (``UserError("window=1: must be at least 2", params=("window",))``).  The library speaks
+    its API; the CLI shows these names as its flags (``--window 1``, :mod:`hnet_seq.cli.main`).
+    """
+
+    def __init__(self, message: str = "", *, params: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.params = tuple(params)
 
 
 class Interrupted(KeyboardInterrupt):

@@ -164,8 +164,8 @@ def render_html(tracks: ChunkTracks | list[ChunkTracks], path: str | Path, *, ti
     if sample_rate:
         max_units = 600 * sample_rate
     if total > max_units:
-        raise UserError(f"--html: {total} units is too long for a page (limit {max_units}); "
-                        "pick a --region, or use --png for long regions")
+        raise UserError(f"HTML page: {total} units is too long for a page (limit {max_units}); "
+                        "pick a shorter region, or plot long regions as PNG tracks")
     S = max(len(t.stages) for t in tracks)
     css = _CSS
     for s in range(S):
@@ -362,7 +362,7 @@ def render_terminal(tracks: ChunkTracks, console=None, width: int | None = None,
     console = console or Console()
     if tracks.length > max_units:
         raise UserError(f"{tracks.length} units is too long for the terminal (limit {max_units}); "
-                        "use --html or --png, or a shorter --region")
+                        "write an HTML page or PNG tracks, or pick a shorter region")
     styles = [("black on #fdd49e", "black on #fc8d59"), ("black on #c6dbef", "black on #6baed6"),
               ("black on #c7e9c0", "black on #74c476"), ("black on #dadaeb", "black on #9e9ac8")]
     cells = tracks.symbols()

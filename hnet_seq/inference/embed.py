@@ -299,7 +299,7 @@ def embed(checkpoint: str | Path | InferenceModel, inputs: Sequence[str | Path] 
         sink = _Sink(outs, summary, adapter, fmt, seq_schema, chunks, dist, pool)
         jobs = _Jobs(records, adapter, dist, window, overlap, im.num_stages if chunks else 0,
                      [None] + [im.level_dim(s, layer) for s in range(1, im.num_levels)], rc_average)
-        # both strands with --rc-average; rank 0 shows about its share of the records
+        # both strands with rc_average; rank 0 shows about its share of the records
         share = total * (2 if rc_average else 1) // dist.world if total else None
         with progress_bar(progress and dist.is_main, "embed", share, unit=adapter.unit_name + "s") as bar:
             for group, results in runner.stream(batches_by_budget(jobs.items(), budget)):
@@ -322,30 +322,30 @@ def _check_outputs(pool: str, window: int, overlap: int | None, out, chunks: boo
     """Check the arguments that need no model (before any work); returns the overlap, the
     checked output paths and the output format."""
     if pool not in POOLS:
-        raise UserError(f"--pool {pool}: choose {', '.join(POOLS)}")
+        raise UserError(f"pool={pool}: choose {', '.join(POOLS)}", params=("pool",))
     overlap = default_overlap(window, overlap)
-    plan_tiles(1, window, overlap)  # check --window/--overlap before any work
+    plan_tiles(1, window, overlap)  # check window/overlap before any work
     out = check_output_path(out)
     fmt = output_format(out, ("parquet", "npz"))
     if chunks and fmt == "parquet":
         chunks_out = check_output_path(chunks_out or out.with_name(out.name.rsplit(".", 1)[0] + ".chunks.parquet"),
-                                       "--chunks-out")
-        output_format(chunks_out, ("parquet",), "--chunks-out")
+                                       "chunks_out")
+        output_format(chunks_out, ("parquet",), "chunks_out")
         if Path(chunks_out).resolve() == out.resolve():
-            raise UserError("--chunks-out must differ from --out")
+            raise UserError("chunks_out must differ from out", params=("chunks_out", "out"))
     return overlap, out, fmt, chunks_out
 
 
 def _check_model(im: InferenceModel, rc_average: bool, pool: str, stage: int | None) -> int:
     """Check the arguments against the model; returns the pooled stage."""
     if rc_average and im.adapter.name != "dna":
-        raise UserError(f"--rc-average is for DNA models; this model reads {im.adapter.name}")
+        raise UserError(f"rc_average is for DNA models; this model reads {im.adapter.name}", params=("rc_average",))
     if stage is None:
         stage = 1 if pool == "chunks" else 0
     if pool == "chunks" and stage < 1:
-        raise UserError("--pool chunks averages the chunks of a stage: give --stage 1 or more")
+        raise UserError("pool=chunks averages chunks: give stage=1 or more", params=("pool", "stage"))
     if pool == "chunks" and im.num_stages == 0:
-        raise UserError("--pool chunks: this model has no chunking stage")
+        raise UserError("pool=chunks: this model has no chunking level", params=("pool",))
     return stage
 
 

@@ -136,9 +136,11 @@ def score_variants(checkpoint: str | Path | InferenceModel, vcf: str | Path, ref
     dist = init_distributed(im.device)
     multi = dist.world > 1
     if multi and out is None and vcf_out is None:
-        raise UserError("under torchrun, give --out and/or --vcf-out (rank 0 merges the ranks' results into them)")
+        raise UserError("under torchrun, give out and/or vcf_out (rank 0 merges the ranks' results into them)",
+                        params=("out", "vcf_out"))
     if multi and windows_fasta is not None:
-        raise UserError("--windows-fasta is not supported under torchrun; run it in one process")
+        raise UserError("windows_fasta is not supported under torchrun; run it in one process",
+                        params=("windows_fasta",))
     ref = Reference(reference)
     vf = open_vcf(vcf)
     meta = _metadata(im, vcf, reference, window, indel_window, rc_average, command)
@@ -165,16 +167,18 @@ def score_variants(checkpoint: str | Path | InferenceModel, vcf: str | Path, ref
 def _check_outputs(window: int, indel_window: str, out, vcf_out, windows_fasta):
     """Check the arguments that need no model; returns the checked paths and the table format."""
     if window < 4:
-        raise UserError(f"--window {window}: too small")
+        raise UserError(f"window={window}: too small", params=("window",))
     if indel_window not in INDEL_WINDOWS:
-        raise UserError(f"--indel-window {indel_window}: expected one of {', '.join(INDEL_WINDOWS)}")
+        raise UserError(f"indel_window={indel_window}: expected one of {', '.join(INDEL_WINDOWS)}",
+                        params=("indel_window",))
     out, fmt = checked_table(out)
     if vcf_out is not None:
-        vcf_out = check_output_path(vcf_out, "--vcf-out")
+        vcf_out = check_output_path(vcf_out, "vcf_out")
         if not str(vcf_out).lower().endswith((".vcf", ".vcf.gz", ".bcf")):
-            raise UserError(f"--vcf-out {vcf_out}: unsupported extension (use .vcf, .vcf.gz or .bcf)")
+            raise UserError(f"vcf_out={vcf_out}: unsupported extension (use .vcf, .vcf.gz or .bcf)",
+                            params=("vcf_out",))
     if windows_fasta is not None:
-        windows_fasta = check_output_path(windows_fasta, "--windows-fasta")
+        windows_fasta = check_output_path(windows_fasta, "windows_fasta")
     return out, fmt, vcf_out, windows_fasta
 
 
@@ -267,8 +271,8 @@ def _stream(vf, vcf, dist, records_per_block: int, progress: bool, summary: Vari
                     bar.advance(len(block))
                     block = []
         except (OSError, ValueError, NotImplementedError) as e:
-            raise UserError(f"--vcf {vcf}: cannot parse record {summary.records + 1} "
-                            f"({str(e).strip() or type(e).__name__})") from None
+            raise UserError(f"vcf={vcf}: cannot parse record {summary.records + 1} "
+                            f"({str(e).strip() or type(e).__name__})", params=("vcf",)) from None
         if block:
             run_block(block)
             bar.advance(len(block))
