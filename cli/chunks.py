@@ -46,7 +46,8 @@ def chunks(
     import numpy as np
 
     from hnet_seq.errors import UserError
-    from hnet_seq.inference.chunks import boundary_tracks, plot_tracks, render_html, render_terminal
+    from hnet_seq.inference.chunk_views import plot_tracks, render_html, render_terminal
+    from hnet_seq.inference.chunks import boundary_tracks
     from hnet_seq.inference.model import load
     from hnet_seq.inference.outputs import check_output_path
     from hnet_seq.inference.records import iter_records
