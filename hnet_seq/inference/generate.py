@@ -105,12 +105,8 @@ def decode(im: InferenceModel, tokens: np.ndarray) -> str:
     return bytes(int(t) for t in tokens if t < 256 and t not in (254, 255)).decode("utf-8", "replace")
 
 
-@torch.no_grad()
-def generate(checkpoint: str | Path | InferenceModel, prompt: str | bytes = "", *, max_new_tokens: int = 256,
-             temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0, num_samples: int = 1,
-             config: str | Path | None = None, modality: str | None = None, device: str | None = None,
-             stop_at_eos: bool = True, precision: str = "float32", progress: bool = False) -> list[Generation]:
-    """Sample ``num_samples`` continuations of ``prompt`` (in parallel rows of one decoding state)."""
+def _check_sampling(max_new_tokens: int, top_k: int, top_p: float, num_samples: int) -> None:
+    """Refuse sampling settings that cannot work (before the model is loaded)."""
     if max_new_tokens < 1:
         raise UserError(f"max_new_tokens={max_new_tokens}: must be at least 1", params=("max_new_tokens",))
     if not 0 < top_p <= 1:
@@ -119,6 +115,15 @@ def generate(checkpoint: str | Path | InferenceModel, prompt: str | bytes = "", 
         raise UserError(f"top_k={top_k}: must be >= 0 (0 = off)", params=("top_k",))
     if num_samples < 1:
         raise UserError(f"num_samples={num_samples}: must be at least 1", params=("num_samples",))
+
+
+@torch.no_grad()
+def generate(checkpoint: str | Path | InferenceModel, prompt: str | bytes = "", *, max_new_tokens: int = 256,
+             temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0, num_samples: int = 1,
+             config: str | Path | None = None, modality: str | None = None, device: str | None = None,
+             stop_at_eos: bool = True, precision: str = "float32", progress: bool = False) -> list[Generation]:
+    """Sample ``num_samples`` continuations of ``prompt`` (in parallel rows of one decoding state)."""
+    _check_sampling(max_new_tokens, top_k, top_p, num_samples)
     im = load(checkpoint, config, device=device, modality=modality, precision=precision)
     model, dev = im.model, im.device
     vocab = getattr(im.adapter, "vocab_size", None)

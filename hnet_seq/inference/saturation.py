@@ -33,7 +33,7 @@ from .tables import TableWriter
 from .tiling import WorkItem, batches_by_budget
 from .variant_prefix import fill_windows
 from .variant_windows import Allele, Reference, finish, place, tokens
-from .variants import TABLE_SCHEMA, VariantSummary, table_row
+from .variant_table import TABLE_SCHEMA, VariantSummary, table_row
 
 BASES = "ACGT"
 PIECES_PER_PASS = 8  # scoring regions whose windows are scored together
