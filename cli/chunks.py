@@ -46,7 +46,8 @@ def chunks(
     import numpy as np
 
     from hnet_seq.errors import UserError
-    from hnet_seq.inference.chunks import boundary_tracks, plot_tracks, render_html, render_terminal
+    from hnet_seq.inference.chunk_views import plot_tracks, render_html, render_terminal
+    from hnet_seq.inference.chunks import boundary_tracks
     from hnet_seq.inference.model import load
     from hnet_seq.inference.outputs import check_output_path
     from hnet_seq.inference.records import iter_records
@@ -55,9 +56,9 @@ def chunks(
     given = sum(x is not None and x != [] for x in (inputs or None, sequence, region))
     if given != 1:
         raise UserError("give exactly one of: input files, --sequence, or --region (with --reference)")
-    for path, flag in ((html, "--html"), (png, "--png")):
+    for path, param in ((html, "html"), (png, "png")):
         if path is not None:
-            check_output_path(path, flag)
+            check_output_path(path, param)
     im = load(checkpoint, config, device=device, modality=modality)
     adapter = im.adapter
     if sequence is not None:

@@ -71,7 +71,8 @@ def score_variants(
     most W/2 bases shares one window of W bases centred on it (see hnet_seq.inference.saturation).
     """
     from hnet_seq.inference.tables import write_tsv
-    from hnet_seq.inference.variants import TABLE_SCHEMA, score_variants as run, table_row
+    from hnet_seq.inference.variant_table import TABLE_SCHEMA, table_row
+    from hnet_seq.inference.variants import score_variants as run
     from hnet_seq.runtime.distributed import dist_info
 
     check_positive(batch_tokens, "--batch-tokens")

@@ -10,7 +10,7 @@ module             API                                             command
 :mod:`.variants`   :func:`score_variants` (VCF/BCF + reference)    ``hnet-seq score-variants``
 :mod:`.saturation` :func:`saturation_mutagenesis` (every SNV)      ``score-variants --saturate``
 :mod:`.generate`   :func:`generate`, :func:`continue_audio`        ``hnet-seq generate``
-:mod:`.chunks`     :func:`boundary_tracks`, ``render_html`` ...    ``hnet-seq chunks``
+:mod:`.chunks`     :func:`boundary_tracks` (+ :mod:`.chunk_views`) ``hnet-seq chunks``
 =================  ==============================================  =====================
 
 Every API takes a checkpoint path (our directory, or an official ``.pt`` with ``config=``)
@@ -21,7 +21,8 @@ capture), :mod:`.inputs` (record → model inputs + coordinates), :mod:`.records
 """
 from __future__ import annotations
 
-from .chunks import boundary_tracks, plot_tracks, render_html, render_terminal
+from .chunk_views import plot_tracks, render_html, render_terminal
+from .chunks import boundary_tracks
 from .embed import embed, read_chunks
 from .generate import continue_audio, generate, sequence_logprobs
 from .model import InferenceModel, load

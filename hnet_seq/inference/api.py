@@ -38,7 +38,8 @@ from hnet_seq.errors import UserError
 from hnet_seq.nn.isotropic import Block, Isotropic
 from hnet_seq.nn.packing import Packing
 
-from .embed import POOLS, _RecordJob
+from .embed import POOLS
+from .embed_stitch import RecordJob
 from .inputs import record_inputs
 from .model import InferenceModel, default_batch_tokens, load
 from .runner import Runner
@@ -127,7 +128,7 @@ def embed(model, sequences, *, pool: str = "mean", stage: int | None = None, lay
     jobs = []
     for i, record in enumerate(as_records(im.adapter, sequences)):
         x, _, cmap = record_inputs(im.adapter, record)
-        jobs.append(_RecordJob(i, record, x, cmap, plan_tiles(int(x.shape[0]), window, overlap), stages, dims,
+        jobs.append(RecordJob(i, record, x, cmap, plan_tiles(int(x.shape[0]), window, overlap), stages, dims,
                                rc_average))
     found: dict[tuple[int, int], list] = {}
 

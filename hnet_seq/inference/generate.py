@@ -79,8 +79,11 @@ def encode_prompt(im: InferenceModel, prompt: str | bytes) -> np.ndarray:
         text = prompt.decode() if isinstance(prompt, bytes) else prompt
         text = "".join(text.split())
         if not text:
-            raise UserError("--prompt: a DNA prompt needs at least one base")
-        return encode_ascii(text, "--prompt")[0].astype(np.int64)
+            raise UserError("prompt: a DNA model needs at least one base", params=("prompt",))
+        try:
+            return encode_ascii(text, "prompt")[0].astype(np.int64)
+        except UserError as e:  # "prompt: invalid character ...": the message names the parameter
+            raise UserError(str(e), params=("prompt",)) from None
     if adapter.name == "bytes":
         from hnet_seq.modalities.base import Record
 
@@ -89,7 +92,7 @@ def encode_prompt(im: InferenceModel, prompt: str | bytes) -> np.ndarray:
         if getattr(adapter, "add_eos", False):
             tokens = tokens[:-1]  # never end the prompt
         if len(tokens) == 0:
-            raise UserError("--prompt: empty prompt and the byte model has no BOS (add_bos=false)")
+            raise UserError("prompt: empty, and the byte model has no BOS (add_bos=false)", params=("prompt",))
         return tokens
     raise UserError(f"generate: {adapter.name} models continue audio files (use an audio prompt)")
 
@@ -102,20 +105,25 @@ def decode(im: InferenceModel, tokens: np.ndarray) -> str:
     return bytes(int(t) for t in tokens if t < 256 and t not in (254, 255)).decode("utf-8", "replace")
 
 
+def _check_sampling(max_new_tokens: int, top_k: int, top_p: float, num_samples: int) -> None:
+    """Refuse sampling settings that cannot work (before the model is loaded)."""
+    if max_new_tokens < 1:
+        raise UserError(f"max_new_tokens={max_new_tokens}: must be at least 1", params=("max_new_tokens",))
+    if not 0 < top_p <= 1:
+        raise UserError(f"top_p={top_p}: must be in (0, 1]", params=("top_p",))
+    if top_k < 0:
+        raise UserError(f"top_k={top_k}: must be >= 0 (0 = off)", params=("top_k",))
+    if num_samples < 1:
+        raise UserError(f"num_samples={num_samples}: must be at least 1", params=("num_samples",))
+
+
 @torch.no_grad()
 def generate(checkpoint: str | Path | InferenceModel, prompt: str | bytes = "", *, max_new_tokens: int = 256,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0, num_samples: int = 1,
              config: str | Path | None = None, modality: str | None = None, device: str | None = None,
              stop_at_eos: bool = True, precision: str = "float32", progress: bool = False) -> list[Generation]:
     """Sample ``num_samples`` continuations of ``prompt`` (in parallel rows of one decoding state)."""
-    if max_new_tokens < 1:
-        raise UserError(f"--max-new-tokens {max_new_tokens}: must be at least 1")
-    if not 0 < top_p <= 1:
-        raise UserError(f"--top-p {top_p}: must be in (0, 1]")
-    if top_k < 0:
-        raise UserError(f"--top-k {top_k}: must be >= 0 (0 = off)")
-    if num_samples < 1:
-        raise UserError(f"--num-samples {num_samples}: must be at least 1")
+    _check_sampling(max_new_tokens, top_k, top_p, num_samples)
     im = load(checkpoint, config, device=device, modality=modality, precision=precision)
     model, dev = im.model, im.device
     vocab = getattr(im.adapter, "vocab_size", None)
@@ -209,7 +217,8 @@ def continue_audio(checkpoint: str | Path | InferenceModel, prompt_wav: str | Pa
     im = load(checkpoint, config, device=device, precision="float32")
     adapter, model, dev = im.adapter, im.model, im.device
     if adapter.name != "audio":
-        raise UserError(f"--audio-prompt needs an audio model; this checkpoint reads {adapter.name}")
+        raise UserError(f"prompt_wav needs an audio model; this checkpoint reads {adapter.name}",
+                        params=("prompt_wav",))
     if adapter.features != "raw":
         raise UserError("audio continuation needs an audio model with features=raw "
                         "(log-mel frames cannot be sampled back to a waveform exactly)")

@@ -66,13 +66,14 @@ def load(checkpoint: str | Path | InferenceModel, config: str | Path | None = No
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise UserError(f"--device {device}: not a device (use cpu, cuda or cuda:N)") from None
+        raise UserError(f"device={device}: not a device (use cpu, cuda or cuda:N)", params=("device",)) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+        raise UserError(f"device={device}: CUDA is not available on this machine (use device=cpu)",
+                        params=("device",))
     try:
         precision = _device.resolve_precision(precision, dev)
     except ValueError:
-        raise UserError(f"--precision {precision}: choose auto, float32 or bfloat16") from None
+        raise UserError(f"precision={precision}: choose auto, float32 or bfloat16", params=("precision",)) from None
     model, adapter = load_model(checkpoint, config, device=dev, modality=modality)
     model.requires_grad_(False)
     return InferenceModel(model, adapter, dev, precision, str(checkpoint))

@@ -11,21 +11,22 @@ from hnet_seq.errors import UserError
 from hnet_seq.runtime.atomic import publish, signals_blocked, temp_path_for, untrack
 
 
-def check_output_path(path: str | Path, flag: str = "--out") -> Path:
-    """Refuse an output that is a directory or sits in a missing/unwritable folder (before any work)."""
+def check_output_path(path: str | Path, param: str = "out") -> Path:
+    """Refuse an output that is a directory or sits in a missing/unwritable folder (before any work);
+    the message names the output as the parameter ``param``."""
     path = Path(path)
     if path.is_dir():
-        raise UserError(f"{flag} {path}: is a directory, expected a file name")
+        raise UserError(f"{param}={path}: is a directory, expected a file name", params=(param,))
     parent = path.parent if str(path.parent) else Path(".")
     above = next((p for p in (parent, *parent.parents) if p.exists()), None)
     if above is not None and not above.is_dir():
-        raise UserError(f"{flag} {path}: {above} is a file, not a folder")
+        raise UserError(f"{param}={path}: {above} is a file, not a folder", params=(param,))
     if parent.exists() and not os.access(parent, os.W_OK):
-        raise UserError(f"{flag} {path}: folder {parent} is not writable")
+        raise UserError(f"{param}={path}: folder {parent} is not writable", params=(param,))
     return path
 
 
-def output_format(path: str | Path, allowed: Sequence[str], flag: str = "--out") -> str:
+def output_format(path: str | Path, allowed: Sequence[str], param: str = "out") -> str:
     """The format named by the file's extension: parquet, tsv, npz, vcf, ..."""
     name = str(path).lower()
     for ext, fmt in ((".parquet", "parquet"), (".pq", "parquet"), (".tsv", "tsv"), (".tsv.gz", "tsv"),
@@ -35,11 +36,12 @@ def output_format(path: str | Path, allowed: Sequence[str], flag: str = "--out")
             if fmt not in allowed:
                 break
             return fmt
-    raise UserError(f"{flag} {path}: unsupported extension (use {', '.join('.' + a for a in allowed)})")
+    raise UserError(f"{param}={path}: unsupported extension (use {', '.join('.' + a for a in allowed)})",
+                    params=(param,))
 
 
 def checked_table(path: str | Path | None) -> tuple[Path | None, str | None]:
-    """An optional ``--out`` table checked before any work: ``(path, "tsv" | "parquet")``, or ``(None, None)``."""
+    """An optional ``out`` table checked before any work: ``(path, "tsv" | "parquet")``, or ``(None, None)``."""
     if path is None:
         return None, None
     path = check_output_path(path)

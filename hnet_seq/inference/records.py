@@ -24,8 +24,8 @@ def iter_records(adapter, inputs: Sequence[str | Path] = (), *, bed: str | Path 
     if bed is not None or region is not None:
         return _region_records(adapter, inputs, bed, region, reference)
     if not inputs:
-        raise UserError("no inputs: give files (FASTA, text, JSONL, audio, .tar shards), or --bed or --region "
-                        "with --reference")
+        raise UserError("no inputs: give files (FASTA, text, JSONL, audio, .tar shards), or bed or region "
+                        "with reference", params=("bed", "region", "reference"))
     paths = [Path(p) for p in inputs]
     for p in paths:
         if not p.exists():
@@ -101,25 +101,25 @@ def _region_records(adapter, inputs, bed, region, reference) -> Iterator:
     """Records of a BED file or one region of ``reference``; every interval is checked first."""
     from hnet_seq.data.regions import parse_region, read_bed
 
-    flag = "--bed" if region is None else "--region"
+    name = "bed" if region is None else "region"
     if bed is not None and region is not None:
-        raise UserError("give --bed or --region, not both")
-    if region is not None and reference is None and len(inputs) == 1:  # `score genome.fa --region chr1:1-1000`
+        raise UserError("give bed or region, not both", params=("bed", "region"))
+    if region is not None and reference is None and len(inputs) == 1:  # score(ck, ["genome.fa"], region="chr1:1-1000")
         # as in `samtools faidx genome.fa chr1:1-1000`: the one input is the reference
         reference, inputs = inputs[0], ()
     if reference is None:
-        raise UserError(f"{flag} needs --reference (the FASTA the intervals refer to)")
+        raise UserError(f"{name} needs reference (the FASTA the intervals refer to)", params=(name, "reference"))
     if not hasattr(adapter, "read_regions"):
-        raise UserError(f"{flag}: the {adapter.name} modality has no genomic regions (use dna)")
+        raise UserError(f"{name}: the {adapter.name} modality has no genomic regions (use dna)", params=(name,))
     if inputs:
-        raise UserError(f"give either input files or {flag} with --reference, not both")
+        raise UserError(f"give either input files or {name} with reference, not both", params=(name, "reference"))
     if not Path(reference).exists():
-        raise UserError(f"--reference {reference}: no such file")
+        raise UserError(f"reference={reference}: no such file", params=("reference",))
     lengths = adapter.contig_lengths(reference)
     if region is not None:
         intervals = [parse_region(region, lengths, str(reference))]
     else:
         if not Path(bed).exists():
-            raise UserError(f"--bed {bed}: no such file")
+            raise UserError(f"bed={bed}: no such file", params=("bed",))
         intervals = read_bed(bed, lengths, str(reference))
     return adapter.read_regions(reference, intervals)

@@ -66,10 +66,10 @@ class Runner:
     def __init__(self, im: InferenceModel, *, layer: str = "output", chunk_vectors: bool = False,
                  probs: bool = False, pool_level: int | None = None, scores: bool = False):
         if layer not in LAYERS:
-            raise UserError(f"--layer {layer}: choose {' or '.join(LAYERS)}")
+            raise UserError(f"layer={layer}: choose {' or '.join(LAYERS)}", params=("layer",))
         if pool_level is not None and not 0 <= pool_level < im.num_levels:
-            raise UserError(f"--stage {pool_level}: this model has stages 0..{im.num_levels - 1} "
-                            f"(0 = input positions, s = chunks of chunking stage s)")
+            raise UserError(f"stage={pool_level}: this model has stages 0..{im.num_levels - 1} "
+                            f"(0 = input positions, s = chunks of the s-th chunking level)", params=("stage",))
         self.im, self.layer = im, layer
         self.chunk_vectors, self.probs, self.pool_level, self.scores = chunk_vectors, probs, pool_level, scores
         levels = set(range(1, im.num_levels)) if chunk_vectors else set()

@@ -1,9 +1,9 @@
 """Saturation mutagenesis: every SNV at every position of a region (what SGE assays measure).
 
 ``saturation_mutagenesis(model, reference, "chr17:43044294-43045294")`` scores the three ALTs
-of each reference base of the region (``CONTIG:START-END``, 1-based inclusive as ``--region``
-elsewhere; ``hnet-seq score-variants --saturate``).  Rows have the columns of
-``score-variants`` (``pos`` 1-based, as in a VCF), in genomic order, ALTs in ``ACGT`` order.
+of each reference base of the region (``CONTIG:START-END``, 1-based inclusive as every
+``region`` elsewhere).  Rows have the columns of :func:`.score_variants` (``pos`` 1-based, as
+in a VCF), in genomic order, ALTs in ``ACGT`` order.
 
 Windows.  The region is cut into scoring regions of at most ``window // 2`` bases; each gets one
 window of ``window`` bases centred on it, which every SNV inside it shares: one reference pass
@@ -11,7 +11,7 @@ per window (per strand with ``rc_average``), and with ``share_prefix`` (the defa
 ALT's suffix after the variant (:mod:`.variant_prefix`).  Every variant thus has at least
 ``window // 4`` bases of context on either side, but it is not centred as ``score-variants``
 centres a VCF record: its score is that of the same span scored as a full window (which the
-tests check), not that of a ``--vcf`` run at the same position.  Reference bases ``N`` are
+tests check), not that of a ``vcf`` run at the same position.  Reference bases ``N`` are
 reported as skipped (``reference_not_acgt``, one row); a window that would cross a contig end is
 shifted inside the contig and flagged ``contig_edge`` with its ``window_offset``, as in
 ``score-variants``.
@@ -33,7 +33,7 @@ from .tables import TableWriter
 from .tiling import WorkItem, batches_by_budget
 from .variant_prefix import fill_windows
 from .variant_windows import Allele, Reference, finish, place, tokens
-from .variants import TABLE_SCHEMA, VariantSummary, table_row
+from .variant_table import TABLE_SCHEMA, VariantSummary, table_row
 
 BASES = "ACGT"
 PIECES_PER_PASS = 8  # scoring regions whose windows are scored together
@@ -101,7 +101,7 @@ def saturation_mutagenesis(checkpoint: str | Path | InferenceModel, reference: s
     """Score every SNV of ``region`` (see the module docstring); rows in ``out`` (TSV or parquet)
     when given, and in ``summary.alleles_list`` with ``keep_alleles``."""
     if window < 4:
-        raise UserError(f"--window {window}: too small")
+        raise UserError(f"window={window}: too small", params=("window",))
     out, fmt = checked_table(out)
     im = load(checkpoint, config, device=device, precision=precision)
     if share_prefix is None:
@@ -111,7 +111,7 @@ def saturation_mutagenesis(checkpoint: str | Path | InferenceModel, reference: s
     if im.adapter.name != "dna":
         raise UserError(f"saturation mutagenesis needs a DNA model; this checkpoint reads {im.adapter.name}")
     ref = Reference(reference)
-    iv = parse_region(region, ref.lengths, str(reference))  # 1-based inclusive, as --region
+    iv = parse_region(region, ref.lengths, str(reference))  # 1-based inclusive, as every region
     contig, start, end = ref.resolve(iv.contig), iv.start, iv.end
     budget = max(batch_tokens or default_batch_tokens(im.device), window + 64)
     summary = VariantSummary(out=out)

@@ -169,13 +169,13 @@ def _check_outputs(window: int, overlap: int | None, out, per_position):
     """Check the arguments that need no model (before any work); returns the overlap, the checked
     output paths and the table format (None without a table)."""
     overlap = default_overlap(window, overlap)
-    plan_tiles(1, window, overlap)  # check --window/--overlap before any work
+    plan_tiles(1, window, overlap)  # check window/overlap before any work
     if dist_info().world > 1 and out is None:
-        raise UserError("under torchrun, give --out (rank 0 merges the ranks' results into it)")
+        raise UserError("under torchrun, give out (rank 0 merges the ranks' results into it)", params=("out",))
     out, fmt = checked_table(out)
     if per_position is not None:
-        per_position = check_output_path(per_position, "--per-position")
-        output_format(per_position, ("parquet",), "--per-position")
+        per_position = check_output_path(per_position, "per_position")
+        output_format(per_position, ("parquet",), "per_position")
     return overlap, out, fmt, per_position
 
 

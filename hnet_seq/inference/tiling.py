@@ -35,9 +35,10 @@ class Tile:
 def plan_tiles(n: int, window: int, overlap: int) -> list[Tile]:
     """Tiles of at most ``window`` positions every ``window - overlap``; owned ranges tile ``[0, n)``."""
     if window < 2:
-        raise UserError(f"--window {window}: must be at least 2")
+        raise UserError(f"window={window}: must be at least 2", params=("window",))
     if not 0 <= overlap < window:
-        raise UserError(f"--overlap {overlap}: must be >= 0 and smaller than --window {window}")
+        raise UserError(f"overlap={overlap}: must be >= 0 and smaller than window={window}",
+                        params=("overlap", "window"))
     if n <= window:
         return [Tile(0, n, 0)]
     step = window - overlap

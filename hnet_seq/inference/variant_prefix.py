@@ -1,4 +1,4 @@
-"""Variant scoring that shares the reference pass (``score-variants --share-prefix``).
+"""Variant scoring that shares the reference pass (``score_variants(share_prefix=True)``).
 
 The model is causal, so a reference window ``R`` and an alternate window ``A`` give the same
 logits at every position of their longest common prefix ``R[:o] == A[:o]``.  Instead of two

@@ -158,7 +158,8 @@ def _check(allele: Allele, ref: Reference, window: int, indel_window: str, stric
                                     f"{contig}:{allele.pos}")
     if allele.status != "scored":
         if strict:
-            raise UserError(f"{where}: {allele.reason} (--strict makes this fatal; without it the record is skipped)")
+            raise UserError(f"{where}: {allele.reason} (strict makes this fatal; without it the record is skipped)",
+                            params=("strict",))
         return False
     if m > window // 2:
         allele.skip("ref_too_long", f"REF of {m} bp is longer than half the window ({window}); raise --window")

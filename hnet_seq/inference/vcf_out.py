@@ -41,22 +41,24 @@ def _is_plain_gzip(path: Path) -> bool:
 
 
 def open_vcf(path: str | Path):
-    """A pysam reader for ``--vcf``, or a :class:`UserError` naming the file."""
+    """A pysam reader for the ``vcf`` parameter's file, or a :class:`UserError` naming it."""
     import pysam
 
     path = Path(path)
     if not path.exists():
-        raise UserError(f"--vcf {path}: no such file")
+        raise UserError(f"vcf={path}: no such file", params=("vcf",))
     if path.is_dir():
-        raise UserError(f"--vcf {path}: is a directory")
+        raise UserError(f"vcf={path}: is a directory", params=("vcf",))
     if _is_plain_gzip(path):
-        raise UserError(f"--vcf {path}: compressed with plain gzip, not bgzip; recompress it "
-                        f"(gunzip -c {path} | bgzip > {path.stem}.bgz.vcf.gz) or give it uncompressed")
+        raise UserError(f"vcf={path}: compressed with plain gzip, not bgzip; recompress it "
+                        f"(gunzip -c {path} | bgzip > {path.stem}.bgz.vcf.gz) or give it uncompressed",
+                        params=("vcf",))
     quiet = pysam.set_verbosity(0)  # htslib's own "could not retrieve index" noise
     try:
         return pysam.VariantFile(str(path))
     except (OSError, ValueError, NotImplementedError) as e:
-        raise UserError(f"--vcf {path}: cannot read VCF/BCF ({str(e).strip() or type(e).__name__})") from None
+        raise UserError(f"vcf={path}: cannot read VCF/BCF ({str(e).strip() or type(e).__name__})",
+                        params=("vcf",)) from None
     finally:
         pysam.set_verbosity(quiet)
 
@@ -79,7 +81,8 @@ class VcfAnnotator:
         self.header = vcf.header
         for key, typ, desc in INFO_FIELDS:
             if key in self.header.info:
-                raise UserError(f"--vcf: the input already has INFO/{key}; remove it before annotating")
+                raise UserError(f"vcf: the input already has INFO/{key}; remove it before annotating",
+                                params=("vcf",))
             self.header.info.add(key, "A", typ, desc)
         self.provenance = provenance
         self.max_pos = 0
@@ -145,8 +148,8 @@ class VcfAnnotator:
                     try:
                         _bcftools("view", "--no-version", "-Ob", "-o", str(out), str(text))
                     except OSError as e:
-                        raise UserError(f"--vcf-out {self.path}: cannot convert to BCF ({e}); write .vcf.gz "
-                                        "instead") from None
+                        raise UserError(f"vcf_out={self.path}: cannot convert to BCF ({e}); write .vcf.gz "
+                                        "instead", params=("vcf_out",)) from None
                 finally:
                     text.unlink(missing_ok=True)
                 self._build_index(lambda: _bcftools("index", "-f", "-c", "-o", str(idx_tmp), str(out)))
