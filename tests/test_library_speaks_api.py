@@ -1,9 +1,9 @@
 """The library speaks its Python API: no error raised outside ``cli/`` names a command-line flag.
 
 A notebook caller of ``hnet_seq.inference.embed(window=...)`` should read ``window``, not
-``--window``; the CLI rewrites the parameters a ``UserError`` names (``params``) as its flags (``cli.main.as_flags``).  The check walks the
-source of every library module: string constants (f-string parts included) inside ``raise``
-statements and inside calls to ``...Error``/``...Exception`` constructors.
+``--window``; the CLI rewrites the parameters a ``UserError`` names (``params``) as its flags
+(``cli.main.as_flags``).  The check walks the source of every library module: string constants
+(f-string parts included) inside ``raise`` statements and ``...Error``/``...Exception`` calls.
 """
 from __future__ import annotations
 
