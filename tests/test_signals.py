@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from typer.testing import CliRunner
 
 from hnet_seq.cli.main import app
 from hnet_seq.train.metrics import read_metrics
-from test_train_helpers import cli_popen, micro_config, small_fasta, tiny_dna_checkpoint
+from test_train_helpers import cli_popen, micro_config, small_fasta, tiny_dna_checkpoint, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -30,20 +29,9 @@ def fasta(tmp_path_factory) -> Path:
     return small_fasta(tmp_path_factory.mktemp("fa") / "small.fa", 60000)
 
 
-def _wait_for(predicate, proc, timeout: float = 300.0) -> None:
-    t0 = time.time()
-    while not predicate():
-        if proc.poll() is not None:
-            raise AssertionError(f"exited before the signal ({proc.returncode}): {proc.stderr.read()}")
-        if time.time() - t0 > timeout:
-            proc.kill()
-            raise AssertionError("timed out waiting for the run to start writing")
-        time.sleep(0.02)
-
-
 def _interrupt(proc, folder: Path, sig: int) -> str:
     """Send ``sig`` once a temporary file or partial folder is in ``folder``; the stderr."""
-    _wait_for(lambda: any(_debris(folder)), proc)
+    wait_for(lambda: any(_debris(folder)), proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 128 + sig, err
@@ -128,7 +116,7 @@ def test_train_interrupted_checkpoints_and_resumes_bitwise(tmp_path, sig):
                                                                                 "progress": "off"})
     full, stopped = tmp_path / "full", tmp_path / "stopped"
     proc = cli_popen("train", "--config", str(cfg), "--out", str(stopped))
-    _wait_for(lambda: len(_train_steps(stopped)) >= 2, proc)
+    wait_for(lambda: len(_train_steps(stopped)) >= 2, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err

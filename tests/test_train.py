@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import math
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from hnet_seq.train.optim import LRSchedule, auto_lr_multipliers, param_groups
 from typer.testing import CliRunner
 
 from hnet_seq.cli.main import app
-from test_train_helpers import cli_popen, micro_config
+from test_train_helpers import cli_popen, micro_config, wait_for
 
 # ---- objective ---------------------------------------------------------------------------------
 
@@ -221,17 +220,6 @@ def test_nan_loss_skipped_when_configured(tmp_path):
     assert all(math.isfinite(r["loss"]) for r in recs if not r["skipped"])
 
 
-def _wait_for(predicate, proc, timeout=120.0):
-    t0 = time.time()
-    while not predicate():
-        if proc.poll() is not None:
-            raise AssertionError(f"exited early ({proc.returncode}): {proc.stderr.read()}")
-        if time.time() - t0 > timeout:
-            proc.kill()
-            raise AssertionError("timed out")
-        time.sleep(0.05)
-
-
 def _train_steps(run: Path) -> list[int]:
     return [r["step"] for r in read_metrics(run) if r.get("kind") == "train"]
 
@@ -240,7 +228,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resumes(tmp_path):
     cfg = micro_config(tmp_path, steps=500, checkpoint={"every": 0})
     run = tmp_path / "run"
     proc = cli_popen("train", "--config", str(cfg), "--out", str(run))
-    _wait_for(lambda: len(_train_steps(run)) >= 2, proc)
+    wait_for(lambda: len(_train_steps(run)) >= 2, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -271,7 +259,7 @@ def test_resume_after_sigkill_is_bitwise_exact(tmp_path):
     full, killed = tmp_path / "full", tmp_path / "killed"
     proc = cli_popen("train", "--config", str(cfg), "--out", str(killed))
     assert invoke("train", "--config", str(cfg), "--out", str(full)).exit_code == 0
-    _wait_for(lambda: (killed / "checkpoints" / "step_00000003" / "train_state.pt").exists(), proc)
+    wait_for(lambda: (killed / "checkpoints" / "step_00000003" / "train_state.pt").exists(), proc)
     proc.kill()  # SIGKILL: no handler runs
     proc.wait()
     assert _train_steps(killed)[-1] < steps

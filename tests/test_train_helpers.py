@@ -5,6 +5,7 @@ import gzip
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -86,3 +87,14 @@ def tiny_dna_checkpoint(directory: Path) -> Path:
     save_checkpoint(directory, model, "dna", {})
     return directory
 
+
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 300.0) -> None:
+    """Poll ``predicate()`` until true; fail if ``proc`` exits first or ``timeout`` s pass."""
+    t0 = time.time()
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"exited before it got there ({proc.returncode}): {proc.stderr.read()}")
+        if time.time() - t0 > timeout:
+            proc.kill()
+            raise AssertionError("timed out waiting for the run")
+        time.sleep(0.02)
