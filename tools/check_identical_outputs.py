@@ -5,15 +5,16 @@
 
 A fixed set of CLI commands (:data:`COMMANDS`: embed to parquet and npz, with and without
 --chunks, --region/--bed, --rc-average; score to TSV, parquet, stdout, with --per-position, on
-DNA and text; score-variants on a small VCF with an SNV, MNV, insertion, deletion, multi-allelic
-record, REF mismatch and missing contig, to TSV/parquet/stdout, --vcf-out .vcf.gz/.bcf,
---windows-fasta, --rc-average, both --indel-window modes, --no-share-prefix; --saturate;
-chunks to HTML, PNG and the terminal; generate DNA and text with fixed seeds, to a file and
-stdout) runs on the genome shipped in ``hnet_seq/resources/`` with tiny models initialised from
-fixed seeds (tiny_1stage/tiny_2stage configs, random routing projections so that boundaries
-are neither all nor none).  Each command runs as ``python -m hnet_seq.cli`` in a fresh process
-on CPU with one thread (float reductions do not depend on the machine's core count), in a
-temporary folder that is its working directory, so that every path given is relative.
+DNA, text and audio; score-variants on a small VCF with an SNV, MNV, insertion, deletion,
+multi-allelic record, REF mismatch and missing contig, to TSV/parquet/stdout, --vcf-out
+.vcf.gz/.bcf/.vcf, --windows-fasta, --rc-average, both --indel-window modes, --no-share-prefix;
+--saturate; chunks to HTML, PNG and the terminal; generate DNA and text with fixed seeds, to a
+file and stdout, and an audio continuation to WAV) runs on the genome, text and speech shipped
+in ``hnet_seq/resources/`` with tiny models initialised from fixed seeds (tiny_1stage and
+tiny_2stage configs, random routing projections so that boundaries are neither all nor none).
+Each command runs as ``python -m hnet_seq.cli`` in a fresh process on CPU with one thread
+(float reductions then do not depend on the machine's core count), in a temporary folder that
+is its working directory, so that every path given is relative.
 
 The manifest maps each command line to {output file: sha256}; ``<stdout>`` is the command's
 standard output (stderr holds timings and is not compared).  Normalisation, applied before
@@ -28,7 +29,7 @@ hashing, removes what changes from run to run and nothing else:
   (the raw file names the pyarrow version that wrote it);
 * npz: every member's name, dtype, shape and bytes in order, string members normalised as text
   (the zip entries carry modification times);
-* anything else (PNG, .tbi/.csi indexes): the raw bytes.
+* anything else (PNG, WAV, .tbi/.csi indexes): the raw bytes.
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 GENOME = ROOT / "hnet_seq" / "resources" / "shigella_sonnei_53G_plasmids.fa.gz"
 CONTIG_A, CONTIG_B, CONTIG_E = "NC_016833.1", "NC_016823.1", "NC_016834.1"
+AUDIO = {"sample_rate": 8000, "frame_size": 40, "mixtures": 2}
 SV = ["score-variants", "--reference", "ref.fa.gz", "--checkpoint", "dna2", "--window", "400", "--quiet"]
 
 # (command line, output files it writes); every command also runs with --device cpu.
@@ -88,6 +90,11 @@ COMMANDS: list[tuple[list[str], list[str]]] = [
     (["generate", "--checkpoint", "dna2", "--prompt", "GATTACAGGCTTAACG", "-n", "64", "--seed", "3", "--top-k", "4",
       "--top-p", "0.95", "--num-samples", "2", "-o", "gen.fa"], ["gen.fa"]),
     (["generate", "--checkpoint", "dna1", "--prompt-file", "prompt.fa", "-n", "40", "--temperature", "0"], []),
+    (["score", "speech.flac", "--checkpoint", "audio1", "-o", "audio.tsv", "--quiet"], ["audio.tsv", "audio.tsv.json"]),
+    (["embed", "speech.flac", "--checkpoint", "audio1", "-o", "audio.parquet", "--chunks", "--quiet"],
+     ["audio.parquet", "audio.parquet.json", "audio.chunks.parquet"]),
+    (["generate", "--checkpoint", "audio1", "--audio-prompt", "speech.flac", "--out-wav", "more.wav", "--seconds",
+      "0.05", "--seed", "2"], ["more.wav"]),
     (["generate", "--checkpoint", "bytes1", "--prompt", "All human beings", "-n", "32", "--seed", "1",
       "--temperature", "0.8", "-o", "gen.txt"], ["gen.txt"]),
 ]
@@ -98,7 +105,7 @@ ISO_TIME = re.compile(rb"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\
 
 # ---- inputs ---------------------------------------------------------------------------------
 def _models(work: Path) -> None:
-    """dna1, dna2 (tiny_1stage/tiny_2stage, DNA) and bytes1 (tiny_1stage, bytes), fixed seeds."""
+    """dna1, dna2 (tiny_1stage/tiny_2stage, DNA), bytes1 and audio1 (tiny_1stage), fixed seeds."""
     import torch
 
     from hnet_seq.checkpoint import save_checkpoint
@@ -106,11 +113,13 @@ def _models(work: Path) -> None:
     from hnet_seq.modalities import get_adapter
     from hnet_seq.model import HNetLM
 
-    for name, config, modality, seed in (("dna1", "tiny_1stage.json", "dna", 0), ("dna2", "tiny_2stage.json", "dna", 1),
-                                         ("bytes1", "tiny_1stage.json", "bytes", 2)):
+    for name, config, modality, seed, options in (("dna1", "tiny_1stage.json", "dna", 0, {}),
+                                                  ("dna2", "tiny_2stage.json", "dna", 1, {}),
+                                                  ("bytes1", "tiny_1stage.json", "bytes", 2, {}),
+                                                  ("audio1", "tiny_1stage.json", "audio", 3, AUDIO)):
         torch.manual_seed(seed)
         cfg = load_config(ROOT / "configs" / config)
-        adapter = get_adapter(modality)
+        adapter = get_adapter(modality, **options)
         d = cfg.d_model[0]
         model = HNetLM(cfg, embeddings=adapter.make_embedding(d), lm_head=adapter.make_head(d))
         model.init_weights()
@@ -118,7 +127,7 @@ def _models(work: Path) -> None:
             if hasattr(module, "q_proj_layer"):
                 torch.nn.init.normal_(module.q_proj_layer.weight, std=0.3)
                 torch.nn.init.normal_(module.k_proj_layer.weight, std=0.3)
-        save_checkpoint(work / name, model, modality, {})
+        save_checkpoint(work / name, model, modality, options)
 
 
 def _other(base: str, k: int = 1) -> str:
@@ -160,6 +169,7 @@ def prepare(work: Path) -> None:
     pysam.tabix_compress(str(work / "calls.vcf"), str(work / "calls.vcf.gz"))
     with gzip.open(ROOT / "hnet_seq" / "resources" / "udhr" / "eng.txt.gz", "rt", encoding="utf-8") as f:
         (work / "text.txt").write_text(f.read()[:3000], encoding="utf-8")
+    shutil.copyfile(ROOT / "hnet_seq" / "resources" / "speech" / "hts1a.flac", work / "speech.flac")
     _models(work)
 
 
