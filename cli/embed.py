@@ -5,23 +5,24 @@ from pathlib import Path
 
 import typer
 
-from hnet_seq.cli.main import CHECKPOINT_HELP, check_positive, command
+from hnet_seq.cli.main import check_positive, command
+from hnet_seq.cli.options import (BatchTokens, Checkpoint, Config, Device, Modality, Overlap, Precision, Quiet,
+                                  Reference, Region, Window)
 
 
 @command("embed")
 def embed(
     inputs: list[Path] = typer.Argument(None, help="FASTA, text/JSONL or audio files (directories are walked), "
                                         "or .tar shards. Omit with --bed or --region.", show_default=False),
-    checkpoint: Path = typer.Option(..., "--checkpoint", help=CHECKPOINT_HELP),
+    checkpoint: Checkpoint = ...,
     out: Path = typer.Option(..., "--out", "-o", help="Output .parquet (streamed) or .npz (one row per sequence)."),
-    config: Path = typer.Option(None, "--config", help="JSON config of an official .pt checkpoint."),
-    modality: str = typer.Option(None, "--modality", help="Override the checkpoint's modality (official .pt: bytes)."),
+    config: Config = None,
+    modality: Modality = None,
     bed: Path = typer.Option(None, "--bed", help="BED intervals (.bed or .bed.gz) of --reference to embed: "
                              "the name is the seq_id, a '-' interval is embedded as its reverse complement; "
                              "rows keep genomic + strand coordinates."),
-    region: str = typer.Option(None, "--region", help="One region CONTIG:START-END of --reference, 1-based "
-                               "inclusive as in samtools (chr1:1001-2000 is BED chr1 1000 2000)."),
-    reference: Path = typer.Option(None, "--reference", help="Reference FASTA for --bed or --region."),
+    region: Region = None,
+    reference: Reference = None,
     chunks: bool = typer.Option(False, "--chunks/--no-chunks", help="Also write one row per chunk per stage: seq_id, chrom, "
                                 "start, end (0-based half-open, input/genomic coordinates), stage, "
                                 "boundary_prob, vector."),
@@ -35,14 +36,12 @@ def embed(
                               "enters it: embeddings at 0, the chunk's first encoder state at s >= 1)."),
     rc_average: bool = typer.Option(False, "--rc-average/--no-rc-average", help="DNA: also embed the reverse complement and "
                                     "average (coordinates mapped back)."),
-    window: int = typer.Option(8192, "--window", help="Tile length (positions) for long sequences."),
-    overlap: int = typer.Option(None, "--overlap", help="Left context given to every tile after the first "
-                                "(default: window/4, at most 1024)."),
-    batch_tokens: int = typer.Option(None, "--batch-tokens", help="Positions per packed batch "
-                                     "(default 65536 on GPU, 8192 on CPU)."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if available)."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA), float32 or bfloat16."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    window: Window = 8192,
+    overlap: Overlap = None,
+    batch_tokens: BatchTokens = None,
+    device: Device = None,
+    precision: Precision = "auto",
+    quiet: Quiet = False,
 ) -> None:
     """Embed sequences: one row per sequence (pooled vector) and, with --chunks, one row per chunk.
 
@@ -59,19 +58,24 @@ def embed(
 
       torchrun --nproc-per-node 4 -m hnet_seq.cli embed genome.fa --checkpoint CK -o emb.parquet --chunks
     """
-    from hnet_seq.runtime.distributed import dist_info
     from hnet_seq.inference.embed import embed as run
 
     check_positive(batch_tokens, "--batch-tokens")
     check_positive(window, "--window")
+    _report(run(checkpoint, inputs or [], out, config=config, modality=modality, bed=bed, region=region,
+                reference=reference, chunks=chunks, chunks_out=chunks_out, pool=pool, stage=stage, layer=layer,
+                rc_average=rc_average, window=window, overlap=overlap, batch_tokens=batch_tokens, device=device,
+                precision=precision, progress=not quiet))
 
-    s = run(checkpoint, inputs or [], out, config=config, modality=modality, bed=bed, region=region,
-            reference=reference, chunks=chunks, chunks_out=chunks_out, pool=pool, stage=stage, layer=layer,
-            rc_average=rc_average, window=window, overlap=overlap, batch_tokens=batch_tokens, device=device,
-            precision=precision, progress=not quiet)
-    if dist_info().is_main:
-        msg = (f"embedded {s.sequences} sequences ({s.positions:,} positions) in {s.seconds:.1f} s "
-               f"({s.units_per_second:,.0f}/s) -> {s.out}")
-        if s.chunks_out:
-            msg += f"; {s.chunk_rows:,} chunk rows -> {s.chunks_out}"
-        typer.echo(msg, err=True)
+
+def _report(s) -> None:
+    """One line on stderr (rank 0) from the :class:`~hnet_seq.inference.embed.EmbedSummary`."""
+    from hnet_seq.runtime.distributed import dist_info
+
+    if not dist_info().is_main:
+        return
+    msg = (f"embedded {s.sequences} sequences ({s.positions:,} positions) in {s.seconds:.1f} s "
+           f"({s.units_per_second:,.0f}/s) -> {s.out}")
+    if s.chunks_out:
+        msg += f"; {s.chunk_rows:,} chunk rows -> {s.chunks_out}"
+    typer.echo(msg, err=True)

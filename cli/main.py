@@ -20,12 +20,6 @@ from typer.core import TyperCommand, TyperGroup
 from hnet_seq import __version__
 from hnet_seq.errors import Interrupted, UserError
 
-# The --checkpoint help of every command that loads a model.
-CHECKPOINT_HELP = ("Checkpoint directory, or a training run directory (its latest checkpoint), or an "
-                   "official .pt (then --config, unless its name is a packaged config's, e.g. "
-                   "hnet_2stage_L.pt), or a Hugging Face Hub repo id (cartesia-ai/hnet_2stage_L).")
-
-
 class _HelpAsWritten:
     """Help shown as written: ``[bracketed]`` text is not Rich markup (it was swallowed: the
     score-variants convention lost ``[p+m:S+W]``), and flags show no ``<bool>`` value type."""

@@ -48,44 +48,11 @@ def run_figure(run_dir: Path):
     unit = starts[-1].get("unit", "unit") if starts else "unit"
     targets = starts[-1].get("target_compression", []) if starts else []
     resumes = [r["step"] for r in records if r.get("kind") == "resume"]
-    steps = [r["step"] for r in train]
     fig, (nats, bits, comp, speed) = plt.subplots(4, 1, figsize=(8, 11), sharex=True)
-
-    nats.plot(steps, [r["loss"] for r in train], lw=1, label="objective (NLL + ratio loss)")
-    nats.plot(steps, [r.get("nll") for r in train], lw=1, alpha=0.8, label=f"train NLL per {unit}")
-    nats.set_ylabel("nats")
-    nats.set_title(f"{run_dir.name}: loss", loc="left", fontsize=10)
-
-    bits.plot(steps, [r["bits_per_unit"] for r in train], lw=1, alpha=0.7, label="train")
-    if evals:
-        bits.plot([r["step"] for r in evals], [r["bits_per_unit"] for r in evals], "o-", ms=3, label="held-out")
-    bits.set_ylabel(f"bits per {unit}")
-    bits.set_title(f"bits per {unit}", loc="left", fontsize=10)
-
-    n_stages = max((len(r.get("compression") or []) for r in train), default=0)
-    for s in range(n_stages):
-        line, = comp.plot(steps, [(r.get("compression") or [None] * n_stages)[s] for r in train], lw=1,
-                          label=f"stage {s + 1}")
-        held = [(r["step"], r["compression"][s]) for r in evals if len(r.get("compression") or []) > s]
-        if held:
-            comp.plot(*zip(*held), "o", ms=3, color=line.get_color(), label=f"stage {s + 1} held-out")
-        if s < len(targets):
-            comp.axhline(targets[s], color=line.get_color(), ls="--", lw=1, label=f"stage {s + 1} target {targets[s]:g}")
-    comp.set_yscale("log")
-    comp.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    comp.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    comp.set_ylabel("positions per chunk")
-    comp.set_title("compression against target", loc="left", fontsize=10)
-
-    speed.plot(steps, [r.get("tokens_per_s", 0) for r in train], lw=1, label="positions/s (all ranks)")
-    speed.set_ylabel("positions / s")
-    speed.set_title("throughput", loc="left", fontsize=10)
-    mfu = [(r["step"], r["mfu"]) for r in train if isinstance(r.get("mfu"), (int, float))]
-    if mfu:
-        twin = speed.twinx()
-        twin.plot([m[0] for m in mfu], [100 * m[1] for m in mfu], color="tab:red", lw=1)
-        twin.set_ylabel("MFU (%)", color="tab:red")
-    speed.set_xlabel("step")
+    _loss_panel(nats, train, unit, run_dir.name)
+    _bits_panel(bits, train, evals, unit)
+    _compression_panel(comp, train, evals, targets)
+    _speed_panel(speed, train)
     for ax in (nats, bits, comp, speed):
         for i, step in enumerate(resumes):
             ax.axvline(step, color="gray", ls=":", lw=1, label="resumed" if i == 0 else None)
@@ -94,6 +61,57 @@ def run_figure(run_dir: Path):
             ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _loss_panel(ax, train: list[dict], unit: str, name: str) -> None:
+    steps = [r["step"] for r in train]
+    ax.plot(steps, [r["loss"] for r in train], lw=1, label="objective (NLL + ratio loss)")
+    ax.plot(steps, [r.get("nll") for r in train], lw=1, alpha=0.8, label=f"train NLL per {unit}")
+    ax.set_ylabel("nats")
+    ax.set_title(f"{name}: loss", loc="left", fontsize=10)
+
+
+def _bits_panel(ax, train: list[dict], evals: list[dict], unit: str) -> None:
+    ax.plot([r["step"] for r in train], [r["bits_per_unit"] for r in train], lw=1, alpha=0.7, label="train")
+    if evals:
+        ax.plot([r["step"] for r in evals], [r["bits_per_unit"] for r in evals], "o-", ms=3, label="held-out")
+    ax.set_ylabel(f"bits per {unit}")
+    ax.set_title(f"bits per {unit}", loc="left", fontsize=10)
+
+
+def _compression_panel(ax, train: list[dict], evals: list[dict], targets: list) -> None:
+    """Per stage: train compression (line), held-out (dots) and the target (dashed), log scale."""
+    import matplotlib.ticker
+
+    steps = [r["step"] for r in train]
+    n_stages = max((len(r.get("compression") or []) for r in train), default=0)
+    for s in range(n_stages):
+        line, = ax.plot(steps, [(r.get("compression") or [None] * n_stages)[s] for r in train], lw=1,
+                        label=f"stage {s + 1}")
+        held = [(r["step"], r["compression"][s]) for r in evals if len(r.get("compression") or []) > s]
+        if held:
+            ax.plot(*zip(*held), "o", ms=3, color=line.get_color(), label=f"stage {s + 1} held-out")
+        if s < len(targets):
+            ax.axhline(targets[s], color=line.get_color(), ls="--", lw=1, label=f"stage {s + 1} target {targets[s]:g}")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_ylabel("positions per chunk")
+    ax.set_title("compression against target", loc="left", fontsize=10)
+
+
+def _speed_panel(ax, train: list[dict]) -> None:
+    """Positions per second, and MFU (%) on a twin axis when the run logged it."""
+    ax.plot([r["step"] for r in train], [r.get("tokens_per_s", 0) for r in train], lw=1,
+            label="positions/s (all ranks)")
+    ax.set_ylabel("positions / s")
+    ax.set_title("throughput", loc="left", fontsize=10)
+    mfu = [(r["step"], r["mfu"]) for r in train if isinstance(r.get("mfu"), (int, float))]
+    if mfu:
+        twin = ax.twinx()
+        twin.plot([m[0] for m in mfu], [100 * m[1] for m in mfu], color="tab:red", lw=1)
+        twin.set_ylabel("MFU (%)", color="tab:red")
+    ax.set_xlabel("step")
 
 
 def plot_command(

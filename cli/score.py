@@ -5,32 +5,31 @@ from pathlib import Path
 
 import typer
 
-from hnet_seq.cli.main import CHECKPOINT_HELP, check_positive, command
+from hnet_seq.cli.main import check_positive, command
+from hnet_seq.cli.options import (BatchTokens, Checkpoint, Config, Device, Modality, Overlap, Precision, Quiet,
+                                  Reference, Region, Window)
 
 
 @command("score")
 def score(
     inputs: list[Path] = typer.Argument(None, help="FASTA, text/JSONL or audio files, or .tar shards "
                                         "(omit with --bed or --region).", show_default=False),
-    checkpoint: Path = typer.Option(..., "--checkpoint", help=CHECKPOINT_HELP),
+    checkpoint: Checkpoint = ...,
     out: Path = typer.Option(None, "--out", "-o", help="Table .tsv or .parquet (default: TSV on stdout)."),
     per_position: Path = typer.Option(None, "--per-position", help="Also write per-position log-probabilities "
                                       "(nats) to this .parquet: seq_id, chrom, position, logprob."),
-    config: Path = typer.Option(None, "--config", help="JSON config of an official .pt checkpoint."),
-    modality: str = typer.Option(None, "--modality", help="Override the checkpoint's modality."),
+    config: Config = None,
+    modality: Modality = None,
     bed: Path = typer.Option(None, "--bed", help="Score these BED intervals (.bed or .bed.gz) of --reference: "
                              "the name is the seq_id, a '-' interval is scored as its reverse complement."),
-    region: str = typer.Option(None, "--region", help="Score one region CONTIG:START-END of --reference, "
-                               "1-based inclusive as in samtools (chr1:1001-2000 is BED chr1 1000 2000)."),
-    reference: Path = typer.Option(None, "--reference", help="Reference FASTA for --bed or --region."),
-    window: int = typer.Option(8192, "--window", help="Tile length for long sequences."),
-    overlap: int = typer.Option(None, "--overlap", help="Left context of every tile after the first (default: "
-                                "window/4, at most 1024); its "
-                                "positions are scored by the previous tile."),
-    batch_tokens: int = typer.Option(None, "--batch-tokens", help="Positions per packed batch."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA), float32 or bfloat16."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    region: Region = None,
+    reference: Reference = None,
+    window: Window = 8192,
+    overlap: Overlap = None,
+    batch_tokens: BatchTokens = None,
+    device: Device = None,
+    precision: Precision = "auto",
+    quiet: Quiet = False,
 ) -> None:
     """Per-sequence log-likelihood (nats), bits per unit and length; any modality.
 

@@ -8,10 +8,10 @@ from typing import Optional
 import typer
 
 from hnet_seq.cli.main import check_positive, command
+from hnet_seq.cli.options import BatchTokens, Device, Precision
 from hnet_seq.errors import UserError
 
 
-@command("score-variants")
 def score_variants(
     vcf: Path = typer.Option(None, "--vcf", help="Variants: .vcf, .vcf.gz or .bcf (read with pysam)."),
     saturate: str = typer.Option(None, "--saturate", help="Instead of --vcf: every SNV of CONTIG:START-END "
@@ -35,79 +35,98 @@ def score_variants(
                                 "(default: reported and skipped)."),
     windows_fasta: Path = typer.Option(None, "--windows-fasta", help="Write every scored allele's ref and alt "
                                        "windows as FASTA (to check or rescore them with 'hnet-seq score')."),
-    batch_tokens: int = typer.Option(None, "--batch-tokens", help="Positions per packed batch."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA), float32 or bfloat16."),
+    batch_tokens: BatchTokens = None,
+    device: Device = None,
+    precision: Precision = "auto",
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no per-record skip messages."),
     share_prefix: Optional[bool] = typer.Option(None, "--share-prefix/--no-share-prefix", help="Run each "
                                                 "reference window once and only the ALT suffix after the variant "
                                                 "(same scores); --no-share-prefix: a full pass per window. "
                                                 "Default: shared on CPU; on CUDA not until its GPU tests have run."),
 ) -> None:
-    """Score = log-likelihood(alt window) - log-likelihood(ref window), nats, per ALT allele.
-
-    Convention: with p = POS-1 and m = len(REF), the ref window is the W reference bases
-    centred on REF; near a contig end it is shifted inside the contig (same length, allele
-    off-centre; columns contig_edge and window_offset), never padded, and a contig shorter
-    than W is scored whole (flag short_contig).  The alt window is, by --indel-window,
-    equal-length: the W bases of the alt haplotype (the reference with REF replaced by ALT)
-    centred on ALT (default: totals of equal-length windows compare like with like), or span:
-    ref[S:p] + ALT + ref[p+m:S+W], the ref window's span [S, S+W) with REF replaced by ALT (its
-    length changes by len(ALT) - m, and so does the total, by about a base's log-likelihood per base).  score_per_base compares
-    per-position means; site_llr restricts the difference to the allele's own bases.  Multi-allelic records
-    are split; symbolic/breakend/'*' ALTs, REF mismatches (fatal with --strict) and contigs
-    missing from the reference (chr1 <-> 1 aliases tried) are reported and skipped.
-
-    Examples:
-
-      hnet-seq score-variants --vcf calls.vcf.gz --reference genome.fa --checkpoint CK -o scores.tsv
-
-      hnet-seq score-variants --vcf calls.bcf --reference genome.fa --checkpoint CK --rc-average \\
-          --vcf-out annotated.vcf.gz -o scores.parquet
-
-      hnet-seq score-variants --saturate chr17:43044294-43045294 --reference genome.fa --checkpoint CK -o sge.tsv
-
-    --saturate scores the three SNVs of every base of the region; each scoring region of at
-    most W/2 bases shares one window of W bases centred on it (see hnet_seq.inference.saturation).
-    """
-    from hnet_seq.inference.tables import write_tsv
-    from hnet_seq.inference.variant_table import TABLE_SCHEMA, table_row
+    """Score = log-likelihood(alt window) - log-likelihood(ref window), nats, per ALT allele."""
     from hnet_seq.inference.variants import score_variants as run
     from hnet_seq.runtime.distributed import dist_info
 
     check_positive(batch_tokens, "--batch-tokens")
     check_positive(window, "--window")
-
     main = dist_info().is_main
-    shown = [0]
-
-    def report(a) -> None:
-        if quiet or not main:
-            return
-        shown[0] += 1
-        if shown[0] <= 20:
-            typer.echo(f"skipped {a.chrom}:{a.pos} {a.ref}>{a.alt}: {a.reason}", err=True)
-        elif shown[0] == 21:
-            typer.echo("(further skipped alleles: see the status/reason columns)", err=True)
-
     if (vcf is None) == (saturate is None):
         raise UserError("give --vcf or --saturate (one of them)")
+    shared = dict(window=window, rc_average=rc_average, share_prefix=share_prefix, config=config,
+                  batch_tokens=batch_tokens, device=device, precision=precision, keep_alleles=out is None)
     if saturate is not None:
-        if vcf_out is not None or windows_fasta is not None:
-            raise UserError("--vcf-out and --windows-fasta need --vcf, not --saturate")
-        from hnet_seq.inference.saturation import saturation_mutagenesis
-
-        s = saturation_mutagenesis(checkpoint, reference, saturate, out, window=window, rc_average=rc_average,
-                                   share_prefix=share_prefix, config=config, batch_tokens=batch_tokens,
-                                   device=device, precision=precision, keep_alleles=out is None)
+        s = _saturate(checkpoint, reference, saturate, out, vcf_out, windows_fasta, shared)
     else:
-        s = run(checkpoint, vcf, reference, out, vcf_out=vcf_out, config=config, window=window,
-                indel_window=indel_window, rc_average=rc_average, strict=strict, batch_tokens=batch_tokens,
-                device=device, precision=precision, windows_fasta=windows_fasta, progress=not quiet,
-                keep_alleles=out is None, on_skip=report, command=_command_line(), share_prefix=share_prefix)
-    if not main:
-        return
-    if out is None:  # the columns of a -o table, in the same format
+        s = run(checkpoint, vcf, reference, out, vcf_out=vcf_out, indel_window=indel_window, strict=strict,
+                windows_fasta=windows_fasta, progress=not quiet, on_skip=_SkipReport(quiet or not main),
+                command=_command_line(), **shared)
+    if main:
+        _report(s, out)
+
+
+# The help's reference part, kept out of the function body: the window convention and --saturate.
+score_variants.__doc__ += """
+
+Convention: with p = POS-1 and m = len(REF), the ref window is the W reference bases
+centred on REF; near a contig end it is shifted inside the contig (same length, allele
+off-centre; columns contig_edge and window_offset), never padded, and a contig shorter
+than W is scored whole (flag short_contig).  The alt window is, by --indel-window,
+equal-length: the W bases of the alt haplotype (the reference with REF replaced by ALT)
+centred on ALT (default: totals of equal-length windows compare like with like), or span:
+ref[S:p] + ALT + ref[p+m:S+W], the ref window's span [S, S+W) with REF replaced by ALT (its
+length changes by len(ALT) - m, and so does the total, by about a base's log-likelihood per base).  score_per_base compares
+per-position means; site_llr restricts the difference to the allele's own bases.  Multi-allelic records
+are split; symbolic/breakend/'*' ALTs, REF mismatches (fatal with --strict) and contigs
+missing from the reference (chr1 <-> 1 aliases tried) are reported and skipped.
+
+Examples:
+
+  hnet-seq score-variants --vcf calls.vcf.gz --reference genome.fa --checkpoint CK -o scores.tsv
+
+  hnet-seq score-variants --vcf calls.bcf --reference genome.fa --checkpoint CK --rc-average \\
+      --vcf-out annotated.vcf.gz -o scores.parquet
+
+  hnet-seq score-variants --saturate chr17:43044294-43045294 --reference genome.fa --checkpoint CK -o sge.tsv
+
+--saturate scores the three SNVs of every base of the region; each scoring region of at
+most W/2 bases shares one window of W bases centred on it (see hnet_seq.inference.saturation).
+"""
+command("score-variants")(score_variants)
+
+
+class _SkipReport:
+    """``on_skip``: the first 20 skipped alleles on stderr, then one line pointing to the table."""
+
+    def __init__(self, silent: bool):
+        self.silent = silent
+        self.shown = 0
+
+    def __call__(self, a) -> None:
+        if self.silent:
+            return
+        self.shown += 1
+        if self.shown <= 20:
+            typer.echo(f"skipped {a.chrom}:{a.pos} {a.ref}>{a.alt}: {a.reason}", err=True)
+        elif self.shown == 21:
+            typer.echo("(further skipped alleles: see the status/reason columns)", err=True)
+
+
+def _saturate(checkpoint, reference, region: str, out, vcf_out, windows_fasta, shared: dict):
+    """--saturate: every SNV of ``region``, through :func:`~hnet_seq.inference.saturation.saturation_mutagenesis`."""
+    if vcf_out is not None or windows_fasta is not None:
+        raise UserError("--vcf-out and --windows-fasta need --vcf, not --saturate")
+    from hnet_seq.inference.saturation import saturation_mutagenesis
+
+    return saturation_mutagenesis(checkpoint, reference, region, out, **shared)
+
+
+def _report(s, out) -> None:
+    """Without -o, the table on stdout (the columns of a -o table, in the same format); the summary on stderr."""
+    from hnet_seq.inference.tables import write_tsv
+    from hnet_seq.inference.variant_table import TABLE_SCHEMA, table_row
+
+    if out is None:
         write_tsv(TABLE_SCHEMA, (table_row(a) for a in s.alleles_list))
     typer.echo(s.describe(), err=True)
 
