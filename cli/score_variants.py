@@ -128,7 +128,7 @@ def _report(s, out) -> None:
 
     if out is None:
         write_tsv(TABLE_SCHEMA, (table_row(a) for a in s.alleles_list))
-    typer.echo(s.describe(), err=True)
+    typer.echo(_summary_line(s), err=True)
 
 
 def _command_line() -> str:
@@ -146,3 +146,12 @@ def _command_line() -> str:
             continue
         words += [param.opts[0]] if value is True else [param.opts[0], str(value)]
     return shlex.join(words)
+
+
+def _summary_line(s) -> str:
+    """The one stderr line of a finished run, from its :class:`VariantSummary`."""
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(s.skipped.items())) or "none"
+    return (f"{s.records} records, {s.alleles} ALT alleles: {s.scored} scored, skipped: {skipped}; "
+            f"{s.windows} distinct windows; {s.seconds:.1f} s, {s.variants_per_second:,.1f} variants/s"
+            + (f"; {s.not_in_vcf} alleles' records not in --vcf-out (vcf_unwritable)" if s.not_in_vcf else "")
+            + (f"; --vcf-out: {s.index_note}" if s.index_note else ""))

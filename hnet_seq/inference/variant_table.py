@@ -52,11 +52,3 @@ class VariantSummary:
     @property
     def variants_per_second(self) -> float:
         return self.scored / max(self.seconds, 1e-9)
-
-    def describe(self) -> str:
-        skipped = ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())) or "none"
-        return (f"{self.records} records, {self.alleles} ALT alleles: {self.scored} scored, skipped: {skipped}; "
-                f"{self.windows} distinct windows; {self.seconds:.1f} s, "
-                f"{self.variants_per_second:,.1f} variants/s"
-                + (f"; {self.not_in_vcf} alleles' records not in --vcf-out (vcf_unwritable)" if self.not_in_vcf else "")
-                + (f"; --vcf-out: {self.index_note}" if self.index_note else ""))
