@@ -17,6 +17,7 @@ gradient clipping → AdamW → schedule.  Around it:
 The pieces around the loop live apart: the run directory (:mod:`.run_dir`), held-out
 evaluation (:mod:`.evaluation`), checkpoints (:mod:`.checkpointing`), parallelism
 (:mod:`.parallel`), metrics and console (:mod:`.metrics`), and how a run ends (:mod:`.outcome`).
+What stays (~310 lines) is the loop and the setup it needs, so that a step reads top to bottom.
 
 MFU (CUDA only) = model FLOPs per second / the GPU's dense bf16 peak.  Model FLOPs
 (:func:`hnet_seq.flops.training_flops`, at each stage's *measured* length, summed over ranks;
