@@ -89,17 +89,5 @@ def _records(adapter, inputs, sequence: str | None, region: str | None, referenc
 
 
 def _inline_record(adapter, sequence: str):
-    """--sequence as a record: DNA bases (whitespace dropped) or UTF-8 bytes."""
-    import numpy as np
-
-    from hnet_seq.modalities.base import Record
-
-    if adapter.name == "dna":
-        from hnet_seq.modalities.dna import encode_ascii
-
-        data = encode_ascii("".join(sequence.split()), "--sequence")[0]
-    elif adapter.name == "bytes":
-        data = np.frombuffer(sequence.encode("utf-8"), np.uint8)
-    else:
-        raise UserError(f"--sequence: {adapter.name} input must come from files")
-    return Record("sequence", data, {})
+    """--sequence as a record, in the modality's text form (DNA bases, or UTF-8 bytes)."""
+    return adapter.text_record(sequence, "sequence", where="--sequence")

@@ -61,7 +61,7 @@ def generate(
         prompt = _read_prompt(im, prompt_file)
     gens = run(im, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                seed=seed, num_samples=num_samples)
-    text = _samples_text(gens, prompt, dna=im.adapter.name == "dna")
+    text = _samples_text(gens, prompt, dna=im.adapter.genomic)
     if out is None:
         typer.echo(text, nl=False)
         return
@@ -96,12 +96,10 @@ def _read_prompt(im, prompt_file: Path) -> str | bytes:
     """The first FASTA record's bases for a DNA model, else the file's bytes."""
     if not prompt_file.exists():
         raise UserError(f"--prompt-file {prompt_file}: no such file")
-    if im.adapter.name != "dna":
+    if not im.adapter.genomic:
         return prompt_file.read_bytes()
-    from hnet_seq.modalities.dna import decode_tokens
-
     rec = next(iter(im.adapter.read_records([prompt_file])))
-    return decode_tokens(rec.data)
+    return im.adapter.text_of(rec.data)
 
 
 def _samples_text(gens, prompt: str | bytes, dna: bool) -> str:

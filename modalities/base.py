@@ -49,6 +49,11 @@ class ModalityAdapter(ABC):
     units_per_second: float | None = None  # coordinates per second (audio): outputs add seconds
     sample_rate: int | None = None
     default_data: str | None = None  # file or folder in hnet_seq/resources a run reads when given no data
+    # What callers ask of a modality, instead of its name:
+    double_stranded: bool = False  # a reverse complement exists (rc_average, '-' BED intervals)
+    genomic: bool = False  # records come from an indexed reference (fetch): VCF variants, saturation
+    tokens_are_data: bool = False  # Record.data already holds the model's tokens (no encode step)
+    eos_token: int | None = None  # the token that ends a generated sequence
 
     # ---- reading -------------------------------------------------------------------------
     @abstractmethod
@@ -76,7 +81,20 @@ class ModalityAdapter(ABC):
         """A Record of an in-memory sequence in the modality's natural form (the notebook API)."""
         return Record(id, np.asarray(value), {})
 
+    def text_record(self, text: str | bytes, id: str = "sequence", where: str = "text") -> Record:
+        """A Record of a sequence typed as text (a prompt, an inline sequence); ``where`` names
+        it in errors.  Modalities without a text form refuse."""
+        raise UserError(f"{where}: {self.name} input must come from files")
+
     # ---- tensors -------------------------------------------------------------------------
+    def prompt_tokens(self, prompt: str | bytes) -> np.ndarray:
+        """``(L,) int64`` model tokens that a generation continues."""
+        return self.encode(self.text_record(prompt, "prompt", where="prompt")).numpy()
+
+    def text_of(self, tokens: np.ndarray) -> str:
+        """Generated tokens as text."""
+        raise UserError(f"{self.name} tokens have no text form")
+
     @abstractmethod
     def encode(self, record: Record) -> torch.Tensor:
         """Model inputs of a whole record: ``(L,) int64`` tokens or ``(N, F) float32`` frames."""

@@ -70,6 +70,7 @@ class DNAAdapter(DiscreteAdapter):
     vocab_size = 5
     default_data = "shigella_sonnei_53G_plasmids.fa.gz"
     symbols = "ACGTN"  # token order: the columns of per-position distributions
+    double_stranded = genomic = tokens_are_data = True
     file_suffixes = (".fa", ".fasta", ".fna", ".fa.gz", ".fasta.gz", ".fna.gz", ".fa.bgz", ".fq", ".fastq")
 
     def __init__(self, soft_mask: str = "ignore", soft_mask_weight: float = 0.1, table_size: int = 8):
@@ -137,6 +138,20 @@ class DNAAdapter(DiscreteAdapter):
             tokens, mask = encode_ascii(value, f"sequence '{id}'")
             return Record(id, tokens, {"mask": mask})
         return Record(id, np.asarray(value, np.uint8), {})
+
+    def text_record(self, text: str | bytes, id: str = "sequence", where: str = "text") -> Record:
+        """Bases typed as text; whitespace (line breaks of a pasted sequence) is dropped."""
+        text = text.decode() if isinstance(text, bytes) else text
+        return Record(id, encode_ascii("".join(text.split()), where)[0], {})
+
+    def prompt_tokens(self, prompt: str | bytes) -> np.ndarray:
+        tokens = super().prompt_tokens(prompt)
+        if len(tokens) == 0:
+            raise UserError("prompt: a DNA model needs at least one base")
+        return tokens
+
+    def text_of(self, tokens: np.ndarray) -> str:
+        return decode_tokens(tokens)
 
     # ---- tensors ---------------------------------------------------------------------------
     def encode(self, record: Record) -> torch.Tensor:

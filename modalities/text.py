@@ -34,6 +34,7 @@ class BytesAdapter(DiscreteAdapter):
     record_fields = ("lang",)  # the JSONL field, or the file name's language code
     column_names = {"seq_id": "doc", "chrom": "source"}  # a document of a source file, not a contig
     default_data = "udhr"  # six UDHR translations (resources/README.md)
+    eos_token = EOS
 
     def __init__(self, text_field: str = "text", lang_field: str = "lang", id_field: str = "id",
                  lang_from_stem: bool = True, add_bos: bool = True, add_eos: bool = False):
@@ -74,6 +75,24 @@ class BytesAdapter(DiscreteAdapter):
         """Text (``str``, as UTF-8) or raw ``bytes``."""
         data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
         return Record(id, np.frombuffer(data, np.uint8), {"lang": None})
+
+    def text_record(self, text: str | bytes, id: str = "sequence", where: str = "text") -> Record:
+        """UTF-8 bytes of ``text`` (unpaired surrogates kept as the bytes they stand for)."""
+        data = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
+        return Record(id, np.frombuffer(data, np.uint8), {})
+
+    def prompt_tokens(self, prompt: str | bytes) -> np.ndarray:
+        """BOS + the prompt's bytes; never an EOS (the prompt does not end the text)."""
+        tokens = super().prompt_tokens(prompt)
+        if self.add_eos:
+            tokens = tokens[:-1]
+        if len(tokens) == 0:
+            raise UserError("prompt: empty, and the byte model has no BOS (add_bos=false)")
+        return tokens
+
+    def text_of(self, tokens: np.ndarray) -> str:
+        """Bytes as UTF-8 (invalid sequences replaced); BOS/EOS values dropped."""
+        return bytes(int(t) for t in tokens if t < 256 and t not in (BOS, EOS)).decode("utf-8", "replace")
 
     # ---- tensors ---------------------------------------------------------------------------
     def encode(self, record: Record) -> torch.Tensor:

@@ -118,7 +118,7 @@ def embed(model, sequences, *, pool: str = "mean", stage: int | None = None, lay
     im = as_inference_model(model)
     if pool not in POOLS:
         raise UserError(f"pool={pool!r}: choose {', '.join(POOLS)}")
-    if rc_average and im.adapter.name != "dna":
+    if rc_average and not im.adapter.double_stranded:
         raise UserError(f"rc_average is for DNA models; this model reads {im.adapter.name}")
     stage = (1 if pool == "chunks" else 0) if stage is None else stage
     overlap = default_overlap(window, overlap)
@@ -179,7 +179,7 @@ def score(model, sequences, *, distributions: bool = False, rc_average: bool = F
     adapter = im.adapter
     if distributions and not hasattr(adapter, "table_size"):
         raise UserError(f"distributions are over a vocabulary; the {adapter.name} model predicts a density")
-    if rc_average and not (distributions and adapter.name == "dna"):
+    if rc_average and not (distributions and adapter.double_stranded):
         raise UserError("rc_average averages DNA distributions: use it with distributions=True on a DNA model")
     unknown = sorted(set(hidden) - set(layer_names(im)))
     if unknown:

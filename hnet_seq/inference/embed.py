@@ -147,7 +147,7 @@ def _check_outputs(pool: str, window: int, overlap: int | None, out, chunks: boo
 
 def _check_model(im: InferenceModel, rc_average: bool, pool: str, stage: int | None) -> int:
     """Check the arguments against the model; returns the pooled stage."""
-    if rc_average and im.adapter.name != "dna":
+    if rc_average and not im.adapter.double_stranded:
         raise UserError(f"rc_average is for DNA models; this model reads {im.adapter.name}", params=("rc_average",))
     if stage is None:
         stage = 1 if pool == "chunks" else 0

@@ -71,38 +71,11 @@ def sample_next(logits: torch.Tensor, temperature: float, top_k: int, top_p: flo
 
 
 def encode_prompt(im: InferenceModel, prompt: str | bytes) -> np.ndarray:
-    """Model tokens of a prompt (DNA letters, or text for a byte model with BOS prepended)."""
-    adapter = im.adapter
-    if adapter.name == "dna":
-        from hnet_seq.modalities.dna import encode_ascii
-
-        text = prompt.decode() if isinstance(prompt, bytes) else prompt
-        text = "".join(text.split())
-        if not text:
-            raise UserError("prompt: a DNA model needs at least one base", params=("prompt",))
-        try:
-            return encode_ascii(text, "prompt")[0].astype(np.int64)
-        except UserError as e:  # "prompt: invalid character ...": the message names the parameter
-            raise UserError(str(e), params=("prompt",)) from None
-    if adapter.name == "bytes":
-        from hnet_seq.modalities.base import Record
-
-        data = prompt if isinstance(prompt, bytes) else prompt.encode("utf-8", "surrogateescape")
-        tokens = adapter.encode(Record("prompt", np.frombuffer(data, np.uint8))).numpy()
-        if getattr(adapter, "add_eos", False):
-            tokens = tokens[:-1]  # never end the prompt
-        if len(tokens) == 0:
-            raise UserError("prompt: empty, and the byte model has no BOS (add_bos=false)", params=("prompt",))
-        return tokens
-    raise UserError(f"generate: {adapter.name} models continue audio files (use an audio prompt)")
-
-
-def decode(im: InferenceModel, tokens: np.ndarray) -> str:
-    if im.adapter.name == "dna":
-        from hnet_seq.modalities.dna import decode_tokens
-
-        return decode_tokens(tokens)
-    return bytes(int(t) for t in tokens if t < 256 and t not in (254, 255)).decode("utf-8", "replace")
+    """Model tokens of a text prompt (:meth:`ModalityAdapter.prompt_tokens`); errors name ``prompt``."""
+    try:
+        return im.adapter.prompt_tokens(prompt).astype(np.int64)
+    except UserError as e:
+        raise UserError(str(e), params=("prompt",)) from None
 
 
 def _check_sampling(max_new_tokens: int, top_k: int, top_p: float, num_samples: int) -> None:
@@ -130,7 +103,7 @@ def generate(checkpoint: str | Path | InferenceModel, prompt: str | bytes = "", 
     if vocab is None:
         raise UserError(f"generate: {im.adapter.name} has no token vocabulary; use continue_audio")
     prompt_tokens = encode_prompt(im, prompt)
-    eos = 255 if im.adapter.name == "bytes" and stop_at_eos else None
+    eos = im.adapter.eos_token if stop_at_eos else None
     b = num_samples
     generator = torch.Generator().manual_seed(seed)
     state = model.new_state(b, len(prompt_tokens) + max_new_tokens, device=dev)
@@ -170,7 +143,7 @@ def generate(checkpoint: str | Path | InferenceModel, prompt: str | bytes = "", 
     results = []
     for r in range(b):
         toks = out[r, : length[r]].numpy()
-        results.append(Generation(prompt_tokens, toks, lps[r, : length[r]].numpy(), decode(im, toks), stop[r]))
+        results.append(Generation(prompt_tokens, toks, lps[r, : length[r]].numpy(), im.adapter.text_of(toks), stop[r]))
     return results
 
 
@@ -216,7 +189,7 @@ def continue_audio(checkpoint: str | Path | InferenceModel, prompt_wav: str | Pa
 
     im = load(checkpoint, config, device=device, precision="float32")
     adapter, model, dev = im.adapter, im.model, im.device
-    if adapter.name != "audio":
+    if adapter.sample_rate is None:
         raise UserError(f"prompt_wav needs an audio model; this checkpoint reads {adapter.name}",
                         params=("prompt_wav",))
     if adapter.features != "raw":

@@ -45,7 +45,7 @@ def record_inputs(adapter, record, scoring: bool = False) -> tuple[torch.Tensor,
     meta = record.meta or {}
     offset = int(meta.get("start", 0)) if "contig" in meta else 0
     reverse = meta.get("strand") == "-"
-    if adapter.name == "dna" and not scoring:
+    if adapter.tokens_are_data and not scoring:
         x = torch.from_numpy(np.ascontiguousarray(record.data))  # uint8; widened per batch
         return x, None, CoordMap(0, 1, len(record.data), offset, reverse)
     if scoring:

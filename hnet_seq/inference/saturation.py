@@ -108,7 +108,7 @@ def saturation_mutagenesis(checkpoint: str | Path | InferenceModel, reference: s
         from .variant_prefix import shared_by_default
 
         share_prefix = shared_by_default(im.device)
-    if im.adapter.name != "dna":
+    if not im.adapter.genomic:
         raise UserError(f"saturation mutagenesis needs a DNA model; this checkpoint reads {im.adapter.name}")
     ref = Reference(reference)
     iv = parse_region(region, ref.lengths, str(reference))  # 1-based inclusive, as every region

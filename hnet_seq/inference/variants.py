@@ -75,7 +75,7 @@ def score_variants(checkpoint: str | Path | InferenceModel, vcf: str | Path, ref
         from .variant_prefix import shared_by_default
 
         share_prefix = shared_by_default(im.device)
-    if im.adapter.name != "dna":
+    if not im.adapter.genomic:
         raise UserError(f"score-variants needs a DNA model; this checkpoint reads {im.adapter.name}")
     dist = init_distributed(im.device)
     multi = dist.world > 1
