@@ -196,8 +196,8 @@ def test_interrupted_run_resumes_without_data(tmp_path):
     import yaml
 
     from hnet_seq.train.loop import RUN_CONFIG
-    from test_train import _train_steps, _wait_for, invoke
-    from test_train_helpers import cli_popen, micro_config
+    from test_train import _train_steps, invoke
+    from test_train_helpers import cli_popen, micro_config, wait_for
 
     cfg_path = micro_config(tmp_path, steps=500, checkpoint={"every": 0})
     cfg = yaml.safe_load(cfg_path.read_text())
@@ -205,7 +205,7 @@ def test_interrupted_run_resumes_without_data(tmp_path):
     cfg_path.write_text(yaml.safe_dump(cfg))
     run = tmp_path / "run"
     proc = cli_popen("train", "--config", str(cfg_path), "--data", fasta, "--out", str(run))
-    _wait_for(lambda: len(_train_steps(run)) >= 2, proc)
+    wait_for(lambda: len(_train_steps(run)) >= 2, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
