@@ -11,7 +11,8 @@ import pytest
 
 from hnet_seq.modalities import get_adapter
 from hnet_seq.train.data import default_paths
-from test_inference import invoke, make_checkpoint
+from test_inference import make_checkpoint
+from test_train_helpers import free_port, invoke
 
 OPTIONS = {"sample_rate": 8000, "frame_size": 40, "mixtures": 2}
 
@@ -129,12 +130,11 @@ def test_time_columns_survive_the_torchrun_merge(tmp_path, cka, speech):
     import sys
 
     from test_inference import ROOT
-    from test_score_ddp import _free_port
 
     multi = tmp_path / "m.parquet"
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                           str(_free_port()), "-m", "hnet_seq.cli", "score", *map(str, speech), "--checkpoint",
+                           str(free_port()), "-m", "hnet_seq.cli", "score", *map(str, speech), "--checkpoint",
                            str(cka), "--device", "cpu", "-o", str(multi), "-q"],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, "\n".join(x for x in proc.stderr.splitlines() if "rank0" in x)[-3000:]

@@ -16,14 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from hnet_seq.cli.main import app
-from test_train_helpers import ROOT, small_fasta, tiny_dna_checkpoint
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
+from test_train_helpers import ROOT, invoke, small_fasta, tiny_dna_checkpoint
 
 
 def one_line_error(result, *needles: str) -> str:

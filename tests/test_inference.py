@@ -17,13 +17,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from hnet_seq.checkpoint import save_checkpoint
-from hnet_seq.cli.main import app
 from hnet_seq.config import load_config
 from hnet_seq.errors import UserError
 from hnet_seq.model import HNetLM
+from test_train_helpers import invoke
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -84,11 +83,6 @@ def small_fasta(tmp_path_factory, plasmids) -> tuple[Path, dict[str, int]]:
     path = tmp_path_factory.mktemp("fa") / "plasmids_subset.fa"
     path.write_text("".join(f">{n}\n{s}\n" for n, s in seqs.items()))
     return path, {n: len(s) for n, s in seqs.items()}
-
-
-def invoke(*args: str):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    return result
 
 
 def chunk_rows(path: Path) -> dict:

@@ -196,8 +196,7 @@ def test_interrupted_run_resumes_without_data(tmp_path):
     import yaml
 
     from hnet_seq.train.loop import RUN_CONFIG
-    from test_train import _train_steps, invoke
-    from test_train_helpers import cli_popen, micro_config, wait_for
+    from test_train_helpers import cli_popen, invoke, micro_config, train_steps, wait_for
 
     cfg_path = micro_config(tmp_path, steps=500, checkpoint={"every": 0})
     cfg = yaml.safe_load(cfg_path.read_text())
@@ -205,16 +204,16 @@ def test_interrupted_run_resumes_without_data(tmp_path):
     cfg_path.write_text(yaml.safe_dump(cfg))
     run = tmp_path / "run"
     proc = cli_popen("train", "--config", str(cfg_path), "--data", fasta, "--out", str(run))
-    wait_for(lambda: len(_train_steps(run)) >= 2, proc)
+    wait_for(lambda: len(train_steps(run)) >= 2, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert f"--resume --out {run}" in err
     assert json.loads((run / RUN_CONFIG).read_text())["data"]["paths"] == [str(Path(fasta).resolve())]
-    stopped = _train_steps(run)[-1]
+    stopped = train_steps(run)[-1]
     again = invoke("train", "--resume", "--out", str(run), "--steps", str(stopped + 2))
     assert again.exit_code == 0, again.output
-    assert _train_steps(run) == list(range(1, stopped + 3))
+    assert train_steps(run) == list(range(1, stopped + 3))
 
 
 def test_preset_name_beats_a_local_folder(tmp_path, monkeypatch):

@@ -15,14 +15,13 @@ import torch
 
 from hnet_seq.train.metrics import read_metrics
 from hnet_seq.runtime.distributed import FORCE_ENV
-from test_train_ddp import _free_port
-from test_train_helpers import micro_config
+from test_train_helpers import free_port, micro_config
 
 
 def _train(cfg, run, *extra, torchrun: bool, backend: str | None = None):
     env = {**os.environ, "OMP_NUM_THREADS": "1", FORCE_ENV: "1"}
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1",
-                "--master_port", str(_free_port())] if torchrun else [sys.executable]
+                "--master_port", str(free_port())] if torchrun else [sys.executable]
     proc = subprocess.run([*launcher, "-m", "hnet_seq.cli", "train", "--config", str(cfg), "--out", str(run),
                            *extra], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 
@@ -14,14 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from test_inference import ROOT, SHIGELLA, make_checkpoint
+from test_train_helpers import free_port
 
 pytestmark = pytest.mark.skipif(not SHIGELLA.exists(), reason=f"shared test data not found at {SHIGELLA}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
@@ -46,7 +40,7 @@ def test_score_two_ranks_equals_one_process(tmp_path, device):
     # a progress line at every batch: rank 0's count shows how much of the work it did itself
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "HNET_SEQ_PROGRESS_SECONDS": "0"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                           str(_free_port()), "-m", "hnet_seq.cli", "score", *args, "-o", str(multi),
+                           str(free_port()), "-m", "hnet_seq.cli", "score", *args, "-o", str(multi),
                            "--per-position", str(multi_pp)], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count("scored ") == 1  # rank 0 reports, once

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from hnet_seq.cli.main import app
 from hnet_seq.train.metrics import read_metrics
-from test_train_helpers import cli_popen, micro_config, small_fasta, tiny_dna_checkpoint, wait_for
+from test_train_helpers import cli_popen, micro_config, small_fasta, tiny_dna_checkpoint, train_steps, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -104,10 +104,6 @@ def _history(run: Path) -> list[dict]:
             if r["kind"] in ("train", "eval")]
 
 
-def _train_steps(run: Path) -> list[int]:
-    return [r["step"] for r in read_metrics(run) if r.get("kind") == "train"] if (run / "metrics.jsonl").exists() else []
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_train_interrupted_checkpoints_and_resumes_bitwise(tmp_path, sig):
     """Uninterrupted (in this process) == stopped by ``sig`` (subprocess, its own checkpoint) + resumed."""
@@ -116,14 +112,14 @@ def test_train_interrupted_checkpoints_and_resumes_bitwise(tmp_path, sig):
                                                                                 "progress": "off"})
     full, stopped = tmp_path / "full", tmp_path / "stopped"
     proc = cli_popen("train", "--config", str(cfg), "--out", str(stopped))
-    wait_for(lambda: len(_train_steps(stopped)) >= 2, proc)
+    wait_for(lambda: len(train_steps(stopped)) >= 2, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
     assert f"{signal.Signals(sig).name} at step" in err and "--resume" in err and "Traceback" not in err
     assert _debris(stopped) == []
     at = int((stopped / "checkpoints" / "latest").resolve().name.split("_")[1])
-    assert 2 <= at < steps and _train_steps(stopped)[-1] == at
+    assert 2 <= at < steps and train_steps(stopped)[-1] == at
     runner = CliRunner()
     assert runner.invoke(app, ["train", "--config", str(cfg), "--out", str(full)]).exit_code == 0
     resumed = runner.invoke(app, ["train", "--config", str(cfg), "--out", str(stopped), "--resume"])

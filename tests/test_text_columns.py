@@ -10,7 +10,8 @@ from importlib.resources import files
 import pyarrow.parquet as pq
 import pytest
 
-from test_inference import invoke, make_checkpoint
+from test_inference import make_checkpoint
+from test_train_helpers import free_port, invoke
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +67,12 @@ def test_text_columns_survive_the_torchrun_merge(tmp_path, ckb, texts):
     import sys
 
     from test_inference import ROOT
-    from test_score_ddp import _free_port
 
     jsonl, yor = texts
     multi, multi_pp = tmp_path / "m.parquet", tmp_path / "mpp.parquet"
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                           str(_free_port()), "-m", "hnet_seq.cli", "score", str(jsonl), str(yor), "--checkpoint",
+                           str(free_port()), "-m", "hnet_seq.cli", "score", str(jsonl), str(yor), "--checkpoint",
                            str(ckb), "--device", "cpu", "-o", str(multi), "--per-position", str(multi_pp), "-q"],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, "\n".join(l for l in proc.stderr.splitlines() if "rank0" in l)[-3000:]

@@ -16,10 +16,8 @@ from hnet_seq.train import Objective, load_run_config, ratio_loss, ratio_loss_va
 from hnet_seq.train.config import list_presets, presets_dir
 from hnet_seq.train.metrics import read_metrics
 from hnet_seq.train.optim import LRSchedule, auto_lr_multipliers, param_groups
-from typer.testing import CliRunner
 
-from hnet_seq.cli.main import app
-from test_train_helpers import cli_popen, micro_config, wait_for
+from test_train_helpers import cli_popen, invoke, micro_config, train_steps, wait_for
 
 # ---- objective ---------------------------------------------------------------------------------
 
@@ -138,10 +136,6 @@ def _one_line_error(result, *needles):
         assert needle in out, out
 
 
-def invoke(*args):
-    return CliRunner().invoke(app, list(args))
-
-
 def test_missing_data_path(tmp_path):
     result = invoke("train", "--config", "dna-tiny", "--data", str(tmp_path / "nope.fa"), "--out", str(tmp_path / "run"))
     _one_line_error(result, "nope.fa", "no such file")
@@ -220,25 +214,21 @@ def test_nan_loss_skipped_when_configured(tmp_path):
     assert all(math.isfinite(r["loss"]) for r in recs if not r["skipped"])
 
 
-def _train_steps(run: Path) -> list[int]:
-    return [r["step"] for r in read_metrics(run) if r.get("kind") == "train"]
-
-
 def test_ctrl_c_saves_a_checkpoint_and_resumes(tmp_path):
     cfg = micro_config(tmp_path, steps=500, checkpoint={"every": 0})
     run = tmp_path / "run"
     proc = cli_popen("train", "--config", str(cfg), "--out", str(run))
-    wait_for(lambda: len(_train_steps(run)) >= 2, proc)
+    wait_for(lambda: len(train_steps(run)) >= 2, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "SIGINT at step" in err and "--resume" in err and "Traceback" not in err
     latest = (run / "checkpoints" / "latest").resolve()
     stopped = int(latest.name.split("_")[1])
-    assert stopped == _train_steps(run)[-1] >= 2
+    assert stopped == train_steps(run)[-1] >= 2
     again = invoke("train", "--out", str(run), "--resume", "--steps", str(stopped + 2))
     assert again.exit_code == 0, again.output
-    assert _train_steps(run) == list(range(1, stopped + 3))
+    assert train_steps(run) == list(range(1, stopped + 3))
 
 
 # ---- exact resume ----------------------------------------------------------------------------------
@@ -262,7 +252,7 @@ def test_resume_after_sigkill_is_bitwise_exact(tmp_path):
     wait_for(lambda: (killed / "checkpoints" / "step_00000003" / "train_state.pt").exists(), proc)
     proc.kill()  # SIGKILL: no handler runs
     proc.wait()
-    assert _train_steps(killed)[-1] < steps
+    assert train_steps(killed)[-1] < steps
     resumed = invoke("train", "--config", str(cfg), "--out", str(killed), "--resume")
     assert resumed.exit_code == 0, resumed.output
     a, b = _history(full), _history(killed)

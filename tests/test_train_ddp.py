@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,15 +11,9 @@ import torch
 import torch.multiprocessing as mp
 
 from hnet_seq.train.metrics import read_metrics
-from test_train_helpers import MICRO_MODEL, micro_config
+from test_train_helpers import MICRO_MODEL, free_port, micro_config
 
 LENGTHS = [[150, 97], [40, 61, 33]]  # rank 0 gets 247 positions, rank 1 134: unequal on purpose
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _batch(lengths):
@@ -98,7 +91,7 @@ def _worker(rank, world, port, out_dir):
 
 @pytest.mark.slow
 def test_ddp_two_ranks_equal_one_process_on_the_global_batch(tmp_path):
-    port = _free_port()
+    port = free_port()
     mp.spawn(_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
     ddp_losses, ddp_ratios, ddp_grads = torch.load(tmp_path / "ddp.pt", weights_only=True)
 
@@ -119,7 +112,7 @@ def test_ddp_two_ranks_equal_one_process_on_the_global_batch(tmp_path):
 def _torchrun(cfg, run, *extra):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", str(_free_port()), "-m", "hnet_seq.cli", "train", "--config", str(cfg),
+                           "--master_port", str(free_port()), "-m", "hnet_seq.cli", "train", "--config", str(cfg),
                            "--out", str(run), *extra], capture_output=True, text=True, env=env, timeout=300)
 
 

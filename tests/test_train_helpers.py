@@ -1,8 +1,10 @@
-"""Shared bits of the training tests (no tests here): a micro run config and a small real FASTA."""
+"""Shared bits of the tests (no tests here): a micro run config, a small real FASTA, a tiny checkpoint,
+the CLI in-process, a free port for torchrun and the train steps a run has logged."""
 from __future__ import annotations
 
 import gzip
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -98,3 +100,26 @@ def wait_for(predicate, proc: subprocess.Popen, timeout: float = 300.0) -> None:
             proc.kill()
             raise AssertionError("timed out waiting for the run")
         time.sleep(0.02)
+
+
+def invoke(*args):
+    """``hnet-seq ARGS`` in this process (typer's CliRunner); arguments may be paths."""
+    from typer.testing import CliRunner
+
+    from hnet_seq.cli.main import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on (for ``torchrun --master_port``)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train_steps(run: Path) -> list[int]:
+    """The steps of the train records in ``run``'s metrics.jsonl (none before it exists)."""
+    from hnet_seq.train.metrics import read_metrics
+
+    return [r["step"] for r in read_metrics(run) if r.get("kind") == "train"] if (run / "metrics.jsonl").exists() else []

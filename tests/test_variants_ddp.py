@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from test_train_ddp import _free_port
+from test_train_helpers import free_port
 from test_variants import ROOT, WINDOW, ck, genome, write_vcf  # noqa: F401  (fixtures)
 from test_vcf_out import body, run
 
@@ -22,7 +22,7 @@ def test_two_ranks_equal_one_process(ck, genome, tmp_path):
     multi.mkdir()
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                           str(_free_port()), "-m", "hnet_seq.cli", "score-variants", "--vcf", str(vcf), "--reference",
+                           str(free_port()), "-m", "hnet_seq.cli", "score-variants", "--vcf", str(vcf), "--reference",
                            str(ref), "--checkpoint", str(ck), "-o", str(multi / "s.tsv"), "--vcf-out",
                            str(multi / "a.vcf.gz"), "--window", str(WINDOW), "--device", "cpu", "--quiet"],
                           capture_output=True, text=True, env=env, timeout=300)
