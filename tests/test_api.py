@@ -13,8 +13,8 @@ import hnet_seq
 from hnet_seq.errors import UserError
 from hnet_seq.inference import load
 from hnet_seq.modalities.dna import COMPLEMENT
-from test_inference import SHIGELLA, make_checkpoint
-from test_train_helpers import invoke
+from helpers import SHIGELLA, make_checkpoint
+from helpers import invoke
 
 pytestmark = pytest.mark.skipif(not SHIGELLA.exists(), reason=f"shared test data not found at {SHIGELLA}")
 

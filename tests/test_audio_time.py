@@ -11,8 +11,8 @@ import pytest
 
 from hnet_seq.modalities import get_adapter
 from hnet_seq.train.data import default_paths
-from test_inference import make_checkpoint
-from test_train_helpers import free_port, invoke
+from helpers import make_checkpoint
+from helpers import free_port, invoke
 
 OPTIONS = {"sample_rate": 8000, "frame_size": 40, "mixtures": 2}
 
@@ -129,7 +129,7 @@ def test_time_columns_survive_the_torchrun_merge(tmp_path, cka, speech):
     import subprocess
     import sys
 
-    from test_inference import ROOT
+    from helpers import ROOT
 
     multi = tmp_path / "m.parquet"
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_train_helpers import ROOT, invoke, small_fasta, tiny_dna_checkpoint
+from helpers import ROOT, invoke, small_fasta, tiny_dna_checkpoint
 
 
 def one_line_error(result, *needles: str) -> str:
@@ -294,7 +294,7 @@ def test_malicious_official_pt_refused_before_the_model_is_built(tmp_path, fasta
 
 
 def test_train_on_a_corrupt_shard_leaves_no_run(tmp_path):
-    from test_train_helpers import micro_config
+    from helpers import micro_config
 
     cfg = micro_config(tmp_path, steps=2)
     bad = tmp_path / "bad.tar"
@@ -312,7 +312,7 @@ def test_train_on_a_corrupt_shard_leaves_no_run(tmp_path):
 
 
 def test_resume_of_a_run_without_checkpoint_starts_afresh(tmp_path):
-    from test_train_helpers import micro_config
+    from helpers import micro_config
 
     cfg = micro_config(tmp_path, steps=2, checkpoint={"every": 0, "at_end": False})
     run = tmp_path / "run"

@@ -18,42 +18,14 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from hnet_seq.checkpoint import save_checkpoint
 from hnet_seq.config import load_config
 from hnet_seq.errors import UserError
 from hnet_seq.model import HNetLM
-from test_train_helpers import invoke
+from helpers import CONFIGS, ROOT, SHIGELLA, chunk_rows, invoke, make_checkpoint, randomise_routing
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
 SHARED = ROOT.parent / "shared" / "data"
-SHIGELLA = SHARED / "dna" / "shigella_sonnei_53G_plasmids.fasta"
 
 pytestmark = pytest.mark.skipif(not SHIGELLA.exists(), reason=f"shared test data not found at {SHIGELLA}")
-
-
-def _randomise_routing(model) -> None:
-    # Random routing projections so that boundaries are neither all nor none (as tests/test_core.py).
-    for module in model.modules():
-        if hasattr(module, "q_proj_layer"):
-            torch.nn.init.normal_(module.q_proj_layer.weight, std=0.3)
-            torch.nn.init.normal_(module.k_proj_layer.weight, std=0.3)
-
-
-def make_checkpoint(directory: Path, config: str, modality: str = "dna", options: dict | None = None,
-                    seed: int = 0) -> Path:
-    """A tiny randomly initialised model saved as a checkpoint directory."""
-    from hnet_seq.modalities import get_adapter
-
-    torch.manual_seed(seed)
-    cfg = load_config(CONFIGS / config)
-    adapter = get_adapter(modality, **(options or {}))
-    d = cfg.d_model[0]
-    model = HNetLM(cfg, embeddings=adapter.make_embedding(d), lm_head=adapter.make_head(d))
-    model.init_weights()
-    _randomise_routing(model)
-    save_checkpoint(directory, model, modality, options or {})
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +55,6 @@ def small_fasta(tmp_path_factory, plasmids) -> tuple[Path, dict[str, int]]:
     path = tmp_path_factory.mktemp("fa") / "plasmids_subset.fa"
     path.write_text("".join(f">{n}\n{s}\n" for n, s in seqs.items()))
     return path, {n: len(s) for n, s in seqs.items()}
-
-
-def chunk_rows(path: Path) -> dict:
-    t = pq.read_table(str(path))
-    return {k: (t.column(k).to_pylist() if k in ("seq_id", "chrom", "vector") else t.column(k).to_numpy())
-            for k in t.column_names}
 
 
 def assert_tiles(rows: dict, lengths: dict[str, int], stages: int, offsets: dict[str, int] | None = None) -> None:
@@ -297,7 +263,7 @@ def test_generate_official_layout_checkpoint_cli(tmp_path):
     torch.manual_seed(0)
     model = HNetLM(load_config(CONFIGS / "tiny_1stage.json"))
     model.init_weights()
-    _randomise_routing(model)
+    randomise_routing(model)
     pt = tmp_path / "hnet_tiny.pt"
     torch.save(model.state_dict(), pt)
     out = tmp_path / "samples.txt"

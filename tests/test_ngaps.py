@@ -14,8 +14,8 @@ import torch
 from hnet_seq.modalities import get_adapter
 from hnet_seq.modalities.base import Record
 from hnet_seq.modalities.dna import N_TOKEN, encode_ascii
-from test_inference import make_checkpoint
-from test_train_helpers import GENOME, small_fasta
+from helpers import make_checkpoint
+from helpers import GENOME, small_fasta
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_training_weights_and_loss_ignore_n_targets(tmp_path, plasmid):
     depend on them (replacing them by any other target leaves it unchanged)."""
     from hnet_seq.data import Corpus, WindowDataset
     from hnet_seq.train import Objective
-    from test_train_helpers import MICRO_MODEL
+    from helpers import MICRO_MODEL
     from hnet_seq.config import config_from_dict
     from hnet_seq.model import HNetLM
 
@@ -138,7 +138,7 @@ def test_windows_skip_long_n_gaps_and_metrics_count_them(tmp_path, plasmid):
     from hnet_seq.data import Corpus
     from hnet_seq.train import load_run_config, train
     from hnet_seq.train.metrics import read_metrics
-    from test_train_helpers import micro_config
+    from helpers import micro_config
 
     # 6,520 bp: a 3,000 N gap in the training part, 20 N inside the held-out tail (its last 30%)
     seq = plasmid[:1000] + "N" * 3000 + plasmid[1000:] + plasmid[:1000] + "N" * 20 + plasmid[1000:1500]
@@ -196,7 +196,7 @@ def test_interrupted_run_resumes_without_data(tmp_path):
     import yaml
 
     from hnet_seq.train.loop import RUN_CONFIG
-    from test_train_helpers import cli_popen, invoke, micro_config, train_steps, wait_for
+    from helpers import cli_popen, invoke, micro_config, train_steps, wait_for
 
     cfg_path = micro_config(tmp_path, steps=500, checkpoint={"every": 0})
     cfg = yaml.safe_load(cfg_path.read_text())

@@ -15,7 +15,7 @@ import torch
 
 from hnet_seq.train.metrics import read_metrics
 from hnet_seq.runtime.distributed import FORCE_ENV
-from test_train_helpers import free_port, micro_config
+from helpers import free_port, micro_config
 
 
 def _train(cfg, run, *extra, torchrun: bool, backend: str | None = None):

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hnet_seq.cli.main import app
-from test_inference import SHIGELLA, make_checkpoint
-from test_variants import genome, write_vcf  # noqa: F401  (fixture)
+from helpers import SHIGELLA, make_checkpoint
+from helpers import genome, write_vcf  # noqa: F401  (fixture)
 
 needs_data = pytest.mark.skipif(not SHIGELLA.exists(), reason=f"shared test data not found at {SHIGELLA}")
 EVERY_UPDATE = {"HNET_SEQ_PROGRESS_SECONDS": "0"}

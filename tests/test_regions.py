@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pysam
 import pytest
-from test_inference import chunk_rows, make_checkpoint
-from test_train_helpers import invoke
+from helpers import chunk_rows, make_checkpoint
+from helpers import invoke
 
 import hnet_seq.resources
 from hnet_seq.data.regions import Interval, bed_features, parse_region, read_bed

@@ -12,8 +12,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from test_inference import ROOT, SHIGELLA, make_checkpoint
-from test_train_helpers import free_port
+from helpers import ROOT, SHIGELLA, make_checkpoint
+from helpers import free_port
 
 pytestmark = pytest.mark.skipif(not SHIGELLA.exists(), reason=f"shared test data not found at {SHIGELLA}")
 

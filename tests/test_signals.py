@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from hnet_seq.cli.main import app
 from hnet_seq.train.metrics import read_metrics
-from test_train_helpers import cli_popen, micro_config, small_fasta, tiny_dna_checkpoint, train_steps, wait_for
+from helpers import cli_popen, micro_config, small_fasta, tiny_dna_checkpoint, train_steps, wait_for
 
 
 @pytest.fixture(scope="module")

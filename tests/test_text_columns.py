@@ -10,8 +10,8 @@ from importlib.resources import files
 import pyarrow.parquet as pq
 import pytest
 
-from test_inference import make_checkpoint
-from test_train_helpers import free_port, invoke
+from helpers import make_checkpoint
+from helpers import free_port, invoke
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_text_columns_survive_the_torchrun_merge(tmp_path, ckb, texts):
     import subprocess
     import sys
 
-    from test_inference import ROOT
+    from helpers import ROOT
 
     jsonl, yor = texts
     multi, multi_pp = tmp_path / "m.parquet", tmp_path / "mpp.parquet"

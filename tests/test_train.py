@@ -17,7 +17,7 @@ from hnet_seq.train.config import list_presets, presets_dir
 from hnet_seq.train.metrics import read_metrics
 from hnet_seq.train.optim import LRSchedule, auto_lr_multipliers, param_groups
 
-from test_train_helpers import cli_popen, invoke, micro_config, train_steps, wait_for
+from helpers import cli_popen, invoke, micro_config, train_steps, wait_for
 
 # ---- objective ---------------------------------------------------------------------------------
 
@@ -60,7 +60,7 @@ def test_objective_normalises_per_unit_and_adds_alpha_times_ratio():
 def test_param_groups_exclude_norms_biases_and_flagged_from_decay():
     from hnet_seq import HNetLM
     from hnet_seq.config import config_from_dict
-    from test_train_helpers import MICRO_MODEL
+    from helpers import MICRO_MODEL
 
     model = HNetLM(config_from_dict(MICRO_MODEL))
     groups = param_groups(model, 2, [2.0, 1.0], weight_decay=0.1)

@@ -11,7 +11,7 @@ import torch
 import torch.multiprocessing as mp
 
 from hnet_seq.train.metrics import read_metrics
-from test_train_helpers import MICRO_MODEL, free_port, micro_config
+from helpers import MICRO_MODEL, free_port, micro_config
 
 LENGTHS = [[150, 97], [40, 61, 33]]  # rank 0 gets 247 positions, rank 1 134: unequal on purpose
 

@@ -12,7 +12,7 @@ import numpy as np
 import pysam
 import pytest
 
-from test_variants import SHIGELLA, WINDOW, ck, other  # noqa: F401  (ck is a fixture)
+from helpers import SHIGELLA, WINDOW, ck, other  # noqa: F401  (ck is a fixture)
 
 pytestmark = pytest.mark.skipif(not SHIGELLA.exists(), reason=f"shared test data not found at {SHIGELLA}")
 HEAD = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"

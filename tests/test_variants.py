@@ -8,89 +8,15 @@ reason, ``1`` finds ``chr1``; the annotated VCF validates with pysam and keeps e
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import pysam
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from hnet_seq.checkpoint import save_checkpoint
 from hnet_seq.cli.main import app
-from hnet_seq.config import load_config
-from hnet_seq.model import HNetLM
-
-ROOT = Path(__file__).resolve().parents[1]
-SHIGELLA = ROOT.parent / "shared" / "data" / "dna" / "shigella_sonnei_53G_plasmids.fasta"
-WINDOW = 400
+from helpers import SHIGELLA, WINDOW, ck, genome, other, read_table, write_vcf  # noqa: F401  (ck, genome: fixtures)
 
 pytestmark = pytest.mark.skipif(not SHIGELLA.exists(), reason=f"shared test data not found at {SHIGELLA}")
-
-
-@pytest.fixture(scope="module")
-def ck(tmp_path_factory) -> Path:
-    from hnet_seq.modalities import get_adapter
-
-    torch.manual_seed(0)
-    cfg = load_config(ROOT / "configs" / "tiny_2stage.json")
-    adapter = get_adapter("dna")
-    model = HNetLM(cfg, embeddings=adapter.make_embedding(64), lm_head=adapter.make_head(64))
-    model.init_weights()
-    for module in model.modules():
-        if hasattr(module, "q_proj_layer"):
-            torch.nn.init.normal_(module.q_proj_layer.weight, std=0.3)
-            torch.nn.init.normal_(module.k_proj_layer.weight, std=0.3)
-    path = tmp_path_factory.mktemp("ck") / "dna"
-    save_checkpoint(path, model, "dna", {})
-    return path
-
-
-@pytest.fixture(scope="module")
-def genome(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    """A two-contig reference (chr1, chr2) cut from the real plasmids, soft-masked in places."""
-    with pysam.FastxFile(str(SHIGELLA)) as f:
-        seqs = [r.sequence for r in f]
-    chroms = {"chr1": seqs[0][60000:62500], "chr2": seqs[2][1000:2200]}
-    chroms["chr1"] = chroms["chr1"][:1500] + chroms["chr1"][1500:1600].lower() + chroms["chr1"][1600:]
-    path = tmp_path_factory.mktemp("ref") / "ref.fa"
-    path.write_text("".join(f">{n}\n{s}\n" for n, s in chroms.items()))
-    return path, {n: s.upper() for n, s in chroms.items()}
-
-
-def other(base: str, k: int = 1) -> str:
-    return "ACGT"[("ACGT".index(base.upper()) + k) % 4]
-
-
-def write_vcf(path: Path, genome: dict[str, str]) -> list[tuple]:
-    c1, c2 = genome["chr1"], genome["chr2"]
-    at = lambda s, pos, n=1: s[pos - 1:pos - 1 + n]  # noqa: E731  (VCF POS is 1-based)
-    records = [
-        ("chr1", 900, "snv", at(c1, 900), other(at(c1, 900))),
-        ("chr1", 1000, "mnv", at(c1, 1000, 3), "".join(other(b, 2) for b in at(c1, 1000, 3))),
-        ("chr1", 1100, "ins", at(c1, 1100), at(c1, 1100) + "GATTACA"),
-        ("chr1", 1200, "del", at(c1, 1200, 9), at(c1, 1200)),
-        ("chr1", 1300, "multi", at(c1, 1300), f"{other(at(c1, 1300))},{other(at(c1, 1300), 2)},{at(c1, 1300)}AC"),
-        ("chr1", 1400, "mismatch", other(at(c1, 1400)), "A"),
-        ("chrUn", 50, "nocontig", "A", "G"),
-        ("chr2", 30, "edge", at(c2, 30), other(at(c2, 30))),
-        ("chr1", 1550, "softmask", at(c1, 1550).lower(), other(at(c1, 1550)).lower()),
-        ("chr1", 1600, "symbolic", at(c1, 1600), "<DEL>"),
-        ("chr1", 1700, "breakend", at(c1, 1700), at(c1, 1700) + "[chr2:100["),
-        ("1", 1800, "alias", at(c1, 1800), other(at(c1, 1800))),
-        ("chr1", 1900, "star", at(c1, 1900), f"{other(at(c1, 1900))},*"),
-    ]
-    header = ["##fileformat=VCFv4.2", "##contig=<ID=chr1,length=2500>", "##contig=<ID=chr2,length=1200>",
-              "##contig=<ID=chrUn>", "##contig=<ID=1>", "##INFO=<ID=DP,Number=1,Type=Integer,Description=\"depth\">",
-              "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
-    lines = [f"{c}\t{p}\t{i}\t{r}\t{a}\t50\tPASS\tDP={k + 10}" for k, (c, p, i, r, a) in enumerate(records)]
-    path.write_text("\n".join(header + lines) + "\n")
-    return records
-
-
-def read_table(path: Path) -> list[dict]:
-    lines = [l for l in path.read_text().splitlines() if not l.startswith("#")]
-    header = lines[0].split("\t")
-    return [dict(zip(header, l.split("\t"))) for l in lines[1:]]
 
 
 def test_variant_scores_equal_score_of_windows(ck, genome, tmp_path, report):

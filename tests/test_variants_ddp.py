@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 
-from test_train_helpers import free_port
-from test_variants import ROOT, WINDOW, ck, genome, write_vcf  # noqa: F401  (fixtures)
+from helpers import free_port
+from helpers import ROOT, WINDOW, ck, genome, write_vcf  # noqa: F401  (fixtures)
 from test_vcf_out import body, run
 
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from hnet_seq.cli.main import app
 
-from test_variants import SHIGELLA, WINDOW, ck, genome, other, read_table  # noqa: F401  (fixtures)
+from helpers import SHIGELLA, WINDOW, ck, genome, other, read_table  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.skipif(not SHIGELLA.exists(), reason=f"shared test data not found at {SHIGELLA}")
 HEAD = "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"

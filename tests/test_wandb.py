@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from test_train_helpers import micro_config
+from helpers import micro_config
 
 pytest.importorskip("wandb")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true", "WANDB_DISABLE_CODE": "true"}
