@@ -44,7 +44,7 @@ grep -q "ssd_fast': 'available" "$OUT/kernels.txt" || echo "WARNING: no mamba-ss
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 for s in $stages; do
     case $s in
-    tests) stage tests 150 $PY -m pytest -q -m gpu tests/test_fused.py tests/test_ssd_pieces.py tests/test_prefix_scoring.py ;;
+    tests) stage tests 150 $PY -m pytest -q -m gpu tests/unit/test_fused.py tests/unit/test_ssd_pieces.py tests/unit/test_prefix_scoring.py ;;
     sweep) stage sweep 240 $PY bench/train_throughput.py --models hnet-2stage-L,dna-hnet --batches 2,8,16 \
                --variants base,fused --warmup 5 --steps 10 --tune-steps 40 --out "$DOC" ;;
     long) stage long 90 $PY bench/long_window.py --tune-steps 30 --out "$DOC" ;;

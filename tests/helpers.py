@@ -140,7 +140,7 @@ def train_steps(run: Path) -> list[int]:
 # ---- tiny checkpoints and the CLI's tables -------------------------------------------------
 
 def randomise_routing(model) -> None:
-    # Random routing projections so that boundaries are neither all nor none (as tests/test_core.py).
+    # Random routing projections so that boundaries are neither all nor none (as tests/unit/test_core.py).
     for module in model.modules():
         if hasattr(module, "q_proj_layer"):
             torch.nn.init.normal_(module.q_proj_layer.weight, std=0.3)

@@ -9,7 +9,7 @@ import torch
 from hnet_seq import ConfigError, HNetLM, Packing, load_config
 from hnet_seq.config import config_from_dict, read_mapping
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TINY = ["tiny_1stage.json", "tiny_2stage.json"]
 
 

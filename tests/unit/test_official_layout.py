@@ -13,7 +13,7 @@ import pytest
 from hnet_seq import load_config
 from hnet_seq.summary import build_meta
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = json.loads((ROOT / "tests" / "data" / "official_state_dicts.json").read_text())
 
 

@@ -11,7 +11,7 @@ import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = [ROOT / "hnet_seq", ROOT / "modalities"]
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 

@@ -23,7 +23,7 @@ from hnet_seq.config import load_config
 from hnet_seq.hub import config_named_by, is_repo_id, packaged_configs, resolve_config
 from hnet_seq.summary import build_meta
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = json.loads((ROOT / "tests" / "data" / "official_state_dicts.json").read_text())
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 

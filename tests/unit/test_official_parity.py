@@ -20,7 +20,7 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
     pytest.mark.skipif(not OFFICIAL, reason="set HNET_OFFICIAL_DIR to an export of goombalab/hnet"),
 ]
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 RESULTS = Path(os.environ.get("HNET_PARITY_OUT", "/tmp")) / "official_parity.jsonl"
 
 

@@ -322,7 +322,7 @@ def test_no_code_outside_the_adapters_branches_on_a_modality_name():
     import re
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     pattern = re.compile(r"""\.name\s*[!=]=\s*["'](dna|bytes|audio)["']""")
     hits = [f"{p.relative_to(root)}:{i}" for folder in ("hnet_seq", "cli") for p in sorted((root / folder).rglob("*.py"))
             for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]

@@ -20,7 +20,7 @@ from hnet_seq.errors import UserError
 from hnet_seq.modalities import get_adapter
 from hnet_seq.modalities.dna import reverse_complement
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.fixture(scope="module")

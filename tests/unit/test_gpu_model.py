@@ -12,7 +12,7 @@ from hnet_seq import HNetLM, Packing, load_config
 from hnet_seq.kernels import force_backend
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 RESULTS = Path(os.environ.get("HNET_PARITY_OUT", "/tmp")) / "gpu_model.jsonl"
 
 

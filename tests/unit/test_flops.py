@@ -8,7 +8,7 @@ import pytest
 from hnet_seq import load_config
 from hnet_seq.flops import forward_flops, lengths_at_compression, mean_keys_per_query, training_flops
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def brute_keys(lengths, window):

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from hnet_seq.cli.main import app
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def test_info_summarises_xl_config_without_weights():

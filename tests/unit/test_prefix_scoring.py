@@ -32,7 +32,7 @@ from hnet_seq.kernels.reference import attention_kvcache_reference, ssd_referenc
 from hnet_seq.modalities import get_adapter
 from hnet_seq.model import HNetLM
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TINY = ["tiny_1stage.json", "tiny_2stage.json"]
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

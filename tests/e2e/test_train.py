@@ -367,7 +367,7 @@ def test_eval_sample_spread_takes_batches_over_the_whole_heldout_set(tmp_path):
 def test_quality_results_of_concurrent_runs_merge(monkeypatch):
     """``bench/_quality.py --merge-from``: runs of disjoint models made at the same time join into
     one results.json (models and per-language rows merged, the longest wall time, the first start)."""
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "bench"))
     from _quality import merge_results
 
     def part(model, bits, wall, started, scale="gpu"):
