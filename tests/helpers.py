@@ -17,9 +17,8 @@ import pytest
 import torch
 import yaml
 
-from hnet_seq.checkpoint import save_checkpoint
+from hnet_seq.checkpoint import build_model, save_checkpoint
 from hnet_seq.config import load_config
-from hnet_seq.model import HNetLM
 
 ROOT = Path(__file__).resolve().parents[1]
 GENOME = ROOT / "hnet_seq" / "resources" / "shigella_sonnei_53G_plasmids.fa.gz"
@@ -88,20 +87,6 @@ def cli_popen(*args: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env=env)
 
 
-def tiny_dna_checkpoint(directory: Path) -> Path:
-    """An untrained ``tiny_1stage.json`` DNA model saved as a checkpoint directory (seed 0)."""
-    import torch
-
-    from hnet_seq.checkpoint import build_model, save_checkpoint
-    from hnet_seq.config import load_config
-
-    torch.manual_seed(0)
-    model, _ = build_model(load_config(ROOT / "configs" / "tiny_1stage.json"), "dna")
-    model.init_weights()
-    save_checkpoint(directory, model, "dna", {})
-    return directory
-
-
 def wait_for(predicate, proc: subprocess.Popen, timeout: float = 300.0) -> None:
     """Poll ``predicate()`` until true; fail if ``proc`` exits first or ``timeout`` s pass."""
     t0 = time.time()
@@ -148,17 +133,14 @@ def randomise_routing(model) -> None:
 
 
 def make_checkpoint(directory: Path, config: str, modality: str = "dna", options: dict | None = None,
-                    seed: int = 0) -> Path:
-    """A tiny randomly initialised model saved as a checkpoint directory."""
-    from hnet_seq.modalities import get_adapter
-
+                    seed: int = 0, random_routing: bool = True) -> Path:
+    """A tiny randomly initialised model of ``configs/CONFIG`` saved as a checkpoint directory;
+    ``random_routing`` (default) also randomises the routers (see :func:`randomise_routing`)."""
     torch.manual_seed(seed)
-    cfg = load_config(CONFIGS / config)
-    adapter = get_adapter(modality, **(options or {}))
-    d = cfg.d_model[0]
-    model = HNetLM(cfg, embeddings=adapter.make_embedding(d), lm_head=adapter.make_head(d))
+    model, _ = build_model(load_config(CONFIGS / config), modality, options)
     model.init_weights()
-    randomise_routing(model)
+    if random_routing:
+        randomise_routing(model)
     save_checkpoint(directory, model, modality, options or {})
     return directory
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ROOT, invoke, small_fasta, tiny_dna_checkpoint
+from helpers import ROOT, invoke, make_checkpoint, small_fasta
 
 
 def one_line_error(result, *needles: str) -> str:
@@ -34,7 +34,7 @@ def one_line_error(result, *needles: str) -> str:
 
 @pytest.fixture(scope="module")
 def ck(tmp_path_factory) -> Path:
-    return tiny_dna_checkpoint(tmp_path_factory.mktemp("ck") / "dna")
+    return make_checkpoint(tmp_path_factory.mktemp("ck") / "dna", "tiny_1stage.json", random_routing=False)
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,12 @@ from typer.testing import CliRunner
 
 from hnet_seq.cli.main import app
 from hnet_seq.train.metrics import read_metrics
-from helpers import cli_popen, micro_config, small_fasta, tiny_dna_checkpoint, train_steps, wait_for
+from helpers import cli_popen, make_checkpoint, micro_config, small_fasta, train_steps, wait_for
 
 
 @pytest.fixture(scope="module")
 def ck(tmp_path_factory) -> Path:
-    return tiny_dna_checkpoint(tmp_path_factory.mktemp("ck") / "dna")
+    return make_checkpoint(tmp_path_factory.mktemp("ck") / "dna", "tiny_1stage.json", random_routing=False)
 
 
 @pytest.fixture(scope="module")
