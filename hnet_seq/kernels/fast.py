@@ -36,7 +36,7 @@ import torch
 
 from .reference import (attention_kvcache_reference, attention_reference, kvcache_visible, rmsnorm_reference,
                         ssd_reference)
-from .ssd_pieces import max_positions, needs_pieces, ssd_in_pieces
+from .ssd_pieces import piece_limit, ssd_in_pieces
 
 _UNAVAILABLE: dict[str, str] = {}
 
@@ -73,9 +73,8 @@ def _ssd_fast(x, dt, A, B, C, *, chunk_size, D=None, dt_bias=None, dt_softplus=F
         seq_idx = seq_idx.to(torch.int32).contiguous()
     kwargs = dict(chunk_size=chunk_size, D=D, dt_bias=dt_bias, dt_softplus=dt_softplus, seq_idx=seq_idx,
                   return_final_state=return_final_state, initial_states=initial_states)
-    d_state = B.shape[-1]
-    if needs_pieces(xc, dt, Bc, Cc, chunk_size=chunk_size, d_state=d_state):  # mamba-ssm's 32-bit offsets
-        limit = max_positions(xc, dt, Bc, Cc, chunk_size=chunk_size, d_state=d_state)
+    limit = piece_limit(xc, dt, Bc, Cc, chunk_size=chunk_size, d_state=B.shape[-1])
+    if limit is not None:  # mamba-ssm's 32-bit offsets would overflow: see ssd_pieces
         out = ssd_in_pieces(_mamba_scan_call, xc, dt, A, Bc, Cc, limit=limit, **kwargs)
     else:
         out = _mamba_scan_call(xc, dt, A, Bc, Cc, **kwargs)

@@ -7,12 +7,12 @@ with no error at all.  A 1 Mbp window of the 100 M DNA H-Net gets there in its f
 layer, whose ``x``/``dt`` are views into an in-projection 2,320 elements wide.
 
 :func:`ssd_in_pieces` runs the scan piece by piece, each piece a slice of at most
-``max_positions`` positions of one batch row, and joins the results exactly:
+``limit`` positions of one batch row (:func:`piece_limit`), and joins the results exactly:
 
 * a piece ends at a sequence start (``seq_idx``) where one lies within reach, so that it
   holds whole sequences and needs no state from its predecessor;
 * a sequence longer than a piece is cut inside; the piece after the cut holds only the rest of
-  that sequence (up to ``max_positions``) and starts from the state the previous piece ended in.
+  that sequence (up to ``limit``) and starts from the state the previous piece ended in.
 
 That keeps every call inside the inner implementation's contract, which allows
 ``initial_states`` or ``seq_idx`` but not both.
@@ -24,21 +24,20 @@ from typing import Callable
 
 import torch
 
+from .reference import sequence_starts
+
 SAFE_OFFSET = 2**30  # half of 2**31: kernel offsets add a few in-position terms to the row offset
 
 
-def max_positions(x, dt, B, C, *, chunk_size: int, d_state: int) -> int:
-    """Positions of one batch row that keep every offset of ``(x, dt, B, C)``, of ``y`` and of
-    the per-chunk states under :data:`SAFE_OFFSET` (a multiple of ``chunk_size``, at least one chunk)."""
+def piece_limit(x, dt, B, C, *, chunk_size: int, d_state: int) -> int | None:
+    """Positions per piece that keep every offset of ``(x, dt, B, C)``, of ``y`` and of the
+    per-chunk states under :data:`SAFE_OFFSET` (a multiple of ``chunk_size``, at least one
+    chunk); None when the whole call stays under it and needs no pieces."""
     h, p = x.shape[2], x.shape[3]
     per_position = max(x.stride(1), dt.stride(1), B.stride(1), C.stride(1), h * p, -(-h * p * d_state // chunk_size))
-    return max(chunk_size, SAFE_OFFSET // per_position // chunk_size * chunk_size)
-
-
-def needs_pieces(x, dt, B, C, *, chunk_size: int, d_state: int) -> bool:
-    """Whether any offset of the whole call could reach :data:`SAFE_OFFSET`."""
+    limit = max(chunk_size, SAFE_OFFSET // per_position // chunk_size * chunk_size)
     batch_reach = max(t.stride(0) for t in (x, dt, B, C)) * x.shape[0]
-    return batch_reach >= SAFE_OFFSET or x.shape[1] > max_positions(x, dt, B, C, chunk_size=chunk_size, d_state=d_state)
+    return limit if batch_reach >= SAFE_OFFSET or x.shape[1] > limit else None
 
 
 def plan_pieces(starts: torch.Tensor | None, length: int, limit: int) -> list[tuple[int, int, bool]]:
@@ -74,9 +73,7 @@ def ssd_in_pieces(inner: Callable, x, dt, A, B, C, *, chunk_size: int, limit: in
     for row in range(x.shape[0]):
         one = slice(row, row + 1)
         row_seq = None if seq_idx is None else seq_idx[one]
-        starts = None
-        if row_seq is not None:
-            starts = torch.nonzero(row_seq[0, 1:] != row_seq[0, :-1]).flatten() + 1
+        starts = None if row_seq is None else torch.nonzero(sequence_starts(row_seq)[0]).flatten()
         state = None if initial_states is None else initial_states[one]
         pieces = plan_pieces(starts, x.shape[1], limit)
         row_ys = []
