@@ -178,15 +178,6 @@ def lr_overrides(text: str) -> dict:
         raise SystemExit(f"--best-lr {text}: expected MODEL=LR,MODEL=LR") from None
 
 
-def main_plan(args, data: dict, best: dict) -> list[dict]:
-    runs = [run_spec(args, data, f"main/{m}", m, best[m], args.budget_bases) for m in args.model_list if m in best]
-    if "hnet" in best:
-        for name in filter(None, args.diagnostics.split(",")):
-            runs.append(run_spec(args, data, f"diag/{name}", "hnet", best["hnet"],
-                                 args.budget_bases * args.sweep_fraction, DIAGNOSTICS[name][1]))
-    return runs
-
-
 def load_run(args, spec: dict):
     return q.load_configs("human", [spec["model"]], scale="gpu", tokens=spec["tokens"], evals=args.evals,
                           smoke=args.smoke, device="cpu" if args.smoke else "cuda", extra=spec["extra"])[spec["model"]]
@@ -225,16 +216,23 @@ class Plan:
         jobs = [self._job("train", lambda s=s: s, ()) for s in self.sweep] if "sweep" in phases else []
         sweep_of = {m: tuple(f"train:{s['id']}" for s in self.sweep if s["model"] == m) for m in self.args.model_list}
         if "main" in phases:
-            for m in self.args.model_list:
-                jobs.append(self._job("train", lambda m=m: self._main_spec(f"main/{m}", m), sweep_of[m], f"main/{m}"))
-            if "hnet" in self.args.model_list:
-                for name in filter(None, self.args.diagnostics.split(",")):
-                    jobs.append(self._job("train", lambda n=name: self._main_spec(f"diag/{n}", "hnet", n),
-                                          sweep_of["hnet"], f"diag/{name}"))
+            for run in self._main_runs():
+                jobs.append(self._job("train", lambda run=run: self._main_spec(*run), sweep_of[run[1]], run[0]))
         if "final" in phases:
             for m in self.args.model_list:
                 jobs.append(self._job("final", lambda m=m: self._final_spec(m), (f"train:main/{m}",), f"main/{m}"))
         return jobs
+
+    def _main_runs(self) -> list[tuple[str, str, str | None]]:
+        """``(run id, model, diagnostic or None)`` of every main and diagnostic run."""
+        runs = [(f"main/{m}", m, None) for m in self.args.model_list]
+        if "hnet" in self.args.model_list:
+            runs += [(f"diag/{n}", "hnet", n) for n in filter(None, self.args.diagnostics.split(","))]
+        return runs
+
+    def main_specs(self) -> list[dict]:
+        """The main and diagnostic runs' specs at the best LRs (runs of a model without one left out)."""
+        return [spec for spec in (self._main_spec(*run) for run in self._main_runs()) if spec is not None]
 
     def _main_spec(self, run_id: str, model: str, diagnostic: str | None = None) -> dict | None:
         lr = self.best().get(model)
@@ -269,9 +267,8 @@ class Plan:
             log=args.out / "logs" / (run_id.replace("/", "_") + f".{kind}.log"))
 
     def run(self, phases: list[str]) -> None:
-        all_specs = lambda: [*self.specs["train"].values()]  # noqa: E731
         _jobs.run_jobs(self.jobs(phases), self.args.workers, cwd=REPO_ROOT,
-                       tick=lambda: write_status(self.args, "pipeline", all_specs()))
+                       tick=lambda: write_status(self.args, "pipeline", list(self.specs["train"].values())))
 
 
 def plan_args(args) -> dict:
@@ -468,7 +465,7 @@ def drive(args) -> dict:
     plan = Plan(args, data)
     plan.run(args.phases.split(","))
     sweep, best = plan.sweep, plan.best()
-    main = main_plan(args, data, best)
+    main = plan.main_specs()
     results = q.start_results(args.out / "results.json", "human", args)
     collect(results, args, sweep, main, best, data)
     q.save_results(results, args.out / "results.json", t0)
