@@ -12,13 +12,14 @@ NEUTRAL = 0.005  # bits/base: a diagnostic within this of its baseline neither h
 
 def report(results: dict, out: Path) -> None:
     docs = q.docs_dir(results, out)
-    models = results["models"]
-    caption = f"Device: {results['device']}. Command: `{results['commands'][-1] if results['commands'] else ''}`."
+    models, cut = results["models"], unfinished(results)
+    caption = f"Device: {results['device']}. Command: `{commands(results)[0] if commands(results) else ''}`."
     lines = ["## Human DNA (GRCh37): H-Net against isotropic models, each at its tuned LR", "",
-             *q.provenance(results), "", data_text(results), ""]
-    lines += main_table(results) + [""] + sweep_table(results) + [""]
-    if models:
-        img = q.plot_curves(results, docs / "img" / "quality_human.png", "base",
+             *provenance(results), "", data_text(results), ""]
+    lines += main_table(results) + [""] + unfinished_table(results) + [""] + sweep_table(results) + [""]
+    if models or cut:
+        drawn = {"models": {**models, **{f"{n} (cut off at {u['units_seen'] / 1e6:.0f} M)": u for n, u in cut.items()}}}
+        img = q.plot_curves(drawn, docs / "img" / "quality_human.png", "base",
                             "held out: GRCh37 chrX 60-70 Mb (spread sample), main runs at each model's tuned LR")
         lines += [f"![human curves](img/{img.name})", "", caption, ""]
     if "hnet" in models and len(models) > 1:
@@ -29,6 +30,53 @@ def report(results: dict, out: Path) -> None:
     lines += chunk_tables(results) + [""] + variant_table(results)
     write_section(docs / "results.md", "human", "\n".join(lines))
     print("\n".join(lines))
+
+
+def commands(results: dict) -> list[str]:
+    """The launches that trained and scored (``sessions``), then the commands that rebuilt the report."""
+    ran = [s["command"] for s in results.get("sessions", {}).values()]
+    return ran + [c for c in results["commands"] if c not in ran]
+
+
+def provenance(results: dict) -> list[str]:
+    """As :func:`_quality.provenance`, but from the sessions that ran the jobs when they were recorded:
+    a report rebuilt from copied-back folders names their machine, not its own."""
+    lines = q.provenance(results)
+    sessions = results.get("sessions")
+    if sessions:
+        spans = [f"{s['started']} to {s['last_seen'][11:]}" for s in sessions.values()]
+        lines[0] = (f"Device: **{results['device']}**; the jobs ran in {len(spans)} launch(es) of the bench: "
+                    f"{', '.join(spans)} (start to last heartbeat).")
+        lines[-1] = "Reproduce: " + "; then ".join(f"`{c}`" for c in commands(results))
+    return lines
+
+
+def unfinished(results: dict) -> dict:
+    """Main runs that a session's end cut off (no final scoring), less those finished since (merged)."""
+    return {n: u for n, u in results.get("unfinished", {}).items() if n not in results["models"]}
+
+
+def unfinished_table(results: dict) -> list[str]:
+    cut = unfinished(results)
+    if not cut:
+        return []
+    lines = ["Main runs cut off before their end (the device session ran out; a later session reruns them): "
+             "their last held-out eval during training (chrX sample), against the finished models' eval at the "
+             "same bases seen (same steps: every run shares the schedule):", "",
+             "| model | layout, d_model | params | LR | bases seen / planned | last eval at | held-out bits/base | "
+             + " | ".join(f"{n} there" for n in results["models"]) + " | compression |",
+             "|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(results["models"]) + "---:|"]
+    for name, u in cut.items():
+        last = u["curve"][-1]
+        there = []
+        for m in results["models"].values():
+            row = next((r for r in m["curve"] if r["step"] == last["step"]), None)
+            there.append(f"{row['bits_per_unit']:.4f}" if row else "–")
+        lines.append(f"| {name} | `{u['layout']}`, {u['d_model']} | {u['params'] / 1e6:.1f} M | {u['lr']:.3g} | "
+                     f"{u['units_seen'] / 1e6:.1f} M / {u['planned_bases'] / 1e6:.0f} M | "
+                     f"{last['units_seen'] / 1e6:.1f} M | {last['bits_per_unit']:.4f} | " + " | ".join(there)
+                     + " | " + "/".join(f"{c:.2f}" for c in last["compression"]) + " |")
+    return lines
 
 
 def data_text(results: dict) -> str:
@@ -73,13 +121,19 @@ def sweep_table(results: dict) -> list[str]:
         cells = [("**{:.4f}**" if lr == results["best_lr"].get(model) else "{:.4f}").format(rows[lr])
                  if lr in rows else "–" for lr in lrs]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    for model, rows in by_model.items():
+        main_lr = results["best_lr"].get(model)
+        if main_lr in rows and min(rows.values()) < rows[main_lr]:
+            lr = min(rows, key=rows.get)
+            lines += ["", f"**{model}: lr {lr:.3g} did better in the sweep ({rows[lr]:.4f} against {rows[main_lr]:.4f}) "
+                          f"than the main run's {main_lr:.3g}**, which was fixed (`--best-lr`) before that sweep run ended."]
     return lines
 
 
 def compression_table(results: dict) -> list[str]:
     lines = ["Router compression over training (held-out eval sample, bases per chunk per stage) against the target:", "",
              "| model | target | " + " | ".join(f"eval {i}" for i in range(1, 9)) + " |", "|---|---|" + "---:|" * 8]
-    for name, m in results["models"].items():
+    for name, m in {**results["models"], **unfinished(results)}.items():
         if not m["curve"][-1]["compression"]:
             continue
         evals = [r for r in m["curve"] if r["units_seen"] > 0][-8:]

@@ -8,8 +8,10 @@ slowest run of every phase.
 
 A job is prepared (its spec built from what has finished) when it becomes ready, then run in this
 process (``workers == 0``) or as a child process, at most ``workers`` at once.  A child that ends
-in a CUDA out-of-memory error is run again once, later, with no more children beside it than
-were running when it failed: the GPU was full, the run was not broken.
+in a CUDA out-of-memory error is run again once, later, when at most half as many children are
+running as were beside it when it failed (the GPU was full, the run was not broken); no new job
+starts beside more children than that failure had.  Restarting it beside the same number of runs
+failed again on the H200 (2026-12-02: a 2-stage H-Net beside 14 runs, twice).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ class Job:
     run_here: Callable[[], None]
     log: Path
     state: str = field(default="waiting")  # waiting, running, done, failed, skipped
+    max_beside: int | None = None  # after an out-of-memory failure: start only beside this many
 
 
 def out_of_memory(log: Path) -> bool:
@@ -60,6 +63,8 @@ def run_jobs(jobs: list[Job], workers: int, *, cwd: Path, tick: Callable[[], Non
         for job in [j for j in jobs if _ready(j, by_id)]:
             if workers and len(running) >= cap:
                 break
+            if job.max_beside is not None and len(running) > job.max_beside:
+                continue
             if not job.prepare():  # nothing to do (e.g. no sweep run of the model finished)
                 job.state = "skipped"
                 continue
@@ -85,8 +90,9 @@ def run_jobs(jobs: list[Job], workers: int, *, cwd: Path, tick: Callable[[], Non
             job.state = "done" if proc.returncode == 0 else "failed"
             if job.state == "failed" and job.id not in retried and out_of_memory(job.log):
                 retried.add(job.id)
-                cap, job.state = max(1, len(running)), "waiting"
-                print(f"{job.id}: out of GPU memory beside {len(running)} runs; again with at most {cap}", flush=True)
+                cap, job.state, job.max_beside = max(1, len(running)), "waiting", len(running) // 2
+                print(f"{job.id}: out of GPU memory beside {len(running)} runs; again once at most {job.max_beside} run",
+                      flush=True)
             elif job.state == "failed":
                 print(f"{job.id}: failed (exit {proc.returncode}), see {job.log}", flush=True)
         if not running and not any(_ready(j, by_id) for j in jobs) and any(j.state == "waiting" for j in jobs):

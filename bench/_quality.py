@@ -280,11 +280,14 @@ def plot_curves(results: dict, path: Path, unit: str, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    spare = iter(c for c in (f"C{i}" for i in range(10)) if c not in COLOURS.values())
     for name, model in results["models"].items():
         curve = [r for r in model["curve"] if r["units_seen"] > 0]
+        colour = COLOURS.get(name.split()[0]) or next(spare)  # "hnet (cut off ...)" keeps hnet's colour
+        style = "o--" if "planned_bases" in model else "o-"  # dashed: a run cut off before its end
         for ax, key in zip(axes, ("flops_seen", "units_seen")):
-            ax.plot([r[key] for r in curve], [r["bits_per_unit"] for r in curve], "o-", ms=3,
-                    color=COLOURS.get(name), label=f"{name} {model['layout']}")
+            ax.plot([r[key] for r in curve], [r["bits_per_unit"] for r in curve], style, ms=3,
+                    color=colour, label=f"{name} {model['layout']}")
     axes[0].set(xscale="log", xlabel="training FLOPs spent (measured)", ylabel=f"held-out bits per {unit}")
     axes[1].set(xscale="log", xlabel=f"training {unit}s seen", ylabel=f"held-out bits per {unit}")
     for ax in axes:

@@ -71,8 +71,8 @@ def parse_args(argv=None):
     p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
     p.add_argument("--budget-bases", type=float, default=120e6, help="main-run training bases per model")
     p.add_argument("--sweep-fraction", type=float, default=0.25, help="sweep and diagnostic runs' share of the budget")
-    # 1,2,4: in the first (interrupted) H200 sweep at 0.5,1,2 every model did best at 2 (docs/results.md).
-    p.add_argument("--lr-factors", default="1,2,4", help="sweep: multiples of each config's optim.lr")
+    # 0.5-4 (8x): on the H200 (2026-12-02) at 1,2,4 three of five models did best at 1 on held-out data.
+    p.add_argument("--lr-factors", default="0.5,1,2,4", help="sweep: multiples of each config's optim.lr")
     p.add_argument("--diagnostics", default=",".join(DIAGNOSTICS), help="subset of " + ",".join(DIAGNOSTICS) + " ('' none)")
     p.add_argument("--evals", type=int, default=8, help="held-out evaluations per run")
     p.add_argument("--score-bases", type=float, help="final scoring: at most this many bases per held-out set (spread)")
@@ -214,7 +214,9 @@ class Plan:
 
     def jobs(self, phases: list[str]) -> list[_jobs.Job]:
         jobs = [self._job("train", lambda s=s: s, ()) for s in self.sweep] if "sweep" in phases else []
-        sweep_of = {m: tuple(f"train:{s['id']}" for s in self.sweep if s["model"] == m) for m in self.args.model_list}
+        # a model whose LR is given by --best-lr does not wait for its sweep (run beside it as a check)
+        sweep_of = {m: () if m in self.overrides else tuple(f"train:{s['id']}" for s in self.sweep if s["model"] == m)
+                    for m in self.args.model_list}
         if "main" in phases:
             for run in self._main_runs():
                 jobs.append(self._job("train", lambda run=run: self._main_spec(*run), sweep_of[run[1]], run[0]))
@@ -266,9 +268,12 @@ class Plan:
             run_here=lambda: (train_one if kind == "train" else final_one)(args, holder["spec"], self.data),
             log=args.out / "logs" / (run_id.replace("/", "_") + f".{kind}.log"))
 
-    def run(self, phases: list[str]) -> None:
-        _jobs.run_jobs(self.jobs(phases), self.args.workers, cwd=REPO_ROOT,
-                       tick=lambda: write_status(self.args, "pipeline", list(self.specs["train"].values())))
+    def run(self, phases: list[str], session: dict) -> None:
+        def tick():
+            write_status(self.args, "pipeline", list(self.specs["train"].values()))
+            record_session(self.args, session)
+
+        _jobs.run_jobs(self.jobs(phases), self.args.workers, cwd=REPO_ROOT, tick=tick)
 
 
 def plan_args(args) -> dict:
@@ -312,13 +317,25 @@ def write_status(args, phase: str, specs: list[dict]) -> None:
         seen, rate = rows[-1]["units_seen"], rows[-1]["tokens_per_s"]
         eta = max(0.0, (s["tokens"] - seen) / max(rate, 1.0))
         etas.append(eta)
+        heldout = final_eval(args.out / s["id"])  # the training loss alone misled once (docs/results.md)
         lines.append(f"  {s['id']}: {seen / 1e6:.1f}/{s['tokens'] / 1e6:.1f} M bases, {rate / 1e3:.0f} k/s, "
-                     f"bits {rows[-1]['bits_per_unit']:.3f}, ETA {eta:.0f} s")
+                     f"train bits {rows[-1]['bits_per_unit']:.3f}, last held-out {heldout or float('nan'):.3f}, "
+                     f"ETA {eta:.0f} s")
     lines.insert(1, f"  phase ETA (slowest run): {max(etas, default=0):.0f} s")
     tmp = args.out / "status.txt.tmp"
     args.out.mkdir(parents=True, exist_ok=True)
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(args.out / "status.txt")
+
+
+def record_session(args, session: dict) -> None:
+    """``OUT/human/sessions.json``: each launch that trains or scores, with its device, command,
+    start and last heartbeat (every tick).  A GPU machine can be lost mid-run; a report rebuilt
+    from the folders copied back then still names the machine that ran them and for how long."""
+    path = args.out / "sessions.json"
+    sessions = json.loads(path.read_text()) if path.exists() else {}
+    sessions[session["started"]] = session | {"last_seen": time.strftime("%Y-%m-%d %H:%M:%S")}
+    q.write_results(sessions, path)
 
 
 def worker(args) -> None:
@@ -462,8 +479,11 @@ def drive(args) -> dict:
     t0 = time.perf_counter()
     src = h.Sources(args.chr20, args.chrx, args.maf, args.vcf22, args.snvs)
     data = prepare_data(args, src, SPLIT)
-    plan = Plan(args, data)
-    plan.run(args.phases.split(","))
+    plan, phases = Plan(args, data), args.phases.split(",")
+    if set(phases) & {"sweep", "main", "final"}:
+        session = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "device": q.device_text(args.device),
+                   "command": command_line()}
+        plan.run(phases, session)
     sweep, best = plan.sweep, plan.best()
     main = plan.main_specs()
     results = q.start_results(args.out / "results.json", "human", args)
@@ -485,6 +505,8 @@ def collect(results: dict, args, sweep: list[dict], main: list[dict], best: dict
         path = args.out / "final" / f"{m}.json"
         if path.exists():
             results["models"][m] = {**match[m], **json.loads(path.read_text())}
+        else:  # from an earlier call in this --out-dir whose scoring is gone: not a result now
+            results["models"].pop(m, None)
     results["sweep"] = {s["id"]: {"model": s["model"], "lr": s["lr"], "bits": final_eval(args.out / s["id"]),
                                   "bases": s["tokens"]} for s in sweep if final_eval(args.out / s["id"]) is not None}
     diag = {}
@@ -495,6 +517,14 @@ def collect(results: dict, args, sweep: list[dict], main: list[dict], best: dict
             diag[name] = {"what": DIAGNOSTICS[name][0], "bits": summary["curve"][-1]["bits_per_unit"],
                           "compression": summary["curve"][-1]["compression"], "lr": s["lr"], "bases": s["tokens"]}
     results["diagnostics"] = diag
+    results["unfinished"] = {s["model"]: {**match[s["model"]], **q.run_summary(args.out / s["id"]), "lr": s["lr"],
+                                          "planned_bases": s["tokens"]}
+                             for s in main if s["id"].startswith("main/") and s["model"] not in results["models"]
+                             and final_eval(args.out / s["id"]) is not None}
+    sessions_path = args.out / "sessions.json"
+    if sessions_path.exists():  # the machines that trained, not the one rebuilding the report
+        results["sessions"] = json.loads(sessions_path.read_text())
+        results["device"] = "; ".join(dict.fromkeys(s["device"] for s in results["sessions"].values()))
 
 
 def main() -> None:

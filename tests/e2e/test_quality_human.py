@@ -68,6 +68,29 @@ def test_smoke_runs_the_whole_plan_and_counts_acgt_only(tmp_path):
     assert res["models"]["hnet"]["chunks"]["counts"]["human/chimp diverged base"][1] > 0
     section = (out / "docs" / "results.md").read_text()
     assert "<!-- human:begin -->" in section and "Learning-rate sweep" in section
+    sessions = json.loads((out / "human" / "sessions.json").read_text())
+    assert len(sessions) == 1 and res["device"] == next(iter(sessions.values()))["device"]
+
+    # a main run whose scoring a lost machine never wrote is reported as cut off, not dropped
+    (out / "human" / "final" / "hnet.json").unlink()
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "quality_human.py"), "--smoke", "--out-dir", str(out),
+                           "--phases", "report"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((out / "human" / "results.json").read_text())
+    assert set(res["models"]) == {"mamba2"} and set(res["unfinished"]) == {"hnet"}
+    assert "| hnet |" in (out / "docs" / "results.md").read_text().split("cut off before their end")[1]
+    assert len(json.loads((out / "human" / "sessions.json").read_text())) == 1  # a report is not a session
+
+
+def test_a_model_with_a_given_lr_starts_its_main_run_without_waiting_for_its_sweep(tmp_path):
+    import quality_human as qh
+
+    args = qh.parse_args(["--smoke", "--out-dir", str(tmp_path), "--best-lr", "hnet=0.001"])
+    plan = qh.Plan(args, {"heldout_x": "x.fa"})
+    jobs = {j.id: j for j in plan.jobs(["sweep", "main", "final"])}
+    assert jobs["train:main/hnet"].after == () and jobs["train:diag/ratio-0.1"].after == ()
+    mamba_sweep = {f"train:{s['id']}" for s in plan.sweep if s["model"] == "mamba2"}
+    assert len(mamba_sweep) == 2 and set(jobs["train:main/mamba2"].after) == mamba_sweep
 
 
 def test_fetch_names_a_missing_deb_folder_and_exits_2(tmp_path):
@@ -104,12 +127,22 @@ def test_jobs_start_when_their_own_dependencies_end(tmp_path):
     assert (tmp_path / "order.txt").read_text().split() == ["a", "b", "slow", "c"]
 
 
-def test_a_job_out_of_gpu_memory_runs_again_once(tmp_path):
+def test_a_job_out_of_gpu_memory_runs_again_once_with_fewer_beside_it(tmp_path):
+    """big dies of OOM beside slow and ends_badly; its retry waits until only one of them is left."""
     import _jobs
 
-    jobs = [_job(tmp_path, "big", oom_first=True), _job(tmp_path, "broken", oom_first=True)]
-    jobs[1].argv = [sys.executable, "-c", "print('CUDA out of memory'); raise SystemExit(1)"]  # every time
-    states = _jobs.run_jobs(jobs, workers=2, cwd=tmp_path, poll_s=0.05)
-    assert states == {"big": "done", "broken": "failed"}
-    assert (tmp_path / "order.txt").read_text().split() == ["big"]
+    jobs = [_job(tmp_path, "slow", sleep=1.5), _job(tmp_path, "big", oom_first=True), _job(tmp_path, "ends_badly")]
+    jobs[2].argv = jobs[2].argv[:2] + [jobs[2].argv[2].replace("time.sleep(0.0)", "time.sleep(0.5)") + "; sys.exit(3)"]
+    states = _jobs.run_jobs(jobs, workers=3, cwd=tmp_path, poll_s=0.05)
+    assert states == {"slow": "done", "big": "done", "ends_badly": "failed"}
+    assert jobs[1].max_beside == 1  # two were beside it when it failed
+    assert (tmp_path / "order.txt").read_text().split() == ["ends_badly", "big", "slow"]
+
+
+def test_a_job_out_of_gpu_memory_runs_again_only_once(tmp_path):
+    import _jobs
+
+    jobs = [_job(tmp_path, "broken")]
+    jobs[0].argv = [sys.executable, "-c", "print('CUDA out of memory'); raise SystemExit(1)"]  # every time
+    assert _jobs.run_jobs(jobs, workers=2, cwd=tmp_path, poll_s=0.05) == {"broken": "failed"}
     assert (tmp_path / "broken.log").read_text().count("out of memory") == 2  # once more, not forever
