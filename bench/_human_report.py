@@ -148,15 +148,19 @@ def diagnostics_table(results: dict) -> list[str]:
         return []
     base_lr = results["best_lr"].get("hnet")
     base = next((r for r in results["sweep"].values() if r["model"] == "hnet" and r["lr"] == base_lr), None)
+    against = (f"its sweep run at that LR ({base['bits']:.4f} bits/base)" if base else
+               "its sweep run at that LR, which is not in these results (`--merge-from` the --out-dir that has it)")
     lines = [f"Why: diagnostic runs of the 1-stage H-Net at its tuned LR ({base_lr:.3g}) and the sweep budget, against "
-             f"its sweep run at that LR ({base['bits']:.4f} bits/base). Main-network type is `hnet` (T15) vs `hnet-m` "
-             f"(M10) above; the train-vs-held-out gap is in the first table. Within ±{NEUTRAL} bits of the baseline "
-             "a change is read as no effect.", "",
+             f"{against}. Main-network type is `hnet` (T15) vs `hnet-m` (M10) above; the train-vs-held-out gap is in "
+             f"the first table. Within ±{NEUTRAL} bits of the baseline a change is read as no effect.", "",
              "| change | held-out bits/base | Δ vs baseline | final compression | reading |", "|---|---:|---:|---:|---|"]
     for row in diag.values():
+        comp = "/".join(f"{c:.2f}" for c in row["compression"])
+        if base is None:
+            lines.append(f"| {row['what']} | {row['bits']:.4f} | – | {comp} | – |")
+            continue
         delta = row["bits"] - base["bits"]
         reading = "helps (a cause)" if delta < -NEUTRAL else "hurts" if delta > NEUTRAL else "no effect (ruled out)"
-        comp = "/".join(f"{c:.2f}" for c in row["compression"])
         lines.append(f"| {row['what']} | {row['bits']:.4f} | {delta:+.4f} | {comp} | {reading} |")
     return lines
 
