@@ -86,7 +86,7 @@ def test_a_model_with_a_given_lr_starts_its_main_run_without_waiting_for_its_swe
     import quality_human as qh
 
     args = qh.parse_args(["--smoke", "--out-dir", str(tmp_path), "--best-lr", "hnet=0.001"])
-    plan = qh.Plan(args, {"heldout_x": "x.fa"})
+    plan = qh.make_plan(args, {"heldout_x": "x.fa"})
     jobs = {j.id: j for j in plan.jobs(["sweep", "main", "final"])}
     assert jobs["train:main/hnet"].after == () and jobs["train:diag/ratio-0.1"].after == ()
     mamba_sweep = {f"train:{s['id']}" for s in plan.sweep if s["model"] == "mamba2"}

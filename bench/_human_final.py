@@ -1,0 +1,134 @@
+"""The human bench's final scoring of a main run (``bench/quality_human.py``): both held-out sets,
+the H-Nets' chunk starts against sequence features, and the variant AUROCs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import _human as h
+import _quality as q
+from _human_plan import HNETS, load_run
+
+
+def spread_records(adapter, path: str, cap: float | None, piece: int = 1 << 20) -> list:
+    """The records of ``path`` (N-free pieces), cut into ``piece``-base parts of which evenly
+    spaced ones are kept up to ``cap`` bases (all when ``cap`` is None)."""
+    from hnet_seq.modalities.base import Record
+
+    parts = []
+    for r in adapter.read_records([path]):
+        contig, span = r.id.rsplit(":", 1)
+        start = int(span.split("-")[0])
+        for a in range(0, len(r.data), piece):
+            b = min(a + piece, len(r.data))
+            parts.append(Record(f"{contig}:{start + a}-{start + b}", r.data[a:b],
+                                {**r.meta, "mask": r.meta["mask"][a:b], "contig": contig, "start": start + a,
+                                 "end": start + b}))
+    total = sum(len(p.data) for p in parts)
+    if cap is None or total <= cap:
+        return parts
+    keep = max(1, int(len(parts) * cap / total))
+    return [parts[i] for i in sorted({round(k * (len(parts) - 1) / max(keep - 1, 1)) for k in range(keep)})]
+
+
+def final_one(args, spec: dict, data: dict) -> None:
+    """Score one main run on both held-out sets, its chunks (H-Nets) and the variant sets."""
+    from hnet_seq.inference import score
+    from hnet_seq.train.metrics import read_metrics
+
+    cfg, run_dir = load_run(args, spec), args.out / spec["id"]
+    im = q.load_inference_model(run_dir, cfg.train.device)
+    window = cfg.data.seq_len
+    train_rows = [r["bits_per_unit"] for r in read_metrics(run_dir) if r["kind"] == "train"]
+    out = {**q.run_summary(run_dir), "lr": spec["lr"], "train_bits_end": sum(train_rows[-10:]) / len(train_rows[-10:])}
+    for key in ("heldout_x", "heldout_22"):
+        s = score(im, records=spread_records(im.adapter, data[key], args.score_bases), window=window, progress=False)
+        out[key] = {"bits": s.bits_per_unit, "bases": int(sum(x.units_scored for x in s.scores))}
+    if spec["model"] in HNETS:
+        out["chunks"] = chunk_analysis(im, data, args, window)
+    out["variants"] = variant_aurocs(im, data, args, window)
+    q.write_results(out, args.out / "final" / f"{spec['model']}.json")
+
+
+def chunk_analysis(im, data: dict, args, window: int) -> dict:
+    """First-stage chunk starts against sequence features (held-out chrX) and human/chimp
+    differences (held-out chr22 alignment rows): ``[starts, positions]`` per class and profiles."""
+    import numpy as np
+    from quality_dna import tandem_repeats
+
+    from hnet_seq.inference import boundary_tracks
+
+    counts: dict[str, list[int]] = {}
+    prof = {"CpG (C of CG)": np.zeros((2, 21), np.int64), "diverged base": np.zeros((2, 21), np.int64)}
+
+    def add(key, pair):
+        counts[key] = [a + b for a, b in zip(counts.get(key, [0, 0]), pair)]
+
+    recs = spread_records(im.adapter, data["heldout_x"], args.analysis_bases)
+    for track, rec in zip(boundary_tracks(im, recs, window=window), recs):
+        bnd, valid = q.boundary_mask(track, len(rec.data)), np.arange(len(rec.data)) > 0
+        cpg, rep, low = h.cpg_features(rec.data), tandem_repeats(rec.data), h.low_complexity(rec.data)
+        for key, where in (("all (chrX)", valid), ("CpG dinucleotide", cpg["cpg"]), ("not CpG", ~cpg["cpg"]),
+                           ("CpG-rich window (island rule)", cpg["island"]), ("outside CpG-rich windows", ~cpg["island"]),
+                           ("tandem repeat (period 1-24)", rep), ("outside tandem repeats", ~rep),
+                           ("low complexity (sdust T=20)", low), ("not low complexity", ~low)):
+            add(key, q.tally(bnd, valid & where))
+        c_sites = np.flatnonzero(cpg["cpg"][:-1] & (rec.data[:-1] == 1))
+        prof["CpG (C of CG)"] += h.profile(bnd, c_sites, -10, 11)
+    blocks = {b.start: b for b in h.maf_blocks(Path(json.loads((args.out / "data" / "data.json").read_text())["sources"]["maf"]))}
+    recs = spread_records(im.adapter, data["heldout_22"], args.analysis_bases)
+    for track, rec in zip(boundary_tracks(im, recs, window=window), recs):
+        start = rec.meta["start"]
+        block = blocks.get(max((s for s in blocks if s <= start), default=-1))
+        if block is None:
+            continue
+        a = start - block.start
+        div, gap = block.diverged[a:a + len(rec.data)], block.chimp_gap[a:a + len(rec.data)]
+        bnd, valid = q.boundary_mask(track, len(rec.data)), np.arange(len(rec.data)) > 0
+        for key, where in (("all (chr22)", valid), ("human/chimp diverged base", div),
+                           ("identical in chimp", ~div & ~gap), ("chimp gap", gap)):
+            add(key, q.tally(bnd, valid & where))
+        prof["diverged base"] += h.profile(bnd, np.flatnonzero(div), -10, 11)
+    return {"counts": counts, "profiles": {k: v.tolist() for k, v in prof.items()}, "offsets": [-10, 11]}
+
+
+def variant_aurocs(im, data: dict, args, window: int) -> dict:
+    """AUROC of −score (LL(alt) − LL(ref)) for pathogenic vs common and rare vs common SNVs."""
+    import numpy as np
+    import pysam
+
+    from hnet_seq.inference import score_variants
+
+    src = json.loads((args.out / "data" / "data.json").read_text())["sources"]
+    labels = {}
+    with pysam.VariantFile(src["snvs"]) as vf:
+        for rec in vf:
+            labels[(rec.chrom, rec.pos, rec.alts[0])] = rec.info["LABEL"] == "Pathogenic"
+    scored = {}
+    for ref in (src["chr20"], src["chrx"]):
+        s = score_variants(im, src["snvs"], ref, window=window, keep_alleles=True, progress=False)
+        scored |= {(a.chrom, a.pos, a.alt): a.score for a in s.alleles_list if a.status == "scored"}
+    keys = [k for k in labels if k in scored]
+    out = {"pathogenic_vs_common": h.auroc(-np.array([scored[k] for k in keys]), np.array([labels[k] for k in keys]))}
+    vcf, labels = thinned_classes(Path(data["vcf22_classes"]), args.max_variants, args.out / "final" / f"{id(im)}.vcf")
+    s = score_variants(im, vcf, data["ref22"], window=window, keep_alleles=True, progress=False)
+    pairs = [(labels[(a.pos, a.alt)], a.score) for a in s.alleles_list if a.status == "scored"]
+    out["rare_vs_common_chr22"] = h.auroc(-np.array([p[1] for p in pairs]), np.array([p[0] for p in pairs]))
+    vcf.unlink()
+    return out
+
+
+def thinned_classes(vcf: Path, max_variants: int | None, out: Path) -> tuple[Path, dict]:
+    """Every k-th record of the rare/common VCF (at most ``max_variants``) and its labels (rare: True)."""
+    import pysam
+
+    with pysam.VariantFile(str(vcf)) as vf:
+        recs = list(vf)
+        step = max(1, len(recs) // max_variants) if max_variants else 1
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with pysam.VariantFile(str(out), "w", header=vf.header) as w:
+            for rec in recs[::step]:
+                w.write(rec)
+    labels = {(r.pos, r.alts[0]): float(r.info["AF"][0] if isinstance(r.info["AF"], tuple) else r.info["AF"]) < 0.01
+              for r in recs[::step]}
+    return out, labels
