@@ -56,7 +56,10 @@ def run_jobs(jobs: list[Job], workers: int, *, cwd: Path, tick: Callable[[], Non
              poll_s: float = 10.0) -> dict[str, str]:
     """Run the graph; returns ``{id: final state}``."""
     by_id = {j.id: j for j in jobs}
-    env = os.environ | {"PYTORCH_CUDA_ALLOC_CONF": os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")}
+    # expandable segments: many processes on one GPU fragment less; Triton's autotuning results on
+    # disk: a main run reuses the kernel configs its model's sweep runs tuned instead of tuning again
+    env = os.environ | {"PYTORCH_CUDA_ALLOC_CONF": os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True"),
+                        "TRITON_CACHE_AUTOTUNING": os.environ.get("TRITON_CACHE_AUTOTUNING", "1")}
     running: list[tuple[Job, subprocess.Popen]] = []
     cap, retried = max(workers, 1), set()
     while any(j.state in ("waiting", "running") for j in jobs):
