@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Training throughput: everything in one GPU session of at most ~9 minutes.
 #
-#     OUT=/some/dir bash bench/device_perf.sh [tests] [sweep] [long] [shared] [profile] [compile]
+#     OUT=$OUT bash bench/device_perf.sh [tests] [sweep] [long] [shared] [profile] [compile]
+#     (here: mkdir -p runs/perf && tar xzf FILES_AT/device_perf.tgz -C runs/perf)
 #
 # With no arguments tests, sweep, long and profile run (~8 min); compile is a second call, in this order (each under its own time limit, so one
 # that hangs or runs out of memory does not take the rest with it):
@@ -9,22 +10,27 @@
 #   sweep    bench/train_throughput.py: hnet-2stage-L and dna-hnet with their matched Transformer
 #            and Mamba-2, 2/8/16 × 8192 tokens per step, variants base (before) and fused (after)
 #   long     bench/long_window.py: one 8 k / 100 k / 1 M bp window of the 100 M DNA H-Net
-#   shared   bench/inference.py --shared-only: shared-prefix and saturation rows ($OUT/shared.json)
+#   shared   bench/inference.py --shared-only: shared-prefix and saturation rows ($WORK/shared.json)
 #   profile  bench/profile_step.py for the H-Net, Transformer and Mamba-2 at 8 × 8192 (top kernels)
 #   compile  bench/train_throughput.py at 8 × 8192: fused against fused+compile
-# Markdown sections land in $OUT/benchmarks.md (the section names of docs/benchmarks.md), logs
-# in $OUT/*.log, profiler summaries in $OUT/profile-*/summary.json.
+# Everything is written under $WORK (default /tmp/device_perf, which survives between calls of a
+# held machine): markdown sections in $WORK/benchmarks.md (the section names of
+# docs/benchmarks.md), logs in $WORK/*.log, profiler summaries in $WORK/profile-*/summary.json.
+# After every stage $WORK is packed into $OUT/device_perf.tgz (Chrome traces left out): a device
+# call brings back at most 8 files, and a stage cut off by the call's limit still leaves the rest.
 set -u
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/device_perf}
-mkdir -p "$OUT"
+RESULTS=${OUT:-/tmp/device_perf_out}  # what comes back
+WORK=${WORK:-/tmp/device_perf}
+mkdir -p "$WORK" "$RESULTS"
+pack() { tar czf "$RESULTS/device_perf.tgz" --exclude='trace.json*' -C "$WORK" . ; }
 export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-/tmp/triton}
 # Autotuning results on disk too (Triton's knob), so each stage's process does not tune again the
 # shapes an earlier stage tuned: on a fresh machine tuning took 85 of a stage's 110 s (2026-12-01).
 export TRITON_CACHE_AUTOTUNING=${TRITON_CACHE_AUTOTUNING:-1}
 export PYTHONUNBUFFERED=1
 PY=${PY:-python}
-DOC="$OUT/benchmarks.md"
+DOC="$WORK/benchmarks.md"
 stages=${*:-tests sweep long profile}
 t0=$(date +%s)
 
@@ -34,28 +40,29 @@ stage() {  # stage NAME LIMIT_S COMMAND...: run with a time limit, log, report t
     local start
     start=$(date +%s)
     echo "=== $name (limit ${limit}s, $(( start - t0 ))s into the session)"
-    timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+    timeout "$limit" "$@" > "$WORK/$name.log" 2>&1
     local rc=$?
     echo "=== $name: exit $rc after $(( $(date +%s) - start ))s"
-    tail -n 40 "$OUT/$name.log"
+    tail -n 40 "$WORK/$name.log"
+    pack
 }
 
 # hnet_seq.modalities/.cli/.configs are mapped from top-level folders: only an install provides them.
-$PY -c "import hnet_seq.modalities" 2>/dev/null || $PY -m pip install -q --no-deps --no-build-isolation -e . > "$OUT/install.log" 2>&1
-$PY -c "import hnet_seq.kernels.fast as f; print(f.availability())" | tee "$OUT/kernels.txt"
-grep -q "ssd_fast': 'available" "$OUT/kernels.txt" || echo "WARNING: no mamba-ssm: H-Net/Mamba-2 rows use the reference SSD (not representative)"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
+$PY -c "import hnet_seq.modalities" 2>/dev/null || $PY -m pip install -q --no-deps --no-build-isolation -e . > "$WORK/install.log" 2>&1
+$PY -c "import hnet_seq.kernels.fast as f; print(f.availability())" | tee "$WORK/kernels.txt"
+grep -q "ssd_fast': 'available" "$WORK/kernels.txt" || echo "WARNING: no mamba-ssm: H-Net/Mamba-2 rows use the reference SSD (not representative)"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$WORK/device.txt"
 for s in $stages; do
     case $s in
     tests) stage tests 150 $PY -m pytest -q -m gpu tests/unit/test_fused.py tests/unit/test_ssd_pieces.py tests/unit/test_prefix_scoring.py ;;
     sweep) stage sweep 240 $PY bench/train_throughput.py --models hnet-2stage-L,dna-hnet --batches 2,8,16 \
                --variants base,fused --warmup 5 --steps 10 --tune-steps 40 --out "$DOC" ;;
     long) stage long 90 $PY bench/long_window.py --tune-steps 30 --out "$DOC" ;;
-    shared) stage shared 150 $PY bench/inference.py --shared-only --variants 300 --tune-steps 30 --json "$OUT/shared.json" ;;
+    shared) stage shared 150 $PY bench/inference.py --shared-only --variants 300 --tune-steps 30 --json "$WORK/shared.json" ;;
     profile)
         for m in hnet transformer mamba2; do
             stage "profile-$m" 40 $PY bench/profile_step.py --model "$m" --batch 8 --tune-steps 30 --warmup 3 \
-                --steps 5 --profile-steps 1 --out "$OUT/profile-$m"
+                --steps 5 --profile-steps 1 --out "$WORK/profile-$m"
         done ;;
     compile) stage compile 420 $PY bench/train_throughput.py --models dna-hnet,hnet-2stage-L --batches 8 \
                  --variants fused,fused+compile --warmup 5 --steps 10 --tune-steps 40 \
