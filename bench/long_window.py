@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _inference_measure import PACKAGED, bench_embed, build_model, dna_records  # noqa: E402
 from _report import command_line, write_section  # noqa: E402
-from inference import PACKAGED, bench_embed, build_model, dna_records  # noqa: E402
 
 
 def measure(im, length: int) -> dict:
