@@ -7,6 +7,7 @@ from pathlib import Path
 
 import _human as h
 import _quality as q
+import _quality_report as qr
 from _human_plan import HNETS, load_run
 
 
@@ -66,13 +67,13 @@ def chunk_analysis(im, data: dict, args, window: int) -> dict:
 
     recs = spread_records(im.adapter, data["heldout_x"], args.analysis_bases)
     for track, rec in zip(boundary_tracks(im, recs, window=window), recs):
-        bnd, valid = q.boundary_mask(track, len(rec.data)), np.arange(len(rec.data)) > 0
+        bnd, valid = qr.boundary_mask(track, len(rec.data)), np.arange(len(rec.data)) > 0
         cpg, rep, low = h.cpg_features(rec.data), tandem_repeats(rec.data), h.low_complexity(rec.data)
         for key, where in (("all (chrX)", valid), ("CpG dinucleotide", cpg["cpg"]), ("not CpG", ~cpg["cpg"]),
                            ("CpG-rich window (island rule)", cpg["island"]), ("outside CpG-rich windows", ~cpg["island"]),
                            ("tandem repeat (period 1-24)", rep), ("outside tandem repeats", ~rep),
                            ("low complexity (sdust T=20)", low), ("not low complexity", ~low)):
-            add(key, q.tally(bnd, valid & where))
+            add(key, qr.tally(bnd, valid & where))
         c_sites = np.flatnonzero(cpg["cpg"][:-1] & (rec.data[:-1] == 1))
         prof["CpG (C of CG)"] += h.profile(bnd, c_sites, -10, 11)
     blocks = {b.start: b for b in h.maf_blocks(Path(json.loads((args.out / "data" / "data.json").read_text())["sources"]["maf"]))}
@@ -84,10 +85,10 @@ def chunk_analysis(im, data: dict, args, window: int) -> dict:
             continue
         a = start - block.start
         div, gap = block.diverged[a:a + len(rec.data)], block.chimp_gap[a:a + len(rec.data)]
-        bnd, valid = q.boundary_mask(track, len(rec.data)), np.arange(len(rec.data)) > 0
+        bnd, valid = qr.boundary_mask(track, len(rec.data)), np.arange(len(rec.data)) > 0
         for key, where in (("all (chr22)", valid), ("human/chimp diverged base", div),
                            ("identical in chimp", ~div & ~gap), ("chimp gap", gap)):
-            add(key, q.tally(bnd, valid & where))
+            add(key, qr.tally(bnd, valid & where))
         prof["diverged base"] += h.profile(bnd, np.flatnonzero(div), -10, 11)
     return {"counts": counts, "profiles": {k: v.tolist() for k, v in prof.items()}, "offsets": [-10, 11]}
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import _quality as q
+import _quality_report as qr
 from _report import write_section
 
 NEUTRAL = 0.005  # bits/base: a diagnostic within this of its baseline neither helps nor hurts
 
 
 def report(results: dict, out: Path) -> None:
-    docs = q.docs_dir(results, out)
+    docs = qr.docs_dir(results, out)
     models, cut = results["models"], unfinished(results)
     caption = f"Device: {results['device']}. Command: `{commands(results)[0] if commands(results) else ''}`."
     lines = ["## Human DNA (GRCh37): H-Net against isotropic models, each at its tuned LR", "",
@@ -19,13 +19,13 @@ def report(results: dict, out: Path) -> None:
     lines += main_table(results) + [""] + unfinished_table(results) + [""] + sweep_table(results) + [""]
     if models or cut:
         drawn = {"models": {**models, **{f"{n} (cut off at {u['units_seen'] / 1e6:.0f} M)": u for n, u in cut.items()}}}
-        img = q.plot_curves(drawn, docs / "img" / "quality_human.png", "base",
+        img = qr.plot_curves(drawn, docs / "img" / "quality_human.png", "base",
                             "held out: GRCh37 chrX 60-70 Mb (spread sample), main runs at each model's tuned LR")
         lines += [f"![human curves](img/{img.name})", "", caption, ""]
     if "hnet" in models and len(models) > 1:
         lines += ["Data and compute efficiency of the 1-stage H-Net (`hnet`) over each other model (read on the "
                   "curves' best-so-far held-out bits, as in the DNA section):", "",
-                  *q.efficiency_table(results, "base"), ""]
+                  *qr.efficiency_table(results, "base"), ""]
     lines += compression_table(results) + [""] + diagnostics_table(results) + [""]
     lines += chunk_tables(results) + [""] + variant_table(results)
     write_section(docs / "results.md", "human", "\n".join(lines))
@@ -39,9 +39,9 @@ def commands(results: dict) -> list[str]:
 
 
 def provenance(results: dict) -> list[str]:
-    """As :func:`_quality.provenance`, but from the sessions that ran the jobs when they were recorded:
+    """As :func:`_quality_report.provenance`, but from the sessions that ran the jobs when they were recorded:
     a report rebuilt from copied-back folders names their machine, not its own."""
-    lines = q.provenance(results)
+    lines = qr.provenance(results)
     sessions = results.get("sessions")
     if sessions:
         spans = [f"{s['started']} to {s['last_seen'][11:]}" for s in sessions.values()]
@@ -177,7 +177,7 @@ def chunk_tables(results: dict) -> list[str]:
     for key in keys:
         cells = []
         for c in hnets.values():
-            p, se = q.rate(c["counts"].get(key, [0, 0]))
+            p, se = qr.rate(c["counts"].get(key, [0, 0]))
             cells.append(f"{p:.4f} ± {se:.4f} ({c['counts'].get(key, [0, 0])[1]:,})")
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     lines += ["", "Chunk-start rate at offsets from CpG C's and from diverged bases (offset 0: the site):", "",

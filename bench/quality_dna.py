@@ -39,6 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _quality as q  # noqa: E402
+import _quality_report as qr  # noqa: E402
 from _report import write_section  # noqa: E402
 
 TRAIN_GENOMES = ["klebsiella_Klebs_HS11286.fna.gz", "klebsiella_Klebs_Kp1084.fna.gz", "klebsiella_MGH78578.fna.gz"]
@@ -134,18 +135,18 @@ def chunk_analysis(im, records: list, window: int) -> dict:
 
     for track, rec in zip(boundary_tracks(im, records, window=window), records):
         n = len(rec.data)
-        bnd = q.boundary_mask(track, n)
+        bnd = qr.boundary_mask(track, n)
         valid = np.arange(n) > 0  # position 0 is a forced boundary
         valid &= rec.data < 4
         repeats, orf = tandem_repeats(rec.data), orf_features(rec.data)
-        add("all", q.tally(bnd, valid))
-        add("tandem repeat", q.tally(bnd, valid & repeats))
-        add("outside tandem repeats", q.tally(bnd, valid & ~repeats))
-        add("in an ORF ≥ 300 b", q.tally(bnd, valid & orf["coding"]))
-        add("outside ORFs", q.tally(bnd, valid & ~orf["coding"]))
+        add("all", qr.tally(bnd, valid))
+        add("tandem repeat", qr.tally(bnd, valid & repeats))
+        add("outside tandem repeats", qr.tally(bnd, valid & ~repeats))
+        add("in an ORF ≥ 300 b", qr.tally(bnd, valid & orf["coding"]))
+        add("outside ORFs", qr.tally(bnd, valid & ~orf["coding"]))
         for strand in "+-":
             for ph in range(3):
-                add(f"{strand} ORF, codon position {ph + 1}", q.tally(bnd, valid & (orf["phase"][strand] == ph)))
+                add(f"{strand} ORF, codon position {ph + 1}", qr.tally(bnd, valid & (orf["phase"][strand] == ph)))
             direction = 1 if strand == "+" else -1  # offsets along the ORF's own reading direction
             for s in orf["starts"][strand]:
                 pos = s + direction * np.arange(lo, hi)
@@ -196,7 +197,7 @@ def plot_chunks(chunks: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     keys = [k for k in chunks["counts"] if not k.startswith("ORF starts")]
-    rates = [q.rate(chunks["counts"][k]) for k in keys]
+    rates = [qr.rate(chunks["counts"][k]) for k in keys]
     fig, (ax_b, ax_p) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [1.1, 1]})
     ax_b.barh(range(len(keys)), [r[0] for r in rates], xerr=[2 * r[1] for r in rates], color="C3", alpha=0.7)
     ax_b.set_yticks(range(len(keys)), keys, fontsize=7)
@@ -220,8 +221,8 @@ def plot_chunks(chunks: dict, path: Path) -> Path:
 
 
 def report(results: dict, out: Path) -> None:
-    docs, suffix = q.docs_dir(results, out), q.scale_suffix(results["scale"])
-    curves = q.plot_curves(results, docs / "img" / f"quality_dna{suffix}.png", "base",
+    docs, suffix = qr.docs_dir(results, out), q.scale_suffix(results["scale"])
+    curves = qr.plot_curves(results, docs / "img" / f"quality_dna{suffix}.png", "base",
                            f"held out: {results['heldout_genome']} (fixed sample spread over the genome)")
     models, prefix = results["models"], results.get("heldout_bases")
     scored = f"first {prefix:,} bases of every record of {results['heldout_genome']}" if prefix else \
@@ -230,19 +231,19 @@ def report(results: dict, out: Path) -> None:
     whole = [f"| model | held-out bits/base, {scored} | bases scored |", "|---|---:|---:|"]
     whole += [f"| {n} | {m['heldout_whole_bits']:.4f} | {m['heldout_whole_bases']:,} |" for n, m in models.items()]
     lines = ["## DNA: H-Net against isotropic baselines on a held-out Klebsiella strain", "",
-             *q.provenance(results), "",
+             *qr.provenance(results), "",
              f"Trained on {', '.join(results['train_genomes'])}; held out (never trained on): "
              f"{results['heldout_genome']}. Curves: held-out bits per base on a fixed sample of {batches} × "
              f"{batch // 1024} kb spread over the held-out genome, every few steps; the last table scores the "
              f"{scored} at the end (tiles of the training window with a quarter of it as left context).", "",
-             *q.model_table(results, "base"), "", *whole, ""]
+             *qr.model_table(results, "base"), "", *whole, ""]
     if "hnet" in models and len(models) > 1:
         lines += ["Data and compute efficiency of the H-Net (interpolated on the curves' best-so-far held-out "
                   "bits; the paper reports ≈3.6× data efficiency on HG38 at far larger scale). The first reading "
                   "compares the baseline's curve with the H-Net's *final* point, the second the H-Net's curve "
                   "with the baseline's final point; the WSD schedule's final decay favours whichever final "
                   "point is used, so the first reading leans towards the H-Net and the second against it.", "",
-                  *q.efficiency_table(results, "base"), ""]
+                  *qr.efficiency_table(results, "base"), ""]
     lines.append(f"![DNA curves](img/{curves.name})")
     write_section(docs / "results.md", f"dna{suffix}", "\n".join(lines))
     if "chunks" in results:
@@ -254,14 +255,14 @@ def chunk_lines(results: dict, docs: Path, suffix: str) -> list[str]:
     chunks = results["chunks"]
     img = plot_chunks(chunks, docs / "img" / f"quality_dna_chunks{suffix}.png")
     rows = ["| positions | chunk starts | bases | chunk starts per base (± s.e.) | ÷ genome-wide |", "|---|---:|---:|---:|---:|"]
-    overall = q.rate(chunks["counts"]["all"])[0]
+    overall = qr.rate(chunks["counts"]["all"])[0]
     for key, (k, n) in chunks["counts"].items():
         if key.startswith("ORF starts"):
             continue
-        p, se = q.rate([k, n])
+        p, se = qr.rate([k, n])
         rows.append(f"| {key} | {k:,} | {n:,} | {p:.4f} ± {se:.4f} | {p / overall:.2f} |")
     plus, minus = chunks["counts"]["ORF starts (+ / −)"]
-    return ["## What DNA chunks learn", "", *q.provenance(results), "",
+    return ["## What DNA chunks learn", "", *qr.provenance(results), "",
             f"The H-Net's first-stage chunk starts on the held-out genome ({chunks['bases']:,} bases scored) against "
             "features found by scans of the sequence alone: tandem repeats (period 1–24, ≥ 3 copies and ≥ 16 "
             f"bases) and open reading frames of ≥ {MIN_ORF} bases (six-frame scan, first ATG after an in-frame "

@@ -45,6 +45,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _quality as q  # noqa: E402
+import _quality_report as qr  # noqa: E402
 from _report import markdown_table, write_section  # noqa: E402
 
 MODELS = ["hnet", "mamba2", "transformer"]
@@ -117,11 +118,11 @@ def language_chunks(im, spans: list, window: int) -> dict:
     out = {}
     for track, rec in zip(boundary_tracks(im, spans, window=window), spans):
         data = bytes(np.asarray(rec.data, np.uint8))
-        bnd = q.boundary_mask(track, len(data))
+        bnd = qr.boundary_mask(track, len(data))
         classes = char_classes(data)
         valid = np.arange(len(data)) > 0  # position 0 is a forced boundary
         out[rec.id] = {"chunks": int(bnd.sum()), "chars": len(data.decode("utf-8", "replace")),
-                       "classes": {c: q.tally(bnd, valid & (classes == i)) for i, c in enumerate(CLASSES)}}
+                       "classes": {c: qr.tally(bnd, valid & (classes == i)) for i, c in enumerate(CLASSES)}}
     return out
 
 
@@ -182,7 +183,7 @@ def plot(results: dict, path: Path) -> Path:
         for i, members in enumerate(groups.values()):
             ys = [langs[m][f"bits_{name}"] for m in members if f"bits_{name}" in langs[m]]
             xs = i + (j - (len(models) - 1) / 2) * 0.25 + rng.uniform(-0.06, 0.06, len(ys))
-            axes[0].scatter(xs, ys, s=8, color=q.COLOURS.get(name), alpha=0.6, label=name if i == 0 else None)
+            axes[0].scatter(xs, ys, s=8, color=qr.COLOURS.get(name), alpha=0.6, label=name if i == 0 else None)
     axes[0].set(ylabel="held-out bits per byte", title="held-out bits per byte per language, grouped by script")
     axes[0].legend(fontsize=8)
     chunked = {m: langs[m]["hnet_chunks"] for m in langs if "hnet_chunks" in langs[m]}
@@ -196,7 +197,7 @@ def plot(results: dict, path: Path) -> Path:
     axes[1].legend(fontsize=8)
     width = 0.8 / len(CLASSES)
     for k, cls in enumerate(CLASSES):
-        rates = [q.rate(script_tally(chunked, members, cls))[0] for members in groups.values()]
+        rates = [qr.rate(script_tally(chunked, members, cls))[0] for members in groups.values()]
         axes[2].bar(x + (k - (len(CLASSES) - 1) / 2) * width, rates, width, label=cls)
     axes[2].set(ylabel="chunk starts per position", title="H-Net boundary rate by position class")
     axes[2].legend(fontsize=7, ncol=3)
@@ -230,10 +231,10 @@ def write_csv(results: dict, path: Path) -> Path:
 
 
 def report(results: dict, out: Path) -> None:
-    docs, suffix = q.docs_dir(results, out), q.scale_suffix(results["scale"])
+    docs, suffix = qr.docs_dir(results, out), q.scale_suffix(results["scale"])
     langs, models = results["languages"], list(results["models"])
     groups = by_script(langs)
-    curves = q.plot_curves(results, docs / "img" / f"quality_udhr_curves{suffix}.png", "byte",
+    curves = qr.plot_curves(results, docs / "img" / f"quality_udhr_curves{suffix}.png", "byte",
                            "held out: the last 10% of each of 388 UDHR languages")
     fig = plot(results, docs / "img" / f"quality_udhr{suffix}.png")
     table = write_csv(results, docs / f"results_udhr_languages{suffix}.csv")
@@ -257,15 +258,15 @@ def report(results: dict, out: Path) -> None:
                 f"{sum(c['chars'] for c in chunked) / total_chunks:.2f}" if total_chunks else "–"]
         rows.append(row)
     lines = ["## Text: byte-level H-Net against an isotropic byte model on 388 UDHR languages", "",
-             *q.provenance(results), "",
+             *qr.provenance(results), "",
              f"Held out: the last 10% of every language (a contiguous span, never trained on); {len(langs)} languages "
              f"have ≥ {MIN_SPAN} held-out bytes. Curves: held-out bits per byte over all held-out spans together "
              "during training (a fixed sample of them where `data.eval_tokens` is smaller than the set); the "
              "per-script table scores each language's whole span on its own at the end.", "",
-             *q.model_table(results, "byte"), "", pooled_line(results), ""]
+             *qr.model_table(results, "byte"), "", pooled_line(results), ""]
     if "hnet" in models and len(models) > 1:
         lines += ["Data and compute efficiency of the H-Net, read as for DNA (cosine schedule):", "",
-                  *q.efficiency_table(results, "byte"), ""]
+                  *qr.efficiency_table(results, "byte"), ""]
     lines += [markdown_table(head, rows), "",
               f"Per language: [`docs/{table.name}`]({table.name}).", "",
               f"![UDHR curves](img/{curves.name})", "", f"![UDHR by script](img/{fig.name})"]
@@ -298,7 +299,7 @@ def chunk_lines(results: dict, groups: dict) -> list[str]:
             k, n = script_tally(chunked, members, cls)
             cells.append(f"{k / n:.3f} ({n:,})" if n else "–")
         rows.append([script, len(members), *cells])
-    return ["## What text chunks learn", "", *q.provenance(results), "",
+    return ["## What text chunks learn", "", *qr.provenance(results), "",
             "The H-Net's chunk starts on the held-out spans, per script: the share of positions of each class "
             "that start a chunk (positions in brackets). A position is the first byte of a character after a "
             "space (a word start), after punctuation, a space, a punctuation mark, any other character, or a "

@@ -47,7 +47,8 @@ from hnet_seq.train import load_run_config
 sys.path.insert(0, str(Path(__file__).parent))
 from _report import command_line, write_section  # noqa: E402
 from _router import tune_router  # noqa: E402
-from profile_step import fused_ops, make_train_step, matched_baseline, profile_steps, time_steps  # noqa: E402
+from _profile import profile_steps, time_steps  # noqa: E402
+from profile_step import fused_ops, make_train_step, matched_baseline  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = 8192  # tokens per batch unit
