@@ -1,6 +1,7 @@
 """Shared bits of the tests (no tests here): a micro run config, a small real FASTA, tiny random
 checkpoints, the CLI in-process, a free port for torchrun, the train steps a run has logged, and the
-variant tests' reference, VCF and model (``ck``, ``genome``: fixtures, imported where used)."""
+variant tests' reference, VCF and model (``ck``, ``genome``: fixtures, imported where used), the
+kernel tests' error measures, sequence layouts and SSD inputs, and the one-line-error check."""
 from __future__ import annotations
 
 import gzip
@@ -205,3 +206,68 @@ def read_table(path: Path) -> list[dict]:
     lines = [l for l in path.read_text().splitlines() if not l.startswith("#")]
     header = lines[0].split("\t")
     return [dict(zip(header, l.split("\t"))) for l in lines[1:]]
+
+
+# ---- the kernel tests: relative errors, sequence layouts, gradients, SSD inputs ------------
+
+def rel_err(a: torch.Tensor, b: torch.Tensor, scale: float | None = None) -> float:
+    """``max|a - b| / scale``, the scale being ``max|b|`` unless given."""
+    a, b = a.detach().float(), b.detach().float()
+    scale = b.abs().max().item() if scale is None else scale
+    diff = (a - b).abs().max().item()
+    return diff / scale if scale > 0 else diff
+
+
+def assert_close_all(got: dict, want: dict, tol: float, scales: dict | None = None) -> None:
+    """Every tensor of ``got`` within ``tol`` relative error of ``want``; reports all of them.
+    ``scales`` replaces ``max|want|`` as the denominator for the names it lists."""
+    scales = scales or {}
+    errs = {name: rel_err(got[name], want[name], scales.get(name)) for name in want}
+    bad = {name: f"{e:.2e}" for name, e in errs.items() if not e <= tol}
+    assert not bad, f"relative error over {tol:g}: {bad} (all: { {n: f'{e:.1e}' for n, e in errs.items()} })"
+
+
+def seq_idx_from_lengths(rows: list[list[int]]) -> torch.Tensor:
+    """``(b, l)`` int32 sequence ids, one list of sequence lengths per row (each row sums to l)."""
+    out = []
+    for lengths in rows:
+        out.append(torch.repeat_interleave(torch.arange(len(lengths), dtype=torch.int32),
+                                           torch.tensor(lengths)))
+    return torch.stack(out)
+
+
+def cu_from_lengths(lengths: list[int]) -> torch.Tensor:
+    return torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32)
+
+
+def grads(out, inputs: dict, cotangent) -> dict:
+    """``{"out": out, "d<name>": grad}`` for the inputs that require grad."""
+    outs = out if isinstance(out, tuple) else (out,)
+    cots = cotangent if isinstance(cotangent, tuple) else (cotangent,)
+    names = [n for n, t in inputs.items() if t is not None and t.requires_grad]
+    gs = torch.autograd.grad(outs, [inputs[n] for n in names], cots)
+    result = {f"out{i}": o for i, o in enumerate(outs)}
+    result.update({f"d{n}": g for n, g in zip(names, gs)})
+    return result
+
+
+def ssd_inputs(b, l, h, p, g, n, *, dtype=torch.float32, seed=0):
+    """Random SSD inputs ``x (b, l, h, p), dt (b, l, h), A (h), B, C (b, l, g, n), D, dt_bias (h)``,
+    all in ``dtype`` but A (fp32); A < 0, dt centred on -1 (before any softplus)."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, l, h, p, generator=gen)
+    dt = torch.randn(b, l, h, generator=gen) - 1.0
+    A = -torch.exp(torch.rand(h, generator=gen) * 1.5)
+    B = torch.randn(b, l, g, n, generator=gen)
+    C = torch.randn(b, l, g, n, generator=gen)
+    D = torch.randn(h, generator=gen)
+    dt_bias = 0.5 * torch.randn(h, generator=gen)
+    return [t.to(dtype) if t is not A else t for t in (x, dt, A, B, C, D, dt_bias)]
+
+
+# ---- the adapters' errors ------------------------------------------------------------------
+
+def one_line_naming(err: pytest.ExceptionInfo, name: str) -> None:
+    """The raised error's message is one line and names ``name`` (a file, record or flag)."""
+    msg = str(err.value)
+    assert "\n" not in msg and name in msg, msg
