@@ -1,6 +1,6 @@
 """The in-memory notebook API (issue 17 acceptance 2) against the file-writing commands.
 
-Tiny random checkpoints (as tests/e2e/test_inference.py) on real plasmid sequence from
+Tiny random checkpoints (as tests/e2e/conftest.py) on real plasmid sequence from
 ../shared/data; windows are small so that tiling is exercised.
 """
 from __future__ import annotations
