@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pysam
 import pytest
-from helpers import chunk_rows, make_checkpoint
+from helpers import chunk_rows
 from helpers import invoke
 
 import hnet_seq.resources
@@ -35,11 +35,6 @@ E = "NC_016834.1"  # plasmid E, 8,953 bp
 # (contig as the user writes it, start, end, name, strand); "chr" + name is an alias of the name
 INTERVALS = [(B, 100, 900, "geneF", "+"), (f"chr{E}", 2000, 2600, ".", "-"), (B, 3000, 3300, "geneR", "-"),
              (E, 10, 400, "", "")]
-
-
-@pytest.fixture(scope="module")
-def ck(tmp_path_factory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("ck") / "dna1", "tiny_1stage.json")
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +85,7 @@ def test_bad_bed_lines_are_one_line_errors(tmp_path):
     with pysam.FastaFile(str(GENOME)) as fa:
         lengths = dict(zip(fa.references, fa.lengths))
     for line, expect in ((f"{B}\t10\t20\tx\t0\t*", "strand"), (f"{B}\t10\tten", "integers"),
-                         (f"chrZ\t0\t10", "not in"), (f"{B}\t5000\t5154", "past the end")):
+                         ("chrZ\t0\t10", "not in"), (f"{B}\t5000\t5154", "past the end")):
         path = tmp_path / "bad.bed.gz"
         path.write_bytes(gzip.compress(f"{B}\t0\t5\n{line}\n".encode()))
         with pytest.raises(UserError, match=expect) as err:
@@ -99,12 +94,12 @@ def test_bad_bed_lines_are_one_line_errors(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["gzip", "tabix"])
-def test_score_reads_bed_gz_like_bed(ck, tmp_path, kind):
+def test_score_reads_bed_gz_like_bed(ck1, tmp_path, kind):
     tables = {}
     for k in ("bed", kind):
         bed = write_bed(tmp_path / (f"{k}.bed" if k == "bed" else f"{k}.bed.gz"), k)
         out = tmp_path / f"{k}.tsv"
-        r = invoke("score", "--bed", bed, "--reference", GENOME, "--checkpoint", ck, "-o", out, "--quiet")
+        r = invoke("score", "--bed", bed, "--reference", GENOME, "--checkpoint", ck1, "-o", out, "--quiet")
         assert r.exit_code == 0, r.output
         tables[k] = pd.read_csv(out, sep="\t").sort_values(["chrom", "start"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(tables["bed"], tables[kind])
@@ -114,7 +109,7 @@ def test_score_reads_bed_gz_like_bed(ck, tmp_path, kind):
 
 
 # ---- strand ----------------------------------------------------------------------------------------
-def test_minus_strand_is_the_reverse_complement_on_plus_coordinates(ck, genome, tmp_path):
+def test_minus_strand_is_the_reverse_complement_on_plus_coordinates(ck1, genome, tmp_path):
     s, e = 1000, 1800
     bed = tmp_path / "strands.bed"
     bed.write_text(f"{B}\t{s}\t{e}\tfwd\t0\t+\n{B}\t{s}\t{e}\trev\t0\t-\n")
@@ -122,10 +117,10 @@ def test_minus_strand_is_the_reverse_complement_on_plus_coordinates(ck, genome, 
     fa = tmp_path / "rc.fa"
     fa.write_text(f">rc\n{rc}\n")
     out, pp = tmp_path / "bed.parquet", tmp_path / "bed.pp.parquet"
-    r = invoke("score", "--bed", bed, "--reference", GENOME, "--checkpoint", ck, "-o", out, "--per-position", pp,
+    r = invoke("score", "--bed", bed, "--reference", GENOME, "--checkpoint", ck1, "-o", out, "--per-position", pp,
                "--quiet")
     assert r.exit_code == 0, r.output
-    r = invoke("score", fa, "--checkpoint", ck, "-o", tmp_path / "rc.parquet", "--per-position",
+    r = invoke("score", fa, "--checkpoint", ck1, "-o", tmp_path / "rc.parquet", "--per-position",
                tmp_path / "rc.pp.parquet", "--quiet")
     assert r.exit_code == 0, r.output
     rows = {x["seq_id"]: x for x in pq.read_table(str(out)).to_pylist()}
@@ -142,10 +137,10 @@ def test_minus_strand_is_the_reverse_complement_on_plus_coordinates(ck, genome, 
     assert np.allclose(rev.loc[e - 1 - ref.index].to_numpy(), ref.to_numpy(), atol=1e-4)
 
     # embed: the same vector as the reverse-complemented FASTA; chunk rows tile [s, e) mirrored
-    r = invoke("embed", "--bed", bed, "--reference", GENOME, "--checkpoint", ck, "-o", tmp_path / "e.parquet",
+    r = invoke("embed", "--bed", bed, "--reference", GENOME, "--checkpoint", ck1, "-o", tmp_path / "e.parquet",
                "--chunks", "--quiet")
     assert r.exit_code == 0, r.output
-    r = invoke("embed", fa, "--checkpoint", ck, "-o", tmp_path / "erc.parquet", "--chunks", "--quiet")
+    r = invoke("embed", fa, "--checkpoint", ck1, "-o", tmp_path / "erc.parquet", "--chunks", "--quiet")
     assert r.exit_code == 0, r.output
     emb = {x["seq_id"]: x for x in pq.read_table(str(tmp_path / "e.parquet")).to_pylist()}
     erc = pq.read_table(str(tmp_path / "erc.parquet")).to_pylist()[0]
@@ -176,13 +171,13 @@ def test_parse_region_is_one_based_inclusive():
 
 
 @pytest.mark.parametrize("command", ["score", "embed"])
-def test_region_equals_the_zero_based_bed_interval(ck, tmp_path, command):
+def test_region_equals_the_zero_based_bed_interval(ck1, tmp_path, command):
     bed = tmp_path / "one.bed"
     bed.write_text(f"{B}\t1000\t1800\n")
     out = {}
     for how, args in (("region", ["--region", f"chr{B}:1,001-1,800"]), ("bed", ["--bed", bed])):
         out[how] = tmp_path / f"{how}.parquet"
-        r = invoke(command, *args, "--reference", GENOME, "--checkpoint", ck, "-o", out[how], "--quiet")
+        r = invoke(command, *args, "--reference", GENOME, "--checkpoint", ck1, "-o", out[how], "--quiet")
         assert r.exit_code == 0, r.output
     reg, via_bed = (pq.read_table(str(out[k])).to_pylist()[0] for k in ("region", "bed"))
     assert (reg["chrom"], reg["start"], reg["end"], reg["strand"], reg["seq_id"]) == \
@@ -196,19 +191,19 @@ def test_region_equals_the_zero_based_bed_interval(ck, tmp_path, command):
         assert np.allclose(reg["embedding"], via_bed["embedding"], atol=1e-6)
 
 
-def test_region_errors_name_the_flag(ck, tmp_path):
+def test_region_errors_name_the_flag(ck1, tmp_path):
     ref = ["--reference", GENOME]
     for args, expect in ((["--region", f"{B}:0-100", *ref], "1-based"), (["--region", f"{B}:1-100"], "--reference"),
                          (["--region", f"{B}:1-100", "--bed", tmp_path / "x.bed", *ref], "not both")):
-        r = invoke("score", *args, "--checkpoint", ck, "--quiet")
+        r = invoke("score", *args, "--checkpoint", ck1, "--quiet")
         assert r.exit_code == 2 and expect in r.output and "Traceback" not in r.output, r.output
 
 
 # ---- tables ------------------------------------------------------------------------------------
-def test_tsv_is_plain_and_stdout_has_the_same_columns(ck, tmp_path):
+def test_tsv_is_plain_and_stdout_has_the_same_columns(ck1, tmp_path):
     bed = write_bed(tmp_path / "r.bed", "bed")
     out = tmp_path / "scores.tsv"
-    args = ["score", "--bed", bed, "--reference", GENOME, "--checkpoint", ck, "--quiet"]
+    args = ["score", "--bed", bed, "--reference", GENOME, "--checkpoint", ck1, "--quiet"]
     r = invoke(*args, "-o", out)
     assert r.exit_code == 0, r.output
     table = pd.read_csv(out, sep="\t")  # no options

@@ -15,7 +15,7 @@ from hnet_seq.modalities import get_adapter
 from hnet_seq.modalities.base import Record
 from hnet_seq.modalities.dna import N_TOKEN, encode_ascii
 from helpers import make_checkpoint
-from helpers import GENOME, small_fasta
+from helpers import GENOME
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +240,6 @@ def test_score_variants_ll_over_the_same_non_n_positions(ck, plasmid, tmp_path):
     `score` does for the same window (alt is the same window but the allele: same positions)."""
     import pysam
 
-    from hnet_seq.inference.score import score
     from hnet_seq.inference.variants import score_variants
 
     contig = plasmid[:800] + "N" * 200 + plasmid[800:1800]
