@@ -1,0 +1,59 @@
+"""The benches' goal tables: each issue goal against the best measured variant, with its gap."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+
+def _row(model, variant, mfu, tflops, **extra):
+    return {"model": model, "batch": 8, "variant": variant, "oom": False, "mfu": mfu, "tflops": tflops, **extra}
+
+
+def test_training_goals_show_the_best_variant_and_the_gap():
+    from train_throughput import goals_table
+
+    matched = {"hnet": "hnet-2stage-L"}
+    rows = [_row("hnet-2stage-L", "base", 0.200, 200.0), _row("hnet-2stage-L", "fused", 0.231, 231.0),
+            _row("transformer (matched to hnet-2stage-L)", "base", 0.25, 250.0, **matched),
+            _row("transformer (matched to hnet-2stage-L)", "fused", 0.27, 270.0, **matched),
+            _row("dna-hnet", "base", 0.30, 1.0), {**_row("dna-hnet", "fused", 0.9, 9.0), "oom": True}]
+    table = {line.split(" | ")[0].lstrip("| "): line for line in goals_table(rows, 8192) if line.startswith("| ")
+             and not line.startswith("| goal")}
+    assert "23.1% (fused)" in table["hnet-2stage-L MFU"] and "short by 16.9 points" in table["hnet-2stage-L MFU"]
+    assert "0.86× (fused)" in table["hnet-2stage-L FLOP throughput ÷ matched Transformer's"]
+    assert "short by 0.09×" in table["hnet-2stage-L FLOP throughput ÷ matched Transformer's"]
+    assert "short by 18.0 points" in table["matched Transformer of hnet-2stage-L: MFU"]
+    assert table["dna-hnet MFU"].endswith("| 30.0% (base) | met |")  # the OOM row is not a measurement
+
+
+def test_training_goals_not_run_are_left_out():
+    from train_throughput import goals_table
+
+    assert goals_table([_row("hnet-1stage-L", "base", 0.1, 1.0)], 8192) == []
+
+
+def _shared(kind, rc, share, rate):
+    return {"kind": kind, "rc": rc, "share_prefix": share, "variants": 10, "seconds": 1.0, "variants_per_s": rate}
+
+
+def test_a_shared_only_run_replaces_only_its_paragraphs_and_shows_the_gap(tmp_path, monkeypatch):
+    import _inference_report as ir
+
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text("# Benchmarks\n\n<!-- inference:begin -->\n### Inference throughput (H100)\n\nold tables\n\n"
+                    f"{ir.SHARED_MARK}\n\nold shared rows\n\n{ir.RSS_MARK}\n\nold rss\n<!-- inference:end -->\n")
+    monkeypatch.setattr(ir, "BENCHMARKS_MD", docs)
+    results = {"embed": [], "variants": [], "rss": [],
+               "model": {"device": "NVIDIA H200", "precision": "bfloat16", "params": 99.5e6, "window": 8192,
+                         "command": "python bench/inference.py --shared-only"},
+               "shared": [_shared("SNVs, 1 ALT per site", True, False, 60.0), _shared("SNVs, 1 ALT per site", True, True, 250.0),
+                          _shared("saturation mutagenesis, 1,000 bp", False, True, 400.0)]}
+    ir.write_docs(results)
+    text = docs.read_text()
+    assert "old tables" in text and "old rss" in text and "old shared rows" not in text
+    assert text.index("old tables") < text.index(ir.SHARED_MARK) < text.index(ir.RSS_MARK)
+    assert "| SNVs with --rc-average | ≥ 200 variants/s | 250.0 (shared prefix) | met |" in text
+    assert "| saturation mutagenesis | ≥ 1,000 variants/s | 400.0 (shared prefix) | 0.40× the goal |" in text
+    assert "NVIDIA H200" in text.split(ir.SHARED_MARK)[1]
