@@ -12,6 +12,7 @@ import contextlib
 import functools
 import re
 import signal
+import sys
 from typing import Callable
 
 import typer
@@ -158,8 +159,20 @@ def user_errors_as_one_line(fn: Callable) -> Callable:
             typer.secho(f"interrupted ({signal.Signals(signum).name}): no output written", fg=typer.colors.YELLOW,
                         err=True)
             raise typer.Exit(128 + signum) from None
+        finally:
+            _leave_process_group()
 
     return wrapper
+
+
+def _leave_process_group() -> None:
+    """Leave torchrun's process group if the command joined one, before the process exits: a gloo
+    group left to the interpreter's teardown once aborted a rank whose output was already written
+    ("terminate called without an active exception", exit -6, in CI's torchrun embed test)."""
+    if "torch.distributed" in sys.modules:  # else nothing joined one, and torch need not load
+        from hnet_seq.runtime.distributed import shutdown
+
+        shutdown()
 
 
 def _fail(message: str) -> None:
