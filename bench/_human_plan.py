@@ -62,13 +62,21 @@ def load_run(args, spec: dict):
                           smoke=args.smoke, device="cpu" if args.smoke else "cuda", extra=spec["extra"])[spec["model"]]
 
 
-def final_eval(run_dir: Path) -> float | None:
+def run_rows(run_dir: Path) -> list[dict]:
+    """A run's ``metrics.jsonl`` rows ([] before it has written any)."""
     from hnet_seq.train.metrics import read_metrics
 
-    if not (run_dir / "metrics.jsonl").exists():
-        return None
-    evals = [r for r in read_metrics(run_dir) if r["kind"] == "eval"]
-    return evals[-1]["bits_per_unit"] if evals else None
+    return read_metrics(run_dir) if (run_dir / "metrics.jsonl").exists() else []
+
+
+def last_eval(rows: list[dict]) -> dict | None:
+    return next((r for r in reversed(rows) if r["kind"] == "eval"), None)
+
+
+def final_eval(run_dir: Path) -> float | None:
+    """A run's last held-out bits per unit (None before its first eval)."""
+    row = last_eval(run_rows(run_dir))
+    return row["bits_per_unit"] if row else None
 
 
 # ---- running the plan -------------------------------------------------------------------------------
@@ -172,32 +180,26 @@ def done(args, kind: str, spec: dict) -> bool:
     if kind == "final":
         return (args.out / "final" / f"{spec['model']}.json").exists()
     cfg_steps = max(1, spec["tokens"] // (1024 if args.smoke else 65536))
-    from hnet_seq.train.metrics import read_metrics
-
-    run_dir = args.out / spec["id"]
-    if not (run_dir / "metrics.jsonl").exists():
-        return False
-    evals = [r for r in read_metrics(run_dir) if r["kind"] == "eval"]
-    return bool(evals) and evals[-1]["step"] >= cfg_steps
+    row = last_eval(run_rows(args.out / spec["id"]))
+    return row is not None and row["step"] >= cfg_steps
 
 
 def write_status(args, phase: str, specs: list[dict]) -> None:
     """``OUT/human/status.txt``: per run its step, bases/s and ETA, read from ``metrics.jsonl``."""
-    from hnet_seq.train.metrics import read_metrics
-
     lines, etas = [f"{time.strftime('%H:%M:%S')} phase {phase}: {len(specs)} runs"], []
     for s in specs:
-        rows = [r for r in read_metrics(args.out / s["id"]) if r["kind"] == "train"] \
-            if (args.out / s["id"] / "metrics.jsonl").exists() else []
+        all_rows = run_rows(args.out / s["id"])
+        rows = [r for r in all_rows if r["kind"] == "train"]
         if not rows:
             lines.append(f"  {s['id']}: waiting")
             continue
         seen, rate = rows[-1]["units_seen"], rows[-1]["tokens_per_s"]
         eta = max(0.0, (s["tokens"] - seen) / max(rate, 1.0))
         etas.append(eta)
-        heldout = final_eval(args.out / s["id"])  # the training loss alone misled once (docs/results.md)
+        heldout = last_eval(all_rows)  # the training loss alone misled once (docs/results.md)
         lines.append(f"  {s['id']}: {seen / 1e6:.1f}/{s['tokens'] / 1e6:.1f} M bases, {rate / 1e3:.0f} k/s, "
-                     f"train bits {rows[-1]['bits_per_unit']:.3f}, last held-out {heldout or float('nan'):.3f}, "
+                     f"train bits {rows[-1]['bits_per_unit']:.3f}, "
+                     f"last held-out {heldout['bits_per_unit'] if heldout else float('nan'):.3f}, "
                      f"ETA {eta:.0f} s")
     lines.insert(1, f"  phase ETA (slowest run): {max(etas, default=0):.0f} s")
     tmp = args.out / "status.txt.tmp"

@@ -21,16 +21,16 @@ def write_docs(results: dict) -> None:
     paragraphs there when none were measured), only the shared-prefix paragraphs after a
     ``--shared-only`` run, only the RSS paragraphs after an RSS-only run."""
     old = _section(BENCHMARKS_MD, "inference")
+    rss = render_rss(results["rss"]) if results["rss"] else _rss_paragraphs(old)
     if results.get("embed") or results.get("variants"):  # throughput measured: the whole section
-        rss = render_rss(results["rss"]) if results["rss"] else _rss_paragraphs(old)
-        text = render(results) + render_shared(results) + ("\n\n" + rss if rss else "")
-    elif results.get("shared"):  # --shared-only: its paragraphs replace the old ones, the rest stays
-        rss = render_rss(results["rss"]) if results["rss"] else _rss_paragraphs(old)
-        text = old.split(SHARED_MARK)[0].split(RSS_MARK)[0].rstrip() + render_shared(results) + ("\n\n" + rss if rss else "")
-    elif results["rss"]:  # RSS only: replace the RSS paragraphs, keep the throughput part
-        text = old.split(RSS_MARK)[0].rstrip() + "\n\n" + render_rss(results["rss"])
+        head = render(results) + render_shared(results)
+    elif results.get("shared"):  # --shared-only: its paragraphs after the old throughput part
+        head = old.split(SHARED_MARK)[0].split(RSS_MARK)[0].rstrip() + render_shared(results)
+    elif results["rss"]:  # RSS only: the old throughput and shared paragraphs, the new RSS ones
+        head = old.split(RSS_MARK)[0].rstrip()
     else:
         return
+    text = head + ("\n\n" + rss if rss else "")
     path = write_section(BENCHMARKS_MD, "inference", text)
     print(f"wrote {path}")
 

@@ -191,8 +191,8 @@ def collect(results: dict, args, sweep: list[dict], main: list[dict], best: dict
             results["models"][m] = {**match[m], **json.loads(path.read_text())}
         else:  # from an earlier call in this --out-dir whose scoring is gone: not a result now
             results["models"].pop(m, None)
-    results["sweep"] = {s["id"]: {"model": s["model"], "lr": s["lr"], "bits": final_eval(args.out / s["id"]),
-                                  "bases": s["tokens"]} for s in sweep if final_eval(args.out / s["id"]) is not None}
+    results["sweep"] = {s["id"]: {"model": s["model"], "lr": s["lr"], "bits": bits, "bases": s["tokens"]}
+                        for s in sweep if (bits := final_eval(args.out / s["id"])) is not None}
     diag = {}
     for s in main:
         if s["id"].startswith("diag/") and final_eval(args.out / s["id"]) is not None:

@@ -157,11 +157,9 @@ def goals_table(rows: list[dict], unit: int) -> list[str]:
     for hnet, batch, what, goal in GOALS:
         own = [r for r in ok if r["model"] == hnet and r["batch"] == batch]
         base = [r for r in ok if r.get("hnet") == hnet and r["batch"] == batch and r["model"].startswith("transformer")]
-        if what == "mfu" and own:
-            best = max(own, key=lambda r: r["mfu"])
-            got, text = best["mfu"], f"{best['mfu']:.1%} ({best['variant']})"
-        elif what == "T mfu" and base:
-            best = max(base, key=lambda r: r["mfu"])
+        measured = own if what == "mfu" else base
+        if what in ("mfu", "T mfu") and measured:
+            best = max(measured, key=lambda r: r["mfu"])
             got, text = best["mfu"], f"{best['mfu']:.1%} ({best['variant']})"
         elif what == "vs T" and own and base:
             pairs = [(h["tflops"] / t["tflops"], h["variant"]) for h in own for t in base if t["variant"] == h["variant"]]
