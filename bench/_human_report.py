@@ -13,7 +13,8 @@ NEUTRAL = 0.005  # bits/base: a diagnostic within this of its baseline neither h
 def report(results: dict, out: Path) -> None:
     docs = qr.docs_dir(results, out)
     models, cut = results["models"], unfinished(results)
-    caption = f"Device: {results['device']}. Command: `{commands(results)[0] if commands(results) else ''}`."
+    ran = commands(results)
+    caption = f"Device: {results['device']}. Command: `{ran[0] if ran else ''}`."
     lines = ["## Human DNA (GRCh37): H-Net against isotropic models, each at its tuned LR", "",
              *provenance(results), "", data_text(results), ""]
     lines += main_table(results) + [""] + unfinished_table(results) + [""] + sweep_table(results) + [""]
