@@ -36,6 +36,7 @@ import torch
 
 from .reference import (attention_kvcache_reference, attention_reference, kvcache_visible, rmsnorm_reference,
                         ssd_reference)
+from .offsets import rows_per_call
 from .ssd_pieces import piece_limit, ssd_in_pieces
 
 _UNAVAILABLE: dict[str, str] = {}
@@ -107,9 +108,15 @@ def _rmsnorm_fast(x, weight, *, z=None, eps=1e-5, group_size=None, norm_before_g
                                  norm_before_gate=norm_before_gate)
     if z is not None and z.shape != x.shape:
         z = z.expand_as(x)
-    y = _mamba_rmsnorm_fn(x, weight, None, z=z, eps=eps, group_size=group_size,
-                          norm_before_gate=norm_before_gate)
-    return y.to(x.dtype)
+    kw = dict(eps=eps, group_size=group_size, norm_before_gate=norm_before_gate)
+    x2, z2 = x.reshape(-1, x.shape[-1]), None if z is None else z.reshape(-1, z.shape[-1])
+    limit = rows_per_call(x2, *([] if z2 is None else [z2]))
+    if limit is None:
+        y = _mamba_rmsnorm_fn(x2, weight, None, z=z2, **kw)
+    else:  # the kernel's 32-bit row offsets would overflow (a 1 Mbp window): see offsets
+        y = torch.cat([_mamba_rmsnorm_fn(x2[a:a + limit], weight, None, z=None if z2 is None else z2[a:a + limit], **kw)
+                       for a in range(0, x2.shape[0], limit)])
+    return y.reshape(x.shape).to(x.dtype)
 
 
 # --------------------------------------------------------------------------------- attention

@@ -1,7 +1,6 @@
-"""Cut one SSD call into pieces short enough for 32-bit kernel indexing.
+"""Cut one SSD call into pieces short enough for 32-bit kernel indexing (see :mod:`.offsets`).
 
-mamba-ssm's Triton SSD kernels compute several pointer offsets in 32-bit arithmetic
-(state-spaces/mamba#1015).  Once ``batch × positions × elements per position`` of an input
+mamba-ssm's Triton SSD kernels compute several pointer offsets in 32-bit arithmetic.  Once ``batch × positions × elements per position`` of an input
 reaches ``2**31`` they read out of bounds: an illegal memory access, or plausible wrong values
 with no error at all.  A 1 Mbp window of the 100 M DNA H-Net gets there in its first Mamba-2
 layer, whose ``x``/``dt`` are views into an in-projection 2,320 elements wide.
@@ -24,9 +23,8 @@ from typing import Callable
 
 import torch
 
+from .offsets import SAFE_OFFSET
 from .reference import sequence_starts
-
-SAFE_OFFSET = 2**30  # half of 2**31: kernel offsets add a few in-position terms to the row offset
 
 
 def piece_limit(x, dt, B, C, *, chunk_size: int, d_state: int) -> int | None:
