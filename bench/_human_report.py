@@ -13,8 +13,8 @@ NEUTRAL = 0.005  # bits/base: a diagnostic within this of its baseline neither h
 def report(results: dict, out: Path) -> None:
     docs = qr.docs_dir(results, out)
     models, cut = results["models"], unfinished(results)
-    ran = commands(results)
-    caption = f"Device: {results['device']}. Command: `{ran[0] if ran else ''}`."
+    ran = [s["command"] for s in results.get("sessions", {}).values()] or results["commands"][:1]
+    caption = f"Device: {results['device']}. Commands (one per launch): " + "; then ".join(f"`{c}`" for c in ran) + "."
     lines = ["## Human DNA (GRCh37): H-Net against isotropic models, each at its tuned LR", "",
              *provenance(results), "", data_text(results), ""]
     lines += main_table(results) + [""] + unfinished_table(results) + [""] + sweep_table(results) + [""]
@@ -34,9 +34,11 @@ def report(results: dict, out: Path) -> None:
 
 
 def commands(results: dict) -> list[str]:
-    """The launches that trained and scored (``sessions``), then the commands that rebuilt the report."""
+    """The launches that trained and scored (``sessions``), then the command that last rebuilt the
+    report (earlier rebuilds, e.g. of one session's part, are superseded by it)."""
     ran = [s["command"] for s in results.get("sessions", {}).values()]
-    return ran + [c for c in results["commands"] if c not in ran]
+    rebuilt = [c for c in results["commands"] if c not in ran]
+    return ran + rebuilt[-1:]
 
 
 def provenance(results: dict) -> list[str]:
