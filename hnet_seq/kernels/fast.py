@@ -154,38 +154,70 @@ def _attention_fast(q, k, v, cu_seqlens, max_seqlen, *, window_size=-1, softmax_
     if q.shape[0] == 0 or q.dtype not in (torch.float16, torch.bfloat16):
         return attention_reference(q, k, v, cu_seqlens, max_seqlen, window_size=window_size,
                                    softmax_scale=softmax_scale)
-    q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
     cu = cu_seqlens.to(device=q.device, dtype=torch.int32)
-    max_seqlen = int(max_seqlen)
+    return _varlen(q, k, v, cu, cu, int(max_seqlen), int(max_seqlen), window_size, softmax_scale)
+
+
+def _varlen(q, k, v, cu_q, cu_k, max_q: int, max_k: int, window_size: int, softmax_scale):
+    """Causal varlen attention, packed ``(T_q, h, p)`` queries over packed ``(T_k, h, p)`` keys.
+
+    Where a sequence has fewer queries than keys the queries are its last positions (FlashAttention's
+    bottom-right alignment): query ``i`` of ``n_q`` sees keys ``.. i + n_k - n_q``.
+    """
+    q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
     window = (int(window_size), 0) if window_size >= 0 else (-1, 0)
     if _flash_varlen is not None:
-        out = _flash_varlen(q, k, v, cu, cu, max_seqlen, max_seqlen, dropout_p=0.0,
-                            softmax_scale=softmax_scale, causal=True,
-                            window_size=window if window_size >= 0 else (-1, -1))
-    else:
-        kwargs = {"window_size": window}
-        if "is_causal" in _torch_varlen_params:
-            kwargs["is_causal"] = True
-        if softmax_scale is not None:
-            if "scale" in _torch_varlen_params:
-                kwargs["scale"] = softmax_scale
-            else:  # the kernel's default scale is 1/sqrt(p): fold the requested one into q
-                q = q * (softmax_scale * math.sqrt(q.shape[-1]))
-        out = _torch_varlen(q, k, v, cu, cu, max_seqlen, max_seqlen, **kwargs)
-    return out
+        return _flash_varlen(q, k, v, cu_q, cu_k, max_q, max_k, dropout_p=0.0, softmax_scale=softmax_scale,
+                             causal=True, window_size=window if window_size >= 0 else (-1, -1))
+    kwargs = {"window_size": window}
+    if "is_causal" in _torch_varlen_params:
+        kwargs["is_causal"] = True
+    if softmax_scale is not None:
+        if "scale" in _torch_varlen_params:
+            kwargs["scale"] = softmax_scale
+        else:  # the kernel's default scale is 1/sqrt(p): fold the requested one into q
+            q = q * (softmax_scale * math.sqrt(q.shape[-1]))
+    return _torch_varlen(q, k, v, cu_q, cu_k, max_q, max_k, **kwargs)
+
+
+def _varlen_runs(q) -> bool:
+    """Whether :func:`_varlen` can take ``q``: a CUDA tensor and a varlen kernel that imported."""
+    return q.is_cuda and ATTENTION_BACKEND is not None
 
 
 def _attention_kvcache_fast(q, k, v, positions, valid, *, window_size=-1, softmax_scale=None):
-    """:func:`attention_kvcache_reference` in the input dtype: PyTorch's fused SDPA with a mask
-    (memory-efficient kernel on fp16/bf16); fp32 inputs take the reference."""
+    """:func:`attention_kvcache_reference` in the input dtype, for blocks whose queries are
+    consecutive positions with the valid ones first (what prefill passes).
+
+    On CUDA the valid queries and each row's filled keys (``0 .. last position``) are packed and
+    run through the varlen kernel; padding queries return zeros.  Why: shared-prefix scoring,
+    which runs on this op, took 4.7× the time per position of the packed forward pass on an H200
+    (2026-12-02), and the masked SDPA used before was the one kernel of its path that the forward
+    pass does not use (a ``(b, l, m)`` mask rules out the flash kernels); not yet re-measured.
+    fp32 inputs take the reference; without a varlen kernel (or on CPU) fp16/bf16 take the masked SDPA.
+    """
     if q.dtype not in (torch.float16, torch.bfloat16):
         return attention_kvcache_reference(q, k, v, positions, valid, window_size=window_size,
                                            softmax_scale=softmax_scale)
-    visible = kvcache_visible(positions, valid, k.shape[1], window_size)
-    out = torch.nn.functional.scaled_dot_product_attention(
-        q.transpose(1, 2), k.to(q.dtype).transpose(1, 2), v.to(q.dtype).transpose(1, 2),
-        attn_mask=visible[:, None], scale=softmax_scale)
-    return out.transpose(1, 2)
+    if not _varlen_runs(q):
+        visible = kvcache_visible(positions, valid, k.shape[1], window_size)
+        out = torch.nn.functional.scaled_dot_product_attention(
+            q.transpose(1, 2), k.to(q.dtype).transpose(1, 2), v.to(q.dtype).transpose(1, 2),
+            attn_mask=visible[:, None], scale=softmax_scale)
+        return out.transpose(1, 2)
+    b, l, m = q.shape[0], q.shape[1], k.shape[1]
+    n_queries = valid.sum(1)
+    n_keys = torch.where(n_queries > 0, positions[:, 0] + n_queries, 0)  # keys 0 .. last position
+    zero = n_queries.new_zeros(1)
+    cu_q = torch.cat([zero, n_queries.cumsum(0)]).to(torch.int32)
+    cu_k = torch.cat([zero, n_keys.cumsum(0)]).to(torch.int32)
+    rows, cols = valid.nonzero(as_tuple=True)  # row-major: each row's queries in order
+    filled = torch.arange(m, device=k.device)[None] < n_keys[:, None]
+    packed = _varlen(q[rows, cols], k[filled].to(q.dtype), v[filled].to(q.dtype), cu_q, cu_k, l, m,
+                     window_size, softmax_scale)
+    out = q.new_zeros(b, l, *q.shape[2:])
+    out[rows, cols] = packed
+    return out
 
 
 for _name, _fn in (("ssd_fast", _ssd_fast), ("rmsnorm_fast", _rmsnorm_fast),
