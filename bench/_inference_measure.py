@@ -191,6 +191,15 @@ def bench_saturation(im, fasta: Path, *, region_bp: int, window: int, rc: bool, 
     return dict(variants=s.scored, windows=s.windows, seconds=dt, variants_per_s=s.scored / dt)
 
 
+def keep_shared(args, results: dict, row: dict) -> None:
+    """Add a shared-prefix row, print it and rewrite ``--json``: a run cut off by a time limit
+    keeps the rows it finished."""
+    results.setdefault("shared", []).append(row)
+    print("shared", json.dumps(row), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
 def measure_shared(im, args, results: dict, *, window: int, n_var: int) -> None:
     """Shared-prefix rows beside full recomputation, same model and inputs: SNVs, saturation."""
     fasta, bt = args.fasta[0], args.batch_tokens[0]
@@ -200,15 +209,13 @@ def measure_shared(im, args, results: dict, *, window: int, n_var: int) -> None:
             r = bench_variants(im, fasta, n=n_var, window=window, rc=rc, alts_per_site=1, batch_tokens=bt,
                                share_prefix=share)
             r.update(kind="SNVs, 1 ALT per site", rc=rc, share_prefix=share)
-            results.setdefault("shared", []).append(r)
-            print("shared", json.dumps(r), flush=True)
+            keep_shared(args, results, r)
     for rc in (False, True):
         for share in (False, True):
             r = bench_saturation(im, fasta, region_bp=args.saturate_bp, window=window, rc=rc, share_prefix=share,
                                  batch_tokens=bt)
             r.update(kind=f"saturation mutagenesis, {args.saturate_bp:,} bp", rc=rc, share_prefix=share)
-            results.setdefault("shared", []).append(r)
-            print("shared", json.dumps(r), flush=True)
+            keep_shared(args, results, r)
 
 
 def measure_rss(im, paths: list[Path], *, window: int, device: str, max_bp: int | None) -> dict:

@@ -6,7 +6,7 @@
 #
 # With no arguments tests, sweep, long and profile run (~8 min); compile is a second call, in this order (each under its own time limit, so one
 # that hangs or runs out of memory does not take the rest with it):
-#   tests    pytest -m gpu: fused ops, the SSD in pieces and shared-prefix scoring == reference on CUDA
+#   tests    pytest -m gpu: fused ops, the SSD and RMSNorm in pieces, shared-prefix scoring == reference on CUDA
 #   sweep    bench/train_throughput.py: hnet-2stage-L and dna-hnet with their matched Transformer
 #            and Mamba-2, 2/8/16 × 8192 tokens per step, variants base (before) and fused (after)
 #   long     bench/long_window.py: one 8 k / 100 k / 1 M bp window of the 100 M DNA H-Net
@@ -54,11 +54,12 @@ grep -q "ssd_fast': 'available" "$WORK/kernels.txt" || echo "WARNING: no mamba-s
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$WORK/device.txt"
 for s in $stages; do
     case $s in
-    tests) stage tests 150 $PY -m pytest -q -m gpu tests/unit/test_fused.py tests/unit/test_ssd_pieces.py tests/unit/test_prefix_scoring.py ;;
+    tests) stage tests 200 $PY -m pytest -q -m gpu tests/unit/test_fused.py tests/unit/test_ssd_pieces.py \
+               tests/unit/test_row_offsets.py tests/unit/test_prefix_scoring.py ;;
     sweep) stage sweep 240 $PY bench/train_throughput.py --models hnet-2stage-L,dna-hnet --batches 2,8,16 \
                --variants base,fused --warmup 5 --steps 10 --tune-steps 40 --out "$DOC" ;;
-    long) stage long 90 $PY bench/long_window.py --tune-steps 30 --out "$DOC" ;;
-    shared) stage shared 150 $PY bench/inference.py --shared-only --variants 300 --tune-steps 30 --json "$WORK/shared.json" ;;
+    long) stage long 150 $PY bench/long_window.py --tune-steps 30 --out "$DOC" ;;
+    shared) stage shared 240 $PY bench/inference.py --shared-only --variants 300 --tune-steps 30 --json "$WORK/shared.json" ;;
     profile)
         for m in hnet transformer mamba2; do
             stage "profile-$m" 40 $PY bench/profile_step.py --model "$m" --batch 8 --tune-steps 30 --warmup 3 \
