@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Training throughput: everything in one GPU session of at most ~9 minutes.
 #
-#     OUT=$OUT bash bench/device_perf.sh [tests] [sweep] [long] [shared] [profile] [compile]
+#     OUT=$OUT bash bench/device_perf.sh [tests] [sweep] [long] [shared] [scoring] [profile] [compile]
 #     (here: mkdir -p runs/perf && tar xzf FILES_AT/device_perf.tgz -C runs/perf)
 #
 # With no arguments tests, sweep, long and profile run (~8 min); compile is a second call, in this order (each under its own time limit, so one
@@ -11,6 +11,7 @@
 #            and Mamba-2, 2/8/16 × 8192 tokens per step, variants base (before) and fused (after)
 #   long     bench/long_window.py: one 8 k / 100 k / 1 M bp window of the 100 M DNA H-Net
 #   shared   bench/inference.py --shared-only: shared-prefix and saturation rows ($WORK/shared.json)
+#   scoring  bench/profile_scoring.py: shared-prefix against full SNV scoring under torch.profiler
 #   profile  bench/profile_step.py for the H-Net, Transformer and Mamba-2 at 8 × 8192 (top kernels)
 #   compile  bench/train_throughput.py at 8 × 8192: fused against fused+compile
 # Everything is written under $WORK (default /tmp/device_perf, which survives between calls of a
@@ -60,6 +61,7 @@ for s in $stages; do
                --variants base,fused --warmup 5 --steps 10 --tune-steps 40 --out "$DOC" ;;
     long) stage long 150 $PY bench/long_window.py --tune-steps 30 --out "$DOC" ;;
     shared) stage shared 240 $PY bench/inference.py --shared-only --variants 300 --tune-steps 30 --json "$WORK/shared.json" ;;
+    scoring) stage scoring 150 $PY bench/profile_scoring.py --variants 64 --tune-steps 30 --out "$WORK/profile-scoring" ;;
     profile)
         for m in hnet transformer mamba2; do
             stage "profile-$m" 40 $PY bench/profile_step.py --model "$m" --batch 8 --tune-steps 30 --warmup 3 \
