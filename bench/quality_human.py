@@ -175,7 +175,8 @@ def drive(args) -> dict:
                    "command": command_line()}
         plan.run(phases, session)
     if "chunks" in phases:  # from the saved boundary tracks: no model, no GPU
-        recount_chunks(args.out / "final", [m for m in args.model_list if m in HNETS])
+        done = recount_chunks(args.out / "final", [m for m in args.model_list if m in HNETS])
+        print(f"chunks: recounted {', '.join(done) or 'none'} from {args.out / 'final'}/<model>-boundaries.npz")
     sweep, best = plan.sweep, plan.best()
     main = plan.main_specs()
     results = q.start_results(args.out / "results.json", "human", args)
