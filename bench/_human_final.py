@@ -46,18 +46,39 @@ def final_one(args, spec: dict, data: dict) -> None:
         s = score(im, records=spread_records(im.adapter, data[key], args.score_bases), window=window, progress=False)
         out[key] = {"bits": s.bits_per_unit, "bases": int(sum(x.units_scored for x in s.scores))}
     if spec["model"] in HNETS:
-        out["chunks"] = chunk_analysis(im, data, args, window)
+        out["chunks"] = chunk_analysis(im, data, args, window, args.out / "final" / f"{spec['model']}-boundaries.npz")
     out["variants"] = variant_aurocs(im, data, args, window)
     q.write_results(out, args.out / "final" / f"{spec['model']}.json")
 
 
-def chunk_analysis(im, data: dict, args, window: int) -> dict:
-    """First-stage chunk starts against sequence features (held-out chrX) and human/chimp
-    differences (held-out chr22 alignment rows): ``[starts, positions]`` per class and profiles."""
+def chunk_analysis(im, data: dict, args, window: int, saved: Path) -> dict:
+    """First-stage chunk starts of held-out chrX and of the chr22 alignment rows, saved to ``saved``
+    (:func:`save_boundaries`) and counted by :func:`chunk_counts`."""
+    from hnet_seq.inference import boundary_tracks
+
+    def tracked(key):
+        recs = spread_records(im.adapter, data[key], args.analysis_bases)
+        for track, rec in zip(boundary_tracks(im, recs, window=window), recs):
+            yield {"id": rec.id, "start": rec.meta["start"], "tokens": rec.data,
+                   "boundary": qr.boundary_mask(track, len(rec.data))}
+
+    chrx = list(tracked("heldout_x"))
+    blocks = {b.start: b for b in h.maf_blocks(Path(json.loads((args.out / "data" / "data.json").read_text())["sources"]["maf"]))}
+    chr22 = []
+    for rec in tracked("heldout_22"):
+        block = blocks.get(max((s for s in blocks if s <= rec["start"]), default=-1))
+        if block is not None:
+            a, n = rec["start"] - block.start, len(rec["tokens"])
+            chr22.append({**rec, "diverged": block.diverged[a:a + n], "chimp_gap": block.chimp_gap[a:a + n]})
+    save_boundaries(saved, {"chrX": chrx, "chr22": chr22})
+    return chunk_counts(chrx, chr22)
+
+
+def chunk_counts(chrx: list[dict], chr22: list[dict]) -> dict:
+    """``[starts, positions]`` per sequence class and profiles around CpG and diverged bases, from
+    records of ``tokens`` (L,) and ``boundary`` (L,) bool (chr22's also ``diverged`` and ``chimp_gap``)."""
     import numpy as np
     from quality_dna import tandem_repeats
-
-    from hnet_seq.inference import boundary_tracks
 
     counts: dict[str, list[int]] = {}
     prof = {"CpG (C of CG)": np.zeros((2, 21), np.int64), "diverged base": np.zeros((2, 21), np.int64)}
@@ -65,32 +86,80 @@ def chunk_analysis(im, data: dict, args, window: int) -> dict:
     def add(key, pair):
         counts[key] = [a + b for a, b in zip(counts.get(key, [0, 0]), pair)]
 
-    recs = spread_records(im.adapter, data["heldout_x"], args.analysis_bases)
-    for track, rec in zip(boundary_tracks(im, recs, window=window), recs):
-        bnd, valid = qr.boundary_mask(track, len(rec.data)), np.arange(len(rec.data)) > 0
-        cpg, rep, low = h.cpg_features(rec.data), tandem_repeats(rec.data), h.low_complexity(rec.data)
+    for rec in chrx:
+        tokens, bnd = rec["tokens"], rec["boundary"]
+        valid = np.arange(len(tokens)) > 0
+        cpg, rep, low = h.cpg_features(tokens), tandem_repeats(tokens), h.low_complexity(tokens)
         for key, where in (("all (chrX)", valid), ("CpG dinucleotide", cpg["cpg"]), ("not CpG", ~cpg["cpg"]),
                            ("CpG-rich window (island rule)", cpg["island"]), ("outside CpG-rich windows", ~cpg["island"]),
                            ("tandem repeat (period 1-24)", rep), ("outside tandem repeats", ~rep),
-                           ("low complexity (sdust T=20)", low), ("not low complexity", ~low)):
+                           ("low complexity (symmetric DUST, level 20)", low), ("not low complexity", ~low)):
             add(key, qr.tally(bnd, valid & where))
-        c_sites = np.flatnonzero(cpg["cpg"][:-1] & (rec.data[:-1] == 1))
-        prof["CpG (C of CG)"] += h.profile(bnd, c_sites, -10, 11)
-    blocks = {b.start: b for b in h.maf_blocks(Path(json.loads((args.out / "data" / "data.json").read_text())["sources"]["maf"]))}
-    recs = spread_records(im.adapter, data["heldout_22"], args.analysis_bases)
-    for track, rec in zip(boundary_tracks(im, recs, window=window), recs):
-        start = rec.meta["start"]
-        block = blocks.get(max((s for s in blocks if s <= start), default=-1))
-        if block is None:
-            continue
-        a = start - block.start
-        div, gap = block.diverged[a:a + len(rec.data)], block.chimp_gap[a:a + len(rec.data)]
-        bnd, valid = qr.boundary_mask(track, len(rec.data)), np.arange(len(rec.data)) > 0
+        prof["CpG (C of CG)"] += h.profile(bnd, np.flatnonzero(cpg["cpg"][:-1] & (tokens[:-1] == 1)), -10, 11)
+    for rec in chr22:
+        bnd, div, gap = rec["boundary"], rec["diverged"], rec["chimp_gap"]
+        valid = np.arange(len(bnd)) > 0
         for key, where in (("all (chr22)", valid), ("human/chimp diverged base", div),
                            ("identical in chimp", ~div & ~gap), ("chimp gap", gap)):
             add(key, qr.tally(bnd, valid & where))
         prof["diverged base"] += h.profile(bnd, np.flatnonzero(div), -10, 11)
     return {"counts": counts, "profiles": {k: v.tolist() for k, v in prof.items()}, "offsets": [-10, 11]}
+
+
+BOOLS = ("boundary", "diverged", "chimp_gap")  # bit-packed in the npz
+
+
+def save_boundaries(path: Path, sets: dict[str, list[dict]]) -> None:
+    """Write each set's records to ``path`` (``np.savez_compressed``): ``{set}_id``, ``_start``,
+    ``_length`` per record; ``_tokens`` (uint8) and the packed ``_boundary`` (and chr22's
+    ``_diverged``, ``_chimp_gap``) of all its records end to end."""
+    import numpy as np
+
+    arrays = {}
+    for name, recs in sets.items():
+        arrays |= {f"{name}_id": np.array([r["id"] for r in recs], str),
+                   f"{name}_start": np.array([r["start"] for r in recs], np.int64),
+                   f"{name}_length": np.array([len(r["tokens"]) for r in recs], np.int64),
+                   f"{name}_tokens": np.concatenate([np.asarray(r["tokens"], np.uint8) for r in recs] or [np.zeros(0, np.uint8)])}
+        for key in BOOLS:
+            if recs and key in recs[0]:
+                arrays[f"{name}_{key}"] = np.packbits(np.concatenate([r[key] for r in recs]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load_boundaries(path: Path) -> dict[str, list[dict]]:
+    """The sets :func:`save_boundaries` wrote, as lists of record dicts."""
+    import numpy as np
+
+    with np.load(path) as z:
+        names = [k[:-len("_id")] for k in z.files if k.endswith("_id")]
+        sets = {}
+        for name in names:
+            lengths = z[f"{name}_length"]
+            cuts = np.cumsum(lengths)[:-1]
+            cols = {"tokens": np.split(z[f"{name}_tokens"], cuts)}
+            for key in BOOLS:
+                if f"{name}_{key}" in z.files:
+                    cols[key] = np.split(np.unpackbits(z[f"{name}_{key}"], count=int(lengths.sum())).astype(bool), cuts)
+            sets[name] = [{"id": str(i), "start": int(s), **{k: v[j] for k, v in cols.items()}}
+                          for j, (i, s) in enumerate(zip(z[f"{name}_id"], z[f"{name}_start"]))]
+    return sets
+
+
+def recount_chunks(final_dir: Path, models: list[str]) -> list[str]:
+    """Recompute the ``chunks`` of ``final_dir/<model>.json`` from its ``<model>-boundaries.npz``
+    (no model, no GPU); returns the models redone (those with both files)."""
+    done = []
+    for m in models:
+        path, saved = final_dir / f"{m}.json", final_dir / f"{m}-boundaries.npz"
+        if path.exists() and saved.exists():
+            sets = load_boundaries(saved)
+            q.write_results({**json.loads(path.read_text()), "chunks": chunk_counts(sets["chrX"], sets["chr22"])}, path)
+            done.append(m)
+    return done
 
 
 def variant_aurocs(im, data: dict, args, window: int) -> dict:

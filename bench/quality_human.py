@@ -5,6 +5,7 @@
     cat /tmp/qh/human/status.txt                                           # progress and ETA
     OUT=$OUT bash bench/qh_poll.sh /tmp/qh 540                             # wait, report, bring back $OUT/qh.tgz
     python bench/quality_human.py --report-only --out-dir runs/qh          # docs from a copied-back results.json
+    python bench/quality_human.py --out-dir runs/qh --phases chunks,report # chunk tables again, from the saved tracks
     python bench/quality_human.py --out-dir runs/qh --merge-from A B       # join results of separate sessions
     python bench/quality_human.py --smoke --out-dir /tmp/qh-smoke          # CPU, tiny models, tests/data excerpt
 
@@ -21,7 +22,10 @@ The plan (``--workers N``: that many training processes at once on the one GPU; 
 3. final: each main model scores held-out chrX and chr22 (:func:`hnet_seq.inference.score`),
    H-Nets' chunk starts against CpG, CpG islands, tandem repeats, low complexity and human/chimp
    differences, and variant AUROCs (97 ClinVar/gnomAD SNVs; 1000 Genomes chr22 rare vs common,
-   scored on a chr22 reference built from the alignment's human rows);
+   scored on a chr22 reference built from the alignment's human rows); each H-Net's boundary
+   tracks and the records' bases go to ``final/<model>-boundaries.npz`` (about 1.7 MB at the
+   default ``--analysis-bases``, in ``qh_poll.sh``'s tar): ``--phases chunks`` recounts the chunk
+   tables from them on any machine, without the model, e.g. after a change to a sequence class;
 4. report: ``results.json``, figures and the ``human`` section of ``docs/results.md`` (smoke:
    ``OUT/docs``).  A finished run or final score is kept on restart.
 
@@ -46,7 +50,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _human as h  # noqa: E402
 import _quality as q  # noqa: E402
-from _human_final import final_one  # noqa: E402
+from _human_final import final_one, recount_chunks  # noqa: E402
 from _human_plan import DIAGNOSTICS, HNETS, Plan, final_eval, load_run, write_status  # noqa: E402
 from _report import REPO_ROOT, command_line  # noqa: E402
 
@@ -74,7 +78,9 @@ def parse_args(argv=None):
     p.add_argument("--max-variants", type=int, help="1000 Genomes chr22: score at most this many (spread)")
     p.add_argument("--best-lr", help="skip the sweep's choice: MODEL=LR,... (e.g. from an earlier session's table)")
     p.add_argument("--workers", type=int, default=32, help="concurrent training processes (0: in this process)")
-    p.add_argument("--phases", default="sweep,main,final,report", help="which phases to run")
+    p.add_argument("--phases", default="sweep,main,final,report",
+                   help="which of sweep,main,final,chunks,report to run (chunks: recount final/<model>.json's "
+                        "chunk tables from final/<model>-boundaries.npz, no model or GPU; report: docs)")
     p.add_argument("--smoke", action="store_true", help="tiny models, CPU, the tests/data/human_excerpt data")
     p.add_argument("--report-only", action="store_true", help="rebuild docs from OUT/human/results.json")
     p.add_argument("--merge-from", type=Path, nargs="+", metavar="OUT", help="merge results.json of other --out-dirs")
@@ -168,6 +174,9 @@ def drive(args) -> dict:
         session = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "device": q.device_text(args.device),
                    "command": command_line()}
         plan.run(phases, session)
+    if "chunks" in phases:  # from the saved boundary tracks: no model, no GPU
+        done = recount_chunks(args.out / "final", [m for m in args.model_list if m in HNETS])
+        print(f"chunks: recounted {', '.join(done) or 'none'} from {args.out / 'final'}/<model>-boundaries.npz")
     sweep, best = plan.sweep, plan.best()
     main = plan.main_specs()
     results = q.start_results(args.out / "results.json", "human", args)

@@ -65,7 +65,19 @@ def test_smoke_runs_the_whole_plan_and_counts_acgt_only(tmp_path):
         assert m["heldout_x"]["bases"] == acgt - sum(1 for line in heldout if line.startswith(">"))
         assert math.isfinite(m["heldout_22"]["bits"]) and 0 < m["heldout_x"]["bits"] < 3
         assert m["variants"]["pathogenic_vs_common"]["positives"] + m["variants"]["pathogenic_vs_common"]["negatives"] == 97
-    assert res["models"]["hnet"]["chunks"]["counts"]["human/chimp diverged base"][1] > 0
+    chunks = res["models"]["hnet"]["chunks"]
+    assert chunks["counts"]["human/chimp diverged base"][1] > 0
+    assert chunks["counts"]["low complexity (symmetric DUST, level 20)"][1] > 0
+
+    # the chunk tables again from the saved boundary tracks alone, as on a machine without the model
+    final = out / "human" / "final"
+    assert (final / "hnet-boundaries.npz").exists() and not (final / "mamba2-boundaries.npz").exists()
+    scored = json.loads((final / "hnet.json").read_text())
+    (final / "hnet.json").write_text(json.dumps({k: v for k, v in scored.items() if k != "chunks"}))
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "quality_human.py"), "--smoke", "--out-dir", str(out),
+                           "--phases", "chunks"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((out / "human" / "results.json").read_text())["models"]["hnet"]["chunks"] == chunks
     section = (out / "docs" / "results.md").read_text()
     assert "<!-- human:begin -->" in section and "Learning-rate sweep" in section
     sessions = json.loads((out / "human" / "sessions.json").read_text())
