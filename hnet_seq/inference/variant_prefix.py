@@ -43,16 +43,18 @@ def shared_by_default(device: torch.device) -> bool:
 
 @dataclass
 class _Window:
-    """One reference window: its splits (sorted) and, per split, the ALTs that branch there."""
+    """One reference window: its splits (sorted), per split the ALTs that branch there, and what
+    the chain computed: per-position NLL pieces and the logits of each split's last prefix position."""
 
     tokens: np.ndarray
     splits: list[int] = field(default_factory=list)
     alts: dict[int, list[int]] = field(default_factory=dict)  # split -> indices into the ALT list
-    pieces: list[np.ndarray] = field(default_factory=list)  # logits of the chain, in order, then of R[o_K:]
+    pieces: list[np.ndarray] = field(default_factory=list)  # NLL of the chain, in order, then of R[o_K:]
+    last: dict[int, np.ndarray] = field(default_factory=dict)  # split o -> logits (V,) at position o - 1
 
     @property
-    def logits(self) -> np.ndarray:
-        """``(len(tokens), V)``: the reference's logits, as one full forward pass gives them."""
+    def nll(self) -> np.ndarray:
+        """``(len(tokens),)``: at ``i``, −log p(tokens[i+1]) from position ``i`` (the last one unused)."""
         return np.concatenate(self.pieces)
 
 
@@ -61,6 +63,14 @@ def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
     n = min(len(a), len(b))
     diff = np.flatnonzero(a[:n] != b[:n])
     return int(diff[0]) if diff.size else n
+
+
+def next_tokens(tokens: np.ndarray, a: int, b: int) -> np.ndarray:
+    """The targets of positions ``a .. b-1``: ``tokens[a+1 : b+1]``, a 0 after the end (unused)."""
+    out = np.zeros(b - a, np.int64)
+    t = tokens[a + 1:b + 1]
+    out[:len(t)] = t
+    return out
 
 
 def _groups(splits: list[int], group_tokens: int) -> list[tuple[int, list[int]]]:
@@ -83,42 +93,47 @@ class _Engine:
         self.im, self.model, self.budget = im, im.model, budget
         self.device = im.device
         self.positions = 0  # padded positions run (what the bench compares)
-        self.vocab = self.model.lm_head.out_features
 
     @torch.no_grad()
-    def prefill(self, rows: list[np.ndarray], state) -> torch.Tensor:
-        """Feed ``rows`` (token arrays, one per state row) → logits ``(b, L, V)`` on the host."""
+    def prefill(self, rows: list[np.ndarray], targets: list[np.ndarray], state) -> tuple[np.ndarray, np.ndarray]:
+        """Feed ``rows`` (token arrays, one per state row) → on the host, the NLL of ``targets``
+        ``(b, L)`` (the adapter's loss, computed on the device: the logits stay there) and the logits
+        of each row's last position ``(b, V)``."""
         lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
         width = int(lengths.max())
-        tokens = np.zeros((len(rows), width), np.int64)
-        for i, r in enumerate(rows):
-            tokens[i, :len(r)] = r
+        tokens, goal = np.zeros((len(rows), width), np.int64), np.zeros((len(rows), width), np.int64)
+        for i, (r, t) in enumerate(zip(rows, targets)):
+            tokens[i, :len(r)], goal[i, :len(t)] = r, t
         self.positions += len(rows) * width
+        lengths = lengths.to(self.device)
         with self.im.autocast():
-            logits = self.model.prefill(torch.from_numpy(tokens).to(self.device), state, lengths.to(self.device))
-        return logits.float().cpu()
+            logits = self.model.prefill(torch.from_numpy(tokens).to(self.device), state, lengths)
+        nll = self.im.adapter.loss(logits.flatten(0, 1), torch.from_numpy(goal).to(self.device).flatten())
+        last = logits[torch.arange(len(rows), device=self.device), (lengths - 1).clamp(min=0)]
+        return nll.view(len(rows), width).float().cpu().numpy(), last.float().cpu().numpy()
 
     def new_state(self, n: int):
         # KV caches start empty and grow as prefill fills them: an inner stage holds ~1/compression
         # of the positions, and copies of a state (one per ALT) then copy only what is filled.
         return self.model.new_state(n, 0)
 
-    def suffixes(self, state, jobs: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
-        """Run each job ``(state row, tokens)`` from a copy of that row → its logits ``(len, V)``."""
+    def suffixes(self, state, jobs: list[tuple[int, np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        """Run each job ``(state row, tokens, targets)`` from a copy of that row → its NLL ``(len,)``."""
         out: list[np.ndarray | None] = [None] * len(jobs)
         order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][1]))
         batch: list[int] = []
 
         def flush():
             index = torch.tensor([jobs[i][0] for i in batch], device=self.device)
-            logits = self.prefill([jobs[i][1] for i in batch], self.model.select_state(state, index))
+            nll, _ = self.prefill([jobs[i][1] for i in batch], [jobs[i][2] for i in batch],
+                                  self.model.select_state(state, index))
             for row, i in enumerate(batch):
-                out[i] = logits[row, :len(jobs[i][1])].numpy()
+                out[i] = nll[row, :len(jobs[i][1])]
             batch.clear()
 
         for i in order:
             if not len(jobs[i][1]):
-                out[i] = np.zeros((0, self.vocab), np.float32)
+                out[i] = np.zeros(0, np.float32)
                 continue
             if batch and (len(batch) + 1) * len(jobs[batch[0]][1]) > self.budget:
                 flush()
@@ -129,56 +144,67 @@ class _Engine:
 
 
 def _run_windows(engine: _Engine, windows: list[_Window], alts: list[np.ndarray],
-                 alt_logits: list, group_tokens: int) -> None:
-    """Build every window's chain and every ALT's suffix logits (fills ``alt_logits``)."""
+                 alt_nll: list, group_tokens: int) -> None:
+    """Build every window's chain and every ALT's suffix NLL (fills ``alt_nll``)."""
     plans = [_groups(w.splits, group_tokens) for w in windows]
     state = engine.new_state(len(windows))
     row_of = list(range(len(windows)))  # each window's chain state: its row in ``state``
     for r in range(max(len(p) for p in plans)):
         active = [i for i, p in enumerate(plans) if r < len(p)]
-        rows, owner, jobs, job_of = [], [], [], []
+        rows, targets, owner, jobs, job_of = [], [], [], [], []
         for i in active:
             base, group = plans[i][r]
-            w = windows[i]
             for o in group:
-                rows.append(w.tokens[base:o])
+                rows.append(windows[i].tokens[base:o])
+                targets.append(next_tokens(windows[i].tokens, base, o))
                 owner.append(i)
         index = torch.tensor([row_of[i] for i in owner], device=engine.device)
         state = engine.model.select_state(state, index)
-        logits = engine.prefill(rows, state) if max(len(x) for x in rows) else None
+        nll, last = engine.prefill(rows, targets, state) if max(len(x) for x in rows) else (None, None)
         k = 0
         for i in active:
             base, group = plans[i][r]
             w = windows[i]
             for o in group:
+                if o > base:
+                    w.last[o] = last[k]
                 for a in w.alts[o]:
-                    jobs.append((k, alts[a][o:]))
+                    jobs.append((k, alts[a][o:], next_tokens(alts[a], o, len(alts[a]))))
                     job_of.append(a)
                 k += 1
             if o > base:
-                w.pieces.append(logits[k - 1, :o - base].numpy())
+                w.pieces.append(nll[k - 1, :o - base])
             row_of[i] = k - 1
             if r == len(plans[i]) - 1:  # the reference's own tail after its last split
-                jobs.append((k - 1, w.tokens[o:]))
+                jobs.append((k - 1, w.tokens[o:], next_tokens(w.tokens, o, len(w.tokens))))
                 job_of.append(("tail", i))
         for j, res in zip(job_of, engine.suffixes(state, jobs)):
             if isinstance(j, tuple):
                 windows[j[1]].pieces.append(res)
             else:
-                alt_logits[j] = res
+                alt_nll[j] = res
 
 
-def _logprobs(im: InferenceModel, logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    """Per-position log p (``(n,)`` float32) from logits at positions 0..n-1; NaN at position 0
-    and wherever the target is unscorable (DNA: N), as the Runner's full passes give it."""
+def _logprobs(im: InferenceModel, nll: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """Per-position log p (``(n,)`` float32) from the NLL of each next token (``nll[i]``: of
+    ``tokens[i+1]``); NaN at position 0 and wherever the target is unscorable (DNA: N), as the
+    Runner's full passes give it."""
     lp = np.full(len(tokens), np.nan, np.float32)
     if len(tokens) > 1:
-        nll = im.adapter.loss(torch.from_numpy(logits[:len(tokens) - 1]), torch.from_numpy(tokens[1:]).long())
-        lp[1:] = -nll.numpy()
+        lp[1:] = -nll[:len(tokens) - 1]
         unscored = im.adapter.unscorable(tokens[1:])
         if unscored is not None:
             lp[1:][unscored] = np.nan
     return lp
+
+
+def _alt_nll(im: InferenceModel, window: _Window, o: int, alt: np.ndarray, suffix_nll: np.ndarray) -> np.ndarray:
+    """An ALT's next-token NLL: the reference's before the split, at ``o - 1`` the shared logits
+    scored against the ALT's own token, then its suffix's."""
+    if o == 0:
+        return suffix_nll
+    junction = im.adapter.loss(torch.from_numpy(window.last[o][None]), torch.tensor([int(alt[o])])).numpy()
+    return np.concatenate([window.nll[:o - 1], junction.astype(np.float32), suffix_nll])
 
 
 def shared_logprobs(im: InferenceModel, refs: list[np.ndarray], alts: list[tuple[int, np.ndarray]],
@@ -201,14 +227,13 @@ def shared_logprobs(im: InferenceModel, refs: list[np.ndarray], alts: list[tuple
         w.alts.setdefault(w.splits[0], [])
     max_len = max([len(r) for r in refs] + [len(t) for t in alt_tokens] + [1])
     engine = _Engine(im, budget)
-    alt_logits: list = [None] * len(alts)
+    alt_nll: list = [None] * len(alts)
     group_tokens = max(budget // 8, 1024)
     per_batch = max(1, budget // max_len)  # windows whose chains run together
     for start in range(0, len(windows), per_batch):
-        _run_windows(engine, windows[start:start + per_batch], alt_tokens, alt_logits, group_tokens)
-    chains = [w.logits for w in windows]
-    ref_lps = [_logprobs(im, c, w.tokens) for c, w in zip(chains, windows)]
-    alt_lps = [_logprobs(im, np.concatenate([chains[w][:o], alt_logits[a]]), alt_tokens[a])
+        _run_windows(engine, windows[start:start + per_batch], alt_tokens, alt_nll, group_tokens)
+    ref_lps = [_logprobs(im, w.nll, w.tokens) for w in windows]
+    alt_lps = [_logprobs(im, _alt_nll(im, windows[w], o, alt_tokens[a], alt_nll[a]), alt_tokens[a])
                for a, ((w, _), o) in enumerate(zip(alts, splits))]
     return ref_lps, alt_lps, engine.positions
 
