@@ -64,6 +64,16 @@ def build_model(size: str, device: torch.device, tune_steps: int, seed: int = 0)
     return im, cfg, ratio
 
 
+def timed(device: torch.device, fn):
+    """``(fn(), seconds)``, the device synchronised before and after (CUDA kernels run asynchronously)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    out = fn()
+    sync()
+    return out, time.perf_counter() - t0
+
+
 def dna_records(paths: list[Path], total_bp: int):
     """Records of the FASTA files, repeated (with new ids) until ``total_bp`` bases."""
     from hnet_seq.modalities import get_adapter
@@ -83,16 +93,11 @@ def dna_records(paths: list[Path], total_bp: int):
 def bench_embed(im, records, *, window: int, chunks: bool, rc: bool, batch_tokens: int | None) -> dict:
     from hnet_seq.inference.embed import embed
 
-    sync = torch.cuda.synchronize if im.device.type == "cuda" else (lambda: None)
     with tempfile.TemporaryDirectory() as d:
-        sync()
         if im.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
-        s = embed(im, out=Path(d) / "e.parquet", records=records, chunks=chunks, rc_average=rc, window=window,
-                  batch_tokens=batch_tokens, progress=False)
-        sync()
-        dt = time.perf_counter() - t0
+        s, dt = timed(im.device, lambda: embed(im, out=Path(d) / "e.parquet", records=records, chunks=chunks,
+                                               rc_average=rc, window=window, batch_tokens=batch_tokens, progress=False))
         size = sum(f.stat().st_size for f in Path(d).iterdir())
     bp = sum(len(r) for r in records)
     return dict(bp=bp, seconds=dt, bp_per_s=bp / dt, chunk_rows=s.chunk_rows, out_mb=size / 1e6,
@@ -109,13 +114,11 @@ def bench_forward(im, records, *, window: int, batch_tokens: int | None) -> dict
     items = [WorkItem(torch.from_numpy(r.data[t.start:t.end]), t.own_start - t.start)
              for r in records for t in plan_tiles(len(r), window, overlap)]
     runner = Runner(im, pool_level=0)
-    sync = torch.cuda.synchronize if im.device.type == "cuda" else (lambda: None)
-    sync()
-    t0 = time.perf_counter()
-    for _ in runner.stream(batches_by_budget(items, batch_tokens or default_batch_tokens(im.device))):
-        pass
-    sync()
-    dt = time.perf_counter() - t0
+    def drain():
+        for _ in runner.stream(batches_by_budget(items, batch_tokens or default_batch_tokens(im.device))):
+            pass
+
+    _, dt = timed(im.device, drain)
     bp = sum(len(r) for r in records)
     return dict(bp=bp, positions=runner.positions, seconds=dt, bp_per_s=bp / dt, positions_per_s=runner.positions / dt)
 
@@ -157,15 +160,11 @@ def bench_variants(im, fasta: Path, *, n: int, window: int, rc: bool, alts_per_s
                    batch_tokens: int | None, share_prefix: bool = True) -> dict:
     from hnet_seq.inference.variants import score_variants
 
-    sync = torch.cuda.synchronize if im.device.type == "cuda" else (lambda: None)
     with tempfile.TemporaryDirectory() as d:
         ref, vcf = write_reference_and_vcf(fasta, Path(d), n, window, 1, alts_per_site)
-        sync()
-        t0 = time.perf_counter()
-        s = score_variants(im, vcf, ref, Path(d) / "s.parquet", window=window, rc_average=rc,
-                           batch_tokens=batch_tokens, progress=False, share_prefix=share_prefix)
-        sync()
-        dt = time.perf_counter() - t0
+        s, dt = timed(im.device, lambda: score_variants(im, vcf, ref, Path(d) / "s.parquet", window=window,
+                                                        rc_average=rc, batch_tokens=batch_tokens, progress=False,
+                                                        share_prefix=share_prefix))
     return dict(variants=s.scored, windows=s.windows, seconds=dt, variants_per_s=s.scored / dt,
                 window_bp_per_s=s.windows * window / dt)
 
@@ -175,19 +174,14 @@ def bench_saturation(im, fasta: Path, *, region_bp: int, window: int, rc: bool, 
     """Saturation mutagenesis (3 SNVs per base) of ``region_bp`` bases mid-way along the longest record."""
     from hnet_seq.inference.saturation import saturation_mutagenesis
 
-    sync = torch.cuda.synchronize if im.device.type == "cuda" else (lambda: None)
     with tempfile.TemporaryDirectory() as d:
         ref, _ = write_reference_and_vcf(fasta, Path(d), 0, window, 1, 1)
         contig, n = max(((line[1:].split()[0], len(next(f))) for f in [open(ref)] for line in f
                          if line.startswith(">")), key=lambda x: x[1])
         start = n // 2 - region_bp // 2
-        sync()
-        t0 = time.perf_counter()
-        s = saturation_mutagenesis(im, ref, f"{contig}:{start}-{start + region_bp}", Path(d) / "s.parquet",
-                                   window=window, rc_average=rc, share_prefix=share_prefix,
-                                   batch_tokens=batch_tokens, keep_alleles=False)
-        sync()
-        dt = time.perf_counter() - t0
+        s, dt = timed(im.device, lambda: saturation_mutagenesis(
+            im, ref, f"{contig}:{start}-{start + region_bp}", Path(d) / "s.parquet", window=window, rc_average=rc,
+            share_prefix=share_prefix, batch_tokens=batch_tokens, keep_alleles=False))
     return dict(variants=s.scored, windows=s.windows, seconds=dt, variants_per_s=s.scored / dt)
 
 

@@ -16,13 +16,12 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _inference_measure import PACKAGED, build_model, write_reference_and_vcf  # noqa: E402
+from _inference_measure import PACKAGED, build_model, timed, write_reference_and_vcf  # noqa: E402
 from _profile import profile_steps  # noqa: E402
 from _report import command_line  # noqa: E402
 
@@ -42,20 +41,13 @@ def parse_args() -> argparse.Namespace:
 def profile_mode(im, vcf: Path, ref: Path, out: Path, args, share: bool) -> dict:
     from hnet_seq.inference.variants import score_variants
 
-    device = im.device
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
     def run():
         return score_variants(im, vcf, ref, out / f"scores-{share}.parquet", window=args.window,
                               rc_average=args.rc_average, progress=False, share_prefix=share)
 
     run()  # warm-up: kernels compiled and tuned for these shapes
-    sync()
-    t0 = time.perf_counter()
-    s = run()
-    sync()
-    wall = time.perf_counter() - t0
-    prof = profile_steps(run, 1, None, device)
+    s, wall = timed(im.device, run)
+    prof = profile_steps(run, 1, None, im.device)
     row = dict(share_prefix=share, variants=s.scored, windows=s.windows, seconds=wall,
                variants_per_s=s.scored / wall, **prof)
     if "gpu_busy_ms_per_step" in prof:
