@@ -154,9 +154,10 @@ def _run_windows(engine: _Engine, windows: list[_Window], alts: list[np.ndarray]
         rows, targets, owner, jobs, job_of = [], [], [], [], []
         for i in active:
             base, group = plans[i][r]
+            w = windows[i]
             for o in group:
-                rows.append(windows[i].tokens[base:o])
-                targets.append(next_tokens(windows[i].tokens, base, o))
+                rows.append(w.tokens[base:o])
+                targets.append(next_tokens(w.tokens, base, o))
                 owner.append(i)
         index = torch.tensor([row_of[i] for i in owner], device=engine.device)
         state = engine.model.select_state(state, index)
