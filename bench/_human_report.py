@@ -13,7 +13,7 @@ NEUTRAL = 0.005  # bits/base: a diagnostic within this of its baseline neither h
 def report(results: dict, out: Path) -> None:
     docs = qr.docs_dir(results, out)
     models, cut = results["models"], unfinished(results)
-    ran = [s["command"] for s in results.get("sessions", {}).values()] or results["commands"][:1]
+    ran = launches(results) or results["commands"][:1]
     caption = f"Device: {results['device']}. Commands (one per launch): " + "; then ".join(f"`{c}`" for c in ran) + "."
     lines = ["## Human DNA (GRCh37): H-Net against isotropic models, each at its tuned LR", "",
              *provenance(results), "", data_text(results), ""]
@@ -33,10 +33,15 @@ def report(results: dict, out: Path) -> None:
     print("\n".join(lines))
 
 
+def launches(results: dict) -> list[str]:
+    """The commands of the launches that trained and scored (``sessions``), in order."""
+    return [s["command"] for s in results.get("sessions", {}).values()]
+
+
 def commands(results: dict) -> list[str]:
-    """The launches that trained and scored (``sessions``), then the command that last rebuilt the
-    report (earlier rebuilds, e.g. of one session's part, are superseded by it)."""
-    ran = [s["command"] for s in results.get("sessions", {}).values()]
+    """:func:`launches`, then the command that last rebuilt the report (earlier rebuilds, e.g. of
+    one session's part, are superseded by it)."""
+    ran = launches(results)
     rebuilt = [c for c in results["commands"] if c not in ran]
     return ran + rebuilt[-1:]
 
