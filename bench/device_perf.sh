@@ -4,8 +4,10 @@
 #     OUT=$OUT bash bench/device_perf.sh [tests] [sweep] [long] [shared] [scoring] [profile] [compile]
 #     (here: mkdir -p runs/perf && tar xzf FILES_AT/device_perf.tgz -C runs/perf)
 #
-# With no arguments tests, sweep, long and profile run (~8 min); compile is a second call, in this order (each under its own time limit, so one
-# that hangs or runs out of memory does not take the rest with it):
+# With no arguments tests, sweep, long and profile run, in this order (each under its own time limit, so
+# one that hangs or runs out of memory does not take the rest with it; the limits add up to ~12 min,
+# more than one device call, so name the stages of each call: e.g. "tests sweep", then "long shared
+# scoring", then "profile"; compile is a call of its own):
 #   tests    pytest -m gpu: fused ops, the SSD and RMSNorm in pieces, shared-prefix scoring == reference on CUDA
 #   sweep    bench/train_throughput.py: hnet-2stage-L and dna-hnet with their matched Transformer
 #            and Mamba-2, 2/8/16 × 8192 tokens per step, variants base (before) and fused (after)
