@@ -52,7 +52,7 @@ def dna_model(name: str, seed: int = 0) -> HNetLM:
 
 def full_logits(model: HNetLM, tokens: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return model(tokens.long(), Packing.from_lengths([len(tokens)])).logits
+        return model(tokens.long(), Packing.from_lengths([len(tokens)], device=tokens.device)).logits
 
 
 def full_logprobs(model: HNetLM, tokens: np.ndarray) -> np.ndarray:
