@@ -44,7 +44,9 @@ def final_one(args, spec: dict, data: dict) -> None:
     out = {**q.run_summary(run_dir), "lr": spec["lr"], "train_bits_end": sum(train_rows[-10:]) / len(train_rows[-10:])}
     for key in ("heldout_x", "heldout_22"):
         s = score(im, records=spread_records(im.adapter, data[key], args.score_bases), window=window, progress=False)
-        out[key] = {"bits": s.bits_per_unit, "bases": int(sum(x.units_scored for x in s.scores))}
+        # per piece too: the chrX sample is three 1 Mbp pieces, one of them pericentromeric repeats
+        out[key] = {"bits": s.bits_per_unit, "bases": int(sum(x.units_scored for x in s.scores)),
+                    "pieces": {x.seq_id: [x.units_scored, x.bits_per_unit] for x in s.scores}}
     if spec["model"] in HNETS:
         out["chunks"] = chunk_analysis(im, data, args, window, args.out / "final" / f"{spec['model']}-boundaries.npz")
     out["variants"] = variant_aurocs(im, data, args, window)

@@ -27,7 +27,7 @@ def report(results: dict, out: Path) -> None:
         lines += ["Data and compute efficiency of the 1-stage H-Net (`hnet`) over each other model (read on the "
                   "curves' best-so-far held-out bits, as in the DNA section):", "",
                   *qr.efficiency_table(results, "base"), ""]
-    lines += compression_table(results) + [""] + diagnostics_table(results) + [""]
+    lines += compression_table(results) + [""] + diagnostics_table(results) + [""] + repeats_table(results) + [""]
     lines += chunk_tables(results) + [""] + variant_table(results)
     write_section(docs / "results.md", "human", "\n".join(lines))
     print("\n".join(lines))
@@ -170,6 +170,28 @@ def diagnostics_table(results: dict) -> list[str]:
         delta = row["bits"] - base["bits"]
         reading = "helps (a cause)" if delta < -NEUTRAL else "hurts" if delta > NEUTRAL else "no effect (ruled out)"
         lines.append(f"| {row['what']} | {row['bits']:.4f} | {delta:+.4f} | {comp} | {reading} |")
+    return lines
+
+
+def repeats_table(results: dict) -> list[str]:
+    """The runs made again in a later launch (same command, same seed), each launch's result: the
+    run-to-run noise that GPU kernels with atomic adds leave (``repeats`` of ``merge_results``)."""
+    repeats = results.get("repeats", {})
+    if not repeats:
+        return []
+    lines = ["Run-to-run noise: runs made again in a later launch with the same command and seed (GPU kernels "
+             "with atomic adds are not bitwise deterministic); held-out bits/base per launch, oldest first, the "
+             "last is the run reported above:", "",
+             "| run | chrX 60-70 Mb per launch | spread | chr22 per launch | spread |", "|---|---|---:|---|---:|"]
+    for name, old in repeats.get("models", {}).items():
+        runs = [*old, results["models"][name]]
+        x, c22 = ([r[k]["bits"] for r in runs] for k in ("heldout_x", "heldout_22"))
+        lines.append(f"| {name} (main) | {' / '.join(f'{b:.4f}' for b in x)} | {max(x) - min(x):.4f} | "
+                     f"{' / '.join(f'{b:.4f}' for b in c22)} | {max(c22) - min(c22):.4f} |")
+    for name, old in repeats.get("diagnostics", {}).items():
+        bits = [r["bits"] for r in (*old, results["diagnostics"][name])]
+        lines.append(f"| diagnostic {name} (chrX sample) | {' / '.join(f'{b:.4f}' for b in bits)} | "
+                     f"{max(bits) - min(bits):.4f} | – | – |")
     return lines
 
 

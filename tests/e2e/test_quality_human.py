@@ -64,6 +64,10 @@ def test_smoke_runs_the_whole_plan_and_counts_acgt_only(tmp_path):
         # every A/C/G/T but the first of each record (no context) is scored, no N ever
         assert m["heldout_x"]["bases"] == acgt - sum(1 for line in heldout if line.startswith(">"))
         assert math.isfinite(m["heldout_22"]["bits"]) and 0 < m["heldout_x"]["bits"] < 3
+        for key in ("heldout_x", "heldout_22"):  # the pieces add up to the whole
+            pieces = m[key]["pieces"].values()
+            assert sum(n for n, _ in pieces) == m[key]["bases"]
+            assert math.isclose(sum(n * b for n, b in pieces) / m[key]["bases"], m[key]["bits"], rel_tol=1e-9)
         assert m["variants"]["pathogenic_vs_common"]["positives"] + m["variants"]["pathogenic_vs_common"]["negatives"] == 97
     chunks = res["models"]["hnet"]["chunks"]
     assert chunks["counts"]["human/chimp diverged base"][1] > 0

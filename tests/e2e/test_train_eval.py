@@ -72,6 +72,35 @@ def test_quality_results_of_concurrent_runs_merge(monkeypatch):
         merge_results([part("hnet", 2.0, 1.0, "x"), part("mamba2", 1.9, 1.0, "x", scale="cpu")])
 
 
+def test_quality_results_of_a_rerun_replace_the_earlier_run_whole_and_keep_it(monkeypatch):
+    """A model or diagnostic run again in a later launch is taken whole from the later part (its
+    losses and chunk counts stay together); the runs it replaces are kept, oldest first, as repeats."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "bench"))
+    from _quality import merge_results
+
+    def part(runs, started, chunk_rows):
+        return {"experiment": "human", "scale": "gpu", "smoke": False, "commands": [f"launch {started}"],
+                "wall_s": 1.0, "started": started, "device": "H200",
+                "models": {m: {"bits": bits, "chunks": dict.fromkeys(chunk_rows, 1)} for m, bits in runs.items()},
+                "diagnostics": {"warmup-5x": {"bits": min(runs.values())}}}
+
+    first = part({"mamba2": 1.4, "hnet": 1.51}, "a", ["cpg"])
+    second = part({"hnet": 1.52}, "b", ["cpg", "low complexity"])
+    third = part({"hnet": 1.53}, "c", ["cpg", "low complexity"])
+    merged = merge_results([first, second, third])
+    assert list(merged["models"]) == ["mamba2", "hnet"]
+    assert merged["models"]["hnet"] == third["models"]["hnet"]
+    assert merged["models"]["mamba2"] == first["models"]["mamba2"]
+    assert [r["bits"] for r in merged["repeats"]["models"]["hnet"]] == [1.51, 1.52]
+    assert merged["repeats"]["models"]["hnet"][0]["chunks"] == {"cpg": 1}
+    assert [r["bits"] for r in merged["repeats"]["diagnostics"]["warmup-5x"]] == [1.4, 1.52]
+    again = merge_results([merge_results([first, second]), third])
+    assert again["repeats"] == merged["repeats"]
+    disjoint = [part({"hnet": 2.0}, "a", []), part({"mamba2": 1.9}, "b", [])]
+    del disjoint[1]["diagnostics"]
+    assert "repeats" not in merge_results(disjoint)
+
+
 def test_plot_is_one_figure_with_separate_units_stage_numbers_and_resume_marks(tmp_path):
     from hnet_seq.cli.plot import run_figure
 
