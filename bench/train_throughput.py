@@ -31,6 +31,7 @@ memory is reported as such.  Results go to the ``--section`` of ``docs/benchmark
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -184,14 +185,16 @@ def goals_table(rows: list[dict], unit: int) -> list[str]:
             "| goal | batch (tokens) | target | measured | gap |", "|---|---:|---:|---:|---|", *lines]
 
 
-def render(rows: list[dict], args) -> str:
+def render(record: dict) -> str:
+    """The section's markdown from a :func:`new_record` filled by :func:`add_rows`."""
+    rows, unit = record["rows"], record["unit"]
     by_key = {(r["model"], r["batch"], r["variant"]): r for r in rows}
-    first_variant = args.variants.split(",")[0]
+    first_variant = record["variants"][0]
     lines = ["| model | layout | params | batch (tokens) | variant | compression | tokens/s | TFLOP/s | MFU | "
              f"GPU idle | peak GiB | × {first_variant} | H-Net FLOP-throughput ÷ this |",
              "|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        head = f"| {r['model']} | `{r['layout']}` | {r['params'] / 1e6:.0f} M | {r['batch']} × {args.unit} | {r['variant']} |"
+        head = f"| {r['model']} | `{r['layout']}` | {r['params'] / 1e6:.0f} M | {r['batch']} × {unit} | {r['variant']} |"
         if r["oom"]:
             lines.append(head + " out of memory | | | | | | | |")
             continue
@@ -202,13 +205,39 @@ def render(rows: list[dict], args) -> str:
         lines.append(head + f" {r['compression']} | {r['tokens_per_s']:,.0f} | {r['tflops']:.1f} | "
                      f"{100 * r['mfu']:.1f}% | {100 * r['gpu_idle']:.0f}% | {r['peak_gib']:.1f} | {speedup} | {vs} |")
     return "\n".join([
-        f"Device: **{torch.cuda.get_device_name() if args.device == 'cuda' else 'cpu'}**, torch {torch.__version__}. Forward + backward + AdamW, "
-        f"bf16 autocast, fast kernels; {args.warmup} warm-up + {args.steps} timed steps per row.",
-        f"Reproduce: `{command_line()}`", "", *lines, "",
+        f"Device: **{record['device']}**, torch {record['torch']}. Forward + backward + AdamW, "
+        f"bf16 autocast, fast kernels; {record['warmup']} warm-up + {record['steps']} timed steps per row.",
+        "Reproduce: " + "; then ".join(f"`{c}`" for c in record["commands"]), "", *lines, "",
         f"× {first_variant}: this row's FLOP throughput over the `{first_variant}` row of the same model and batch "
         "(same run, same weights). Last column: the H-Net's FLOP throughput over this baseline's at the same batch "
         "and variant; the goal is ≥ 0.95. GPU idle: 1 − (GPU busy time in a profiled step) / (step time).",
-        *goals_table(rows, args.unit)])
+        *goals_table(rows, unit)])
+
+
+def new_record(args) -> dict:
+    """How this command measures, with the rows that earlier commands of the same device and unit
+    left in ``--json`` (so a sweep split over several device calls lands as one table)."""
+    device = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
+    record = dict(device=device, torch=torch.__version__, warmup=args.warmup, steps=args.steps, unit=args.unit,
+                  variants=args.variants.split(","), commands=[], rows=[])
+    if args.json and args.json.exists():
+        old = json.loads(args.json.read_text())
+        if (old["device"], old["unit"]) == (device, args.unit):
+            record |= dict(commands=old["commands"], rows=old["rows"])
+    record["commands"].append(command_line())
+    return record
+
+
+def add_rows(record: dict, rows: list[dict], json_path: Path | None) -> None:
+    """Put ``rows`` in ``record`` (replacing earlier rows of the same model, batch and variant) and
+    save it to ``json_path`` through a temporary file, so a killed run leaves the last whole file."""
+    key = lambda r: (r["model"], r["batch"], r["variant"])  # noqa: E731
+    new = {key(r) for r in rows}
+    record["rows"] = [r for r in record["rows"] if key(r) not in new] + rows
+    if json_path:
+        tmp = json_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        tmp.replace(json_path)
 
 
 def main() -> None:
@@ -225,11 +254,17 @@ def main() -> None:
     parser.add_argument("--unit", type=int, default=UNIT, help="tokens per batch unit (smaller for a CPU smoke run)")
     parser.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run (implies --no-write)")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="keep the rows here too, with those of earlier commands on the same device")
+    parser.add_argument("--from-json", type=Path, default=None, help="write the section from a --json file (no GPU)")
     args = parser.parse_args()
+    if args.from_json:
+        write_section(args.out, args.section, render(json.loads(args.from_json.read_text())))
+        return
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("bench/train_throughput.py needs a CUDA GPU (or --device cpu for a smoke run)")
     writing = not args.no_write and args.device == "cuda"
-    rows = []
+    record = new_record(args)
     for name in args.models.split(","):
         if name not in MODELS:
             sys.exit(f"bench/train_throughput.py: --models: unknown {name!r} (use {', '.join(MODELS)})")
@@ -237,10 +272,10 @@ def main() -> None:
         jobs = [(name, cfg, {})] + [(f"{LABELS[kind]} (matched to {name})", matched_baseline(kind, cfg, window), {"hnet": name})
                                     for kind in filter(None, args.baselines.split(","))]
         for label, model_cfg, extra in jobs:
-            rows += [r | extra for r in bench_model(label, model_cfg, window, args)]
+            add_rows(record, [r | extra for r in bench_model(label, model_cfg, window, args)], args.json)
             if writing:  # after every model: a run cut short by a time limit still leaves its rows
-                write_section(args.out, args.section, render(rows, args) + "\n\n(Partial: the run was cut short here.)")
-    text = render(rows, args)
+                write_section(args.out, args.section, render(record) + "\n\n(Partial: the run was cut short here.)")
+    text = render(record)
     print(text)
     if writing:
         write_section(args.out, args.section, text)

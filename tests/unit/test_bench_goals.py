@@ -1,6 +1,7 @@
 """The benches' goal tables: each issue goal against the best measured variant, with its gap."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -57,3 +58,36 @@ def test_a_shared_only_run_replaces_only_its_paragraphs_and_shows_the_gap(tmp_pa
     assert "| SNVs with --rc-average | ≥ 200 variants/s | 250.0 (shared prefix) | met |" in text
     assert "| saturation mutagenesis | ≥ 1,000 variants/s | 400.0 (shared prefix) | 0.40× the goal |" in text
     assert "NVIDIA H200" in text.split(ir.SHARED_MARK)[1]
+
+
+def test_training_sweep_split_over_calls_lands_as_one_table(tmp_path, monkeypatch):
+    """``--json``: a second command on the same device keeps the first one's rows (a re-measured
+    row replaces its old self), and ``--from-json`` writes the section from the file alone."""
+    import argparse
+
+    from train_throughput import add_rows, new_record, render
+
+    path = tmp_path / "sweep.json"
+
+    def command(argv, rows):
+        monkeypatch.setattr(sys, "argv", ["bench/train_throughput.py", *argv])
+        args = argparse.Namespace(device="cpu", warmup=1, steps=2, unit=8192, variants="base,fused", json=path)
+        record = new_record(args)
+        add_rows(record, rows, path)
+        return record
+
+    row = lambda model, variant, tflops: {**_row(model, variant, tflops / 1000, tflops), "layout": "[T9]",  # noqa: E731
+                                          "params": 1e8, "compression": [], "tokens_per_s": 1.0, "gpu_idle": 0.0,
+                                          "peak_gib": 1.0}
+    command(["--models", "hnet-2stage-L"], [row("hnet-2stage-L", "base", 100.0), row("hnet-2stage-L", "fused", 110.0)])
+    record = command(["--models", "dna-hnet"], [row("dna-hnet", "base", 50.0), row("hnet-2stage-L", "fused", 120.0)])
+    assert [(r["model"], r["variant"], r["tflops"]) for r in record["rows"]] == [
+        ("hnet-2stage-L", "base", 100.0), ("dna-hnet", "base", 50.0), ("hnet-2stage-L", "fused", 120.0)]
+    text = render(json.loads(path.read_text()))
+    assert "`python bench/train_throughput.py --models hnet-2stage-L`; then `python bench/train_throughput.py --models dna-hnet`" in text
+    assert "| 120.0 | 12.0% |" in text and "| 1.20 |" in text  # fused over base of the same model and batch
+    monkeypatch.setattr(sys, "argv", ["x", "--from-json", str(path), "--out", str(tmp_path / "b.md")])
+    from train_throughput import main
+
+    main()
+    assert "<!-- train_throughput:begin -->" in (tmp_path / "b.md").read_text()
