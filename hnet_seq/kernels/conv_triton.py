@@ -4,9 +4,12 @@
 ``t-s < 0`` or ``seq_idx[t-s] != seq_idx[t]``; ``act`` is ``None`` or ``"silu"``.  Same contract as
 :func:`hnet_seq.kernels.reference.conv1d_reference`: accumulation in fp32, output in ``x.dtype``.
 
-The forward kernel writes only ``y``.  The backward kernel recomputes the pre-activation where
-it needs it (at most ``k * k`` cached loads of ``x`` per tile) instead of saving it, and reduces
-``dweight`` and ``dbias`` per tile in fp32; the per-tile partial sums are added up in PyTorch.
+The forward kernel writes only ``y``.  The backward runs two kernels: the first recomputes the
+pre-activation once per position (``k`` cached loads of ``x`` per tile), writes
+``du = dy * act'(u)`` in fp32 and reduces ``dweight`` and ``dbias`` per tile in fp32 (the
+per-tile partial sums are added up in PyTorch); the second gathers ``dx`` from ``du``'s ``k``
+taps.  (One kernel that recomputed ``u`` at each of the ``k`` positions a tap reaches made
+``k * k`` loads of ``x`` per tile, and ran at under a tenth of the H200's memory bandwidth.)
 
 Importing this module needs Triton; the kernel registry imports it lazily, so a machine
 without Triton simply reports the fast conv1d as unavailable.  With ``TRITON_INTERPRET=1`` set
@@ -90,16 +93,13 @@ def _conv1d_fwd_kernel(X, W, BIAS, SEQ, Y, L, C,
 
 
 @triton.jit
-def _conv1d_bwd_kernel(X, W, BIAS, SEQ, DY, DX, DW_PART, DB_PART, L, C, n_lblocks,
-                       stride_xb, stride_xl, stride_sb, stride_sl, stride_dyb, stride_dyl,
-                       stride_dxb, stride_dxl,
-                       K: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SEQ: tl.constexpr,
-                       SILU: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr):
-    """dx for one tile, and this tile's partial sums of dweight (K, C) and dbias (C,).
-
-    ``dx_t = sum_s du_{t+s} w[k-1-s]`` over the taps ``t+s < L`` with ``seq_idx[t+s] == seq_idx[t]``,
-    where ``du = dy * act'(u)``; ``dw[k-1-s] += du_t x_{t-s}`` and ``dbias += du_t``.
-    """
+def _conv1d_bwd_du_kernel(X, W, BIAS, SEQ, DY, DU, DW_PART, DB_PART, L, C, n_lblocks,
+                          stride_xb, stride_xl, stride_sb, stride_sl, stride_dyb, stride_dyl,
+                          stride_dub, stride_dul, K: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SEQ: tl.constexpr,
+                          SILU: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr):
+    """``du = dy * act'(u)`` for one tile (written to ``DU`` (b, l, c) fp32 when ``SILU``; without an
+    activation du is dy itself), and this tile's partial sums ``dw[k-1-s] += du_t x_{t-s}`` (K, C)
+    and ``dbias += du_t`` (C,)."""
     pid_b = tl.program_id(0).to(tl.int64)
     pid_l = tl.program_id(1)
     t = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
@@ -108,39 +108,51 @@ def _conv1d_bwd_kernel(X, W, BIAS, SEQ, DY, DX, DW_PART, DB_PART, L, C, n_lblock
     c_ok = ch < C
     x_base = X + pid_b * stride_xb
     seq_base = SEQ + pid_b * stride_sb
-    dy_base = DY + pid_b * stride_dyb
     seq_t = t * 0
     if HAS_SEQ:
         seq_t = tl.load(seq_base + t.to(tl.int64) * stride_sl, mask=t_ok, other=0)
+    du = tl.load(DY + pid_b * stride_dyb + t.to(tl.int64)[:, None] * stride_dyl + ch[None, :],
+                 mask=t_ok[:, None] & c_ok[None, :], other=0.0).to(tl.float32)
+    if SILU:
+        u = _preactivation(x_base, W, BIAS, seq_base, t, t_ok, seq_t, ch, c_ok, stride_xl, stride_sl,
+                           K, HAS_BIAS, HAS_SEQ, BLOCK_L, BLOCK_C)
+        sig = _sigmoid(u)
+        du = du * sig * (1.0 + u * (1.0 - sig))
+        tl.store(DU + pid_b * stride_dub + t.to(tl.int64)[:, None] * stride_dul + ch[None, :], du,
+                 mask=t_ok[:, None] & c_ok[None, :])
     part_row = pid_b * n_lblocks + pid_l
+    if HAS_BIAS:
+        tl.store(DB_PART + part_row * C + ch, tl.reduce(du, 0, _add), mask=c_ok)
+    for s in tl.static_range(K):  # the taps the pre-activation just read: cache hits
+        xv = _tap(x_base, seq_base, t, t_ok, seq_t, ch, c_ok, s, stride_xl, stride_sl, HAS_SEQ)
+        tl.store(DW_PART + (part_row * K + s) * C + ch, tl.reduce(du * xv, 0, _add), mask=c_ok)
 
+
+@triton.jit
+def _conv1d_bwd_dx_kernel(DU, W, SEQ, DX, L, C, stride_dub, stride_dul, stride_sb, stride_sl,
+                          stride_dxb, stride_dxl, K: tl.constexpr, HAS_SEQ: tl.constexpr,
+                          BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr):
+    """``dx_t = sum_s du_{t+s} w[k-1-s]`` over the taps ``t+s < L`` with ``seq_idx[t+s] == seq_idx[t]``."""
+    pid_b = tl.program_id(0).to(tl.int64)
+    t = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
+    ch = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    t_ok = t < L
+    c_ok = ch < C
+    seq_base = SEQ + pid_b * stride_sb
+    du_base = DU + pid_b * stride_dub
+    seq_t = t * 0
+    if HAS_SEQ:
+        seq_t = tl.load(seq_base + t.to(tl.int64) * stride_sl, mask=t_ok, other=0)
     dx = tl.full((BLOCK_L, BLOCK_C), 0.0, tl.float32)
     for s in tl.static_range(K):
-        # du at the outputs tt = t + s that read x_t through tap s.
         tt = t + s
-        tt_in = t_ok & (tt < L)
-        seq_tt = seq_t
+        ok = t_ok & (tt < L)
         if HAS_SEQ:
-            seq_tt = tl.load(seq_base + tt.to(tl.int64) * stride_sl, mask=tt_in, other=0)
-        du = tl.load(dy_base + tt.to(tl.int64)[:, None] * stride_dyl + ch[None, :],
-                     mask=tt_in[:, None] & c_ok[None, :], other=0.0).to(tl.float32)
-        if SILU:
-            u = _preactivation(x_base, W, BIAS, seq_base, tt, tt_in, seq_tt, ch, c_ok, stride_xl,
-                               stride_sl, K, HAS_BIAS, HAS_SEQ, BLOCK_L, BLOCK_C)
-            sig = _sigmoid(u)
-            du = du * sig * (1.0 + u * (1.0 - sig))
-        if s == 0:
-            # Partial dbias and dweight from this tile's own outputs (du is 0 past L).
-            if HAS_BIAS:
-                tl.store(DB_PART + part_row * C + ch, tl.reduce(du, 0, _add), mask=c_ok)
-            for s2 in tl.static_range(K):
-                xv = _tap(x_base, seq_base, t, t_ok, seq_t, ch, c_ok, s2, stride_xl, stride_sl, HAS_SEQ)
-                tl.store(DW_PART + (part_row * K + s2) * C + ch, tl.reduce(du * xv, 0, _add), mask=c_ok)
-        tap_ok = tt_in
-        if HAS_SEQ:
-            tap_ok = tap_ok & (seq_tt == seq_t)
+            ok = ok & (tl.load(seq_base + tt.to(tl.int64) * stride_sl, mask=ok, other=0) == seq_t)
+        du = tl.load(du_base + tt.to(tl.int64)[:, None] * stride_dul + ch[None, :],
+                     mask=ok[:, None] & c_ok[None, :], other=0.0).to(tl.float32)
         wv = tl.load(W + ch * K + (K - 1 - s), mask=c_ok, other=0.0).to(tl.float32)
-        dx += tl.where(tap_ok[:, None], du, 0.0) * wv[None, :]
+        dx += du * wv[None, :]
     dx_ptrs = DX + pid_b * stride_dxb + t.to(tl.int64)[:, None] * stride_dxl + ch[None, :]
     tl.store(dx_ptrs, dx.to(DX.dtype.element_ty), mask=t_ok[:, None] & c_ok[None, :])
 
@@ -180,21 +192,25 @@ class _CausalConv1dFn(torch.autograd.Function):
         k = weight.shape[1]
         block_l, block_c = _blocks(c)
         n_lblocks = triton.cdiv(l, block_l)
-        dx = torch.empty((b, l, c), device=x.device, dtype=x.dtype)
+        grid = (b, n_lblocks, triton.cdiv(c, block_c))
+        # With an activation, du is its own fp32 tensor (one pass over x, not one per tap);
+        # without one it is dy.
+        du = torch.empty((b, l, c), device=x.device, dtype=torch.float32) if ctx.silu else dy
         dw_part = torch.empty((b * n_lblocks, k, c), device=x.device, dtype=torch.float32)
         db_part = (torch.empty((b * n_lblocks, c), device=x.device, dtype=torch.float32)
                    if bias is not None else dw_part)
         seq = seq_idx if seq_idx is not None else x
-        grid = (b, n_lblocks, triton.cdiv(c, block_c))
-        _conv1d_bwd_kernel[grid](
-            x, weight, bias if bias is not None else weight, seq, dy, dx, dw_part, db_part,
-            l, c, n_lblocks,
-            x.stride(0), x.stride(1),
-            seq_idx.stride(0) if seq_idx is not None else 0, seq_idx.stride(1) if seq_idx is not None else 0,
-            dy.stride(0), dy.stride(1), dx.stride(0), dx.stride(1),
+        seq_strides = (seq_idx.stride(0), seq_idx.stride(1)) if seq_idx is not None else (0, 0)
+        _conv1d_bwd_du_kernel[grid](
+            x, weight, bias if bias is not None else weight, seq, dy, du, dw_part, db_part, l, c, n_lblocks,
+            x.stride(0), x.stride(1), *seq_strides, dy.stride(0), dy.stride(1), du.stride(0), du.stride(1),
             K=k, HAS_BIAS=bias is not None, HAS_SEQ=seq_idx is not None, SILU=ctx.silu,
             BLOCK_L=block_l, BLOCK_C=block_c, num_warps=_NUM_WARPS)
-        # Partial s2 holds the gradient of tap x_{t-s2}, i.e. of weight[:, k-1-s2].
+        dx = torch.empty((b, l, c), device=x.device, dtype=x.dtype)
+        _conv1d_bwd_dx_kernel[grid](
+            du, weight, seq, dx, l, c, du.stride(0), du.stride(1), *seq_strides, dx.stride(0), dx.stride(1),
+            K=k, HAS_SEQ=seq_idx is not None, BLOCK_L=block_l, BLOCK_C=block_c, num_warps=_NUM_WARPS)
+        # Partial s holds the gradient of tap x_{t-s}, i.e. of weight[:, k-1-s].
         dweight = dw_part.sum(0).flip(0).t().contiguous().to(weight.dtype)
         dbias = db_part.sum(0).to(bias.dtype) if bias is not None else None
         return dx, dweight, dbias, None, None

@@ -34,19 +34,21 @@ def interpreted_conv():
     return module
 
 
-INTERP_CASES = [  # k, bias, seq_idx rows, activation, dtype, tolerance
+INTERP_CASES = [  # c, k, bias, seq_idx rows, activation, dtype, tolerance
     # Resets right at the tile edge (BLOCK_L = 32): t = 31 and t = 32.
-    (4, True, [[31, 1, 8], [5, 35]], "silu", torch.float32, 1e-5),
+    (20, 4, True, [[31, 1, 8], [5, 35]], "silu", torch.float32, 1e-5),
     # The interpreter rounds fp32 -> bf16 towards zero (compiled Triton rounds to nearest),
     # so the bf16 comparison allows one bf16 ulp.
-    (3, False, None, None, torch.bfloat16, 1e-2),
+    (20, 3, False, None, None, torch.bfloat16, 1e-2),
+    (20, 4, False, None, "silu", torch.bfloat16, 1e-2),
+    # Two channel blocks (BLOCK_C = 128), the second one partly masked; resets, no activation.
+    (150, 2, True, [[3, 30, 7], [40]], None, torch.float32, 1e-5),
 ]
 
 
-@pytest.mark.parametrize("k,bias,rows,act,dtype,tol", INTERP_CASES)
-def test_triton_conv1d_interpreted_matches_reference(interpreted_conv, k, bias, rows, act, dtype, tol):
+@pytest.mark.parametrize("c,k,bias,rows,act,dtype,tol", INTERP_CASES)
+def test_triton_conv1d_interpreted_matches_reference(interpreted_conv, c, k, bias, rows, act, dtype, tol):
     torch.manual_seed(0)
-    c = 20
     full = torch.randn(2, 40, c + 5, dtype=dtype)
     x = full[..., 2:2 + c].detach().requires_grad_()  # a strided view, like the model's split
     w = torch.randn(c, k, dtype=dtype, requires_grad=True)
