@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Training throughput: everything in one GPU session of at most ~9 minutes.
+# GPU throughput benches in stages, each under its own time limit; name the stages of each device call.
 #
-#     OUT=$OUT bash bench/device_perf.sh [tests] [sweep-L] [sweep-dna] [long] [shared] [scoring] [profile] [compile]
+#     OUT=$OUT bash bench/device_perf.sh [tests] [sweep-L] [sweep-dna] [conv] [long] [shared] [scoring] [profile] [compile]
 #     (here: mkdir -p runs/perf && tar xzf FILES_AT/device_perf.tgz -C runs/perf)
 #
 # With no arguments tests, sweep-L, sweep-dna, long and profile run, in this order (each under its own
@@ -15,6 +15,8 @@
 #            and fused (after); each stage nearly fills a device call (hnet-2stage-L's three models
 #            did not finish in 240 s on 2026-12-02), and both add their rows to $WORK/sweep.json, so
 #            the section holds both models (here: bench/train_throughput.py --from-json sweep.json)
+#   conv     bench/conv_backward.py: the Triton conv1d at a training step's shape, beside an earlier
+#            version (CONV_BEFORE, default .data/conv_triton_before.py, carried) in one run
 #   long     bench/long_window.py: one 8 k / 100 k / 1 M bp window of the 100 M DNA H-Net
 #   shared   bench/inference.py --shared-only: shared-prefix and saturation rows ($WORK/shared.json)
 #   scoring  bench/profile_scoring.py: shared-prefix against full SNV scoring under torch.profiler
@@ -67,6 +69,9 @@ for s in $stages; do
         model=$([ "$s" = sweep-L ] && echo hnet-2stage-L || echo dna-hnet)
         stage "$s" 420 $PY bench/train_throughput.py --models "$model" --batches 2,8,16 --variants base,fused \
             --warmup 5 --steps 10 --tune-steps 40 --json "$WORK/sweep.json" --out "$DOC" ;;
+    conv)  # the conv1d beside the version in $CONV_BEFORE (here: git show REV:hnet_seq/kernels/conv_triton.py)
+        before=${CONV_BEFORE:-.data/conv_triton_before.py}
+        stage conv 150 $PY bench/conv_backward.py $([ -f "$before" ] && echo --before "$before") --out "$DOC" ;;
     long) stage long 150 $PY bench/long_window.py --tune-steps 30 --out "$DOC" ;;
     shared) stage shared 240 $PY bench/inference.py --shared-only --variants 300 --tune-steps 30 --json "$WORK/shared.json" ;;
     scoring) stage scoring 150 $PY bench/profile_scoring.py --variants 64 --tune-steps 30 --out "$WORK/profile-scoring" ;;
