@@ -17,7 +17,8 @@ def report(results: dict, out: Path) -> None:
     caption = f"Device: {results['device']}. Commands (one per launch): " + "; then ".join(f"`{c}`" for c in ran) + "."
     lines = ["## Human DNA (GRCh37): H-Net against isotropic models, each at its tuned LR", "",
              *provenance(results), "", data_text(results), ""]
-    lines += main_table(results) + [""] + unfinished_table(results) + [""] + sweep_table(results) + [""]
+    for table in (main_table(results), pieces_table(results), unfinished_table(results), sweep_table(results)):
+        lines += [*table, ""] if table else []
     if models or cut:
         drawn = {"models": {**models, **{f"{n} (cut off at {u['units_seen'] / 1e6:.0f} M)": u for n, u in cut.items()}}}
         img = qr.plot_curves(drawn, docs / "img" / "quality_human.png", "base",
@@ -112,6 +113,21 @@ def main_table(results: dict) -> list[str]:
     return ["Final held-out bits per base of each main run (whole held-out sets unless `--score-bases`; "
             "bases scored: " + ", ".join(f"{n} {m['heldout_x']['bases']:,} / {m['heldout_22']['bases']:,}"
                                          for n, m in results["models"].items()) + "):", "", *lines]
+
+
+def pieces_table(results: dict) -> list[str]:
+    """Held-out chrX bits per scored piece (``heldout_x.pieces``, saved by runs since 2026-12-02):
+    the chrX sample is a few 1 Mbp pieces, and the first begins at the centromere's repeats."""
+    pieces = {n: m["heldout_x"]["pieces"] for n, m in results["models"].items() if "pieces" in m["heldout_x"]}
+    if not pieces:
+        return []
+    ids = list(next(iter(pieces.values())))
+    lines = ["Held-out chrX bits/base by scored piece (bases scored in brackets):", "",
+             "| model | " + " | ".join(f"{i} ({next(iter(pieces.values()))[i][0]:,})" for i in ids) + " |",
+             "|---|" + "---:|" * len(ids)]
+    for name, rows in pieces.items():
+        lines.append(f"| {name} | " + " | ".join(f"{rows[i][1]:.4f}" if i in rows else "–" for i in ids) + " |")
+    return lines
 
 
 def sweep_table(results: dict) -> list[str]:

@@ -84,6 +84,7 @@ def test_smoke_runs_the_whole_plan_and_counts_acgt_only(tmp_path):
     assert json.loads((out / "human" / "results.json").read_text())["models"]["hnet"]["chunks"] == chunks
     section = (out / "docs" / "results.md").read_text()
     assert "<!-- human:begin -->" in section and "Learning-rate sweep" in section
+    assert "Held-out chrX bits/base by scored piece" in section
     sessions = json.loads((out / "human" / "sessions.json").read_text())
     assert len(sessions) == 1 and res["device"] == next(iter(sessions.values()))["device"]
 
