@@ -70,20 +70,27 @@ def _preactivation(x_base, W, BIAS, seq_base, pos, pos_ok, seq_pos, ch, c_ok, st
 
 
 @triton.jit
-def _conv1d_fwd_kernel(X, W, BIAS, SEQ, Y, L, C,
-                       stride_xb, stride_xl, stride_sb, stride_sl, stride_yb, stride_yl,
-                       K: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SEQ: tl.constexpr,
-                       SILU: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr):
+def _tile(SEQ, stride_sb, stride_sl, L, C, HAS_SEQ: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr):
+    """This program's tile: batch row, positions ``t`` and channels ``ch`` with their bounds, and
+    the row's ``seq_idx`` pointer with each position's sequence (0 when there are no resets)."""
     pid_b = tl.program_id(0).to(tl.int64)
     t = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
     ch = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
     t_ok = t < L
-    c_ok = ch < C
-    x_base = X + pid_b * stride_xb
     seq_base = SEQ + pid_b * stride_sb
     seq_t = t * 0
     if HAS_SEQ:
         seq_t = tl.load(seq_base + t.to(tl.int64) * stride_sl, mask=t_ok, other=0)
+    return pid_b, t, ch, t_ok, ch < C, seq_base, seq_t
+
+
+@triton.jit
+def _conv1d_fwd_kernel(X, W, BIAS, SEQ, Y, L, C,
+                       stride_xb, stride_xl, stride_sb, stride_sl, stride_yb, stride_yl,
+                       K: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SEQ: tl.constexpr,
+                       SILU: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr):
+    pid_b, t, ch, t_ok, c_ok, seq_base, seq_t = _tile(SEQ, stride_sb, stride_sl, L, C, HAS_SEQ, BLOCK_L, BLOCK_C)
+    x_base = X + pid_b * stride_xb
     u = _preactivation(x_base, W, BIAS, seq_base, t, t_ok, seq_t, ch, c_ok, stride_xl, stride_sl,
                        K, HAS_BIAS, HAS_SEQ, BLOCK_L, BLOCK_C)
     if SILU:
@@ -100,17 +107,8 @@ def _conv1d_bwd_du_kernel(X, W, BIAS, SEQ, DY, DU, DW_PART, DB_PART, L, C, n_lbl
     """``du = dy * act'(u)`` for one tile (written to ``DU`` (b, l, c) fp32 when ``SILU``; without an
     activation du is dy itself), and this tile's partial sums ``dw[k-1-s] += du_t x_{t-s}`` (K, C)
     and ``dbias += du_t`` (C,)."""
-    pid_b = tl.program_id(0).to(tl.int64)
-    pid_l = tl.program_id(1)
-    t = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
-    ch = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
-    t_ok = t < L
-    c_ok = ch < C
+    pid_b, t, ch, t_ok, c_ok, seq_base, seq_t = _tile(SEQ, stride_sb, stride_sl, L, C, HAS_SEQ, BLOCK_L, BLOCK_C)
     x_base = X + pid_b * stride_xb
-    seq_base = SEQ + pid_b * stride_sb
-    seq_t = t * 0
-    if HAS_SEQ:
-        seq_t = tl.load(seq_base + t.to(tl.int64) * stride_sl, mask=t_ok, other=0)
     du = tl.load(DY + pid_b * stride_dyb + t.to(tl.int64)[:, None] * stride_dyl + ch[None, :],
                  mask=t_ok[:, None] & c_ok[None, :], other=0.0).to(tl.float32)
     if SILU:
@@ -120,7 +118,7 @@ def _conv1d_bwd_du_kernel(X, W, BIAS, SEQ, DY, DU, DW_PART, DB_PART, L, C, n_lbl
         du = du * sig * (1.0 + u * (1.0 - sig))
         tl.store(DU + pid_b * stride_dub + t.to(tl.int64)[:, None] * stride_dul + ch[None, :], du,
                  mask=t_ok[:, None] & c_ok[None, :])
-    part_row = pid_b * n_lblocks + pid_l
+    part_row = pid_b * n_lblocks + tl.program_id(1)
     if HAS_BIAS:
         tl.store(DB_PART + part_row * C + ch, tl.reduce(du, 0, _add), mask=c_ok)
     for s in tl.static_range(K):  # the taps the pre-activation just read: cache hits
@@ -133,16 +131,8 @@ def _conv1d_bwd_dx_kernel(DU, W, SEQ, DX, L, C, stride_dub, stride_dul, stride_s
                           stride_dxb, stride_dxl, K: tl.constexpr, HAS_SEQ: tl.constexpr,
                           BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr):
     """``dx_t = sum_s du_{t+s} w[k-1-s]`` over the taps ``t+s < L`` with ``seq_idx[t+s] == seq_idx[t]``."""
-    pid_b = tl.program_id(0).to(tl.int64)
-    t = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
-    ch = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
-    t_ok = t < L
-    c_ok = ch < C
-    seq_base = SEQ + pid_b * stride_sb
+    pid_b, t, ch, t_ok, c_ok, seq_base, seq_t = _tile(SEQ, stride_sb, stride_sl, L, C, HAS_SEQ, BLOCK_L, BLOCK_C)
     du_base = DU + pid_b * stride_dub
-    seq_t = t * 0
-    if HAS_SEQ:
-        seq_t = tl.load(seq_base + t.to(tl.int64) * stride_sl, mask=t_ok, other=0)
     dx = tl.full((BLOCK_L, BLOCK_C), 0.0, tl.float32)
     for s in tl.static_range(K):
         tt = t + s
