@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU throughput benches in stages, each under its own time limit; name the stages of each device call.
 #
-#     OUT=$OUT bash bench/device_perf.sh [tests] [sweep-L] [sweep-dna] [conv] [long] [shared] [scoring] [profile] [compile]
+#     OUT=$OUT bash bench/device_perf.sh [tests] [sweep-L] [sweep-dna] [conv] [attention] [long] [shared] [scoring]
+#         [profile] [compile]
 #     (here: mkdir -p runs/perf && tar xzf FILES_AT/device_perf.tgz -C runs/perf)
 #
 # With no arguments tests, sweep-L, sweep-dna, long and profile run, in this order (each under its own
@@ -21,6 +22,8 @@
 #   shared   bench/inference.py --shared-only: shared-prefix and saturation rows ($WORK/shared.json)
 #   scoring  bench/profile_scoring.py: shared-prefix against full SNV scoring under torch.profiler
 #   profile  bench/profile_step.py for the H-Net, Transformer and Mamba-2 at 8 × 8192 (top kernels)
+#   attention  bench/train_throughput.py at 8 × 8192: attention on the varlen kernel (fused+varlen)
+#            against cuDNN's SDPA on padded batches (fused; Hopper), the H-Nets and their baselines
 #   compile  bench/train_throughput.py at 8 × 8192: fused against fused+compile
 # Everything is written under $WORK (default /tmp/device_perf, which survives between calls of a
 # held machine): markdown sections in $WORK/benchmarks.md (the section names of
@@ -80,6 +83,9 @@ for s in $stages; do
             stage "profile-$m" 40 $PY bench/profile_step.py --model "$m" --batch 8 --tune-steps 30 --warmup 3 \
                 --steps 5 --profile-steps 1 --out "$WORK/profile-$m"
         done ;;
+    attention) stage attention 300 $PY bench/train_throughput.py --models hnet-2stage-L,dna-hnet --batches 8 \
+                   --variants fused+varlen,fused --warmup 5 --steps 10 --tune-steps 40 \
+                   --section train_throughput_attention --out "$DOC" ;;
     compile) stage compile 420 $PY bench/train_throughput.py --models dna-hnet,hnet-2stage-L --batches 8 \
                  --variants fused,fused+compile --warmup 5 --steps 10 --tune-steps 40 \
                  --section train_throughput_compile --out "$DOC" ;;

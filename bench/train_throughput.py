@@ -18,7 +18,9 @@ the other, so each before/after pair is one command on one machine:
 * ``base``: the kernels as before this bench had variants (fused ops on ``reference``, eager);
 * ``fused``: the fused ``add_rmsnorm``/``swiglu``/``linear_ce`` ops (``hnet_seq.kernels.fused``);
 * ``compile``: the backbone under ``torch.compile(dynamic=True)``; ``+`` combines (``fused+compile``);
-* ``ckpt``: activation checkpointing per block (memory against recomputation).
+* ``ckpt``: activation checkpointing per block (memory against recomputation);
+* ``varlen``: attention on the varlen kernel only, not through cuDNN's SDPA on a padded batch
+  (``hnet_seq.kernels.padded_attention``, Hopper), i.e. the attention of before that path.
 
 A step is forward + backward + AdamW, bf16 autocast, fast mamba-ssm/attention kernels.  The
 optimizer's learning rate is 0, so every variant times the same weights (the router's compression
@@ -34,6 +36,7 @@ import argparse
 import json
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -41,6 +44,7 @@ import torch
 from hnet_seq import HNetLM, Packing, load_config
 from hnet_seq.config import HNetConfig, config_from_dict
 from hnet_seq.flops import peak_flops, training_flops
+from hnet_seq.kernels.padded_attention import padded_dense
 from hnet_seq.nn.isotropic import set_activation_checkpointing
 from hnet_seq.nn.routing import stage_lengths
 from hnet_seq.train import load_run_config
@@ -82,11 +86,17 @@ def hnet_config(name: str) -> tuple[HNetConfig, int]:
 def variant_context(variant: str, model: HNetLM):
     """(context manager, compile flag) for ``variant``, e.g. ``fused+compile``."""
     parts = set(variant.split("+"))
-    unknown = parts - {"base", "fused", "compile", "ckpt"}
+    unknown = parts - {"base", "fused", "compile", "ckpt", "varlen"}
     if unknown:
         sys.exit(f"bench/train_throughput.py: --variants: unknown {', '.join(sorted(unknown))}")
     set_activation_checkpointing(model, "blocks" if "ckpt" in parts else "none")
-    return fused_ops("fused" in parts), "compile" in parts
+
+    @contextmanager
+    def context():
+        with fused_ops("fused" in parts), padded_dense("varlen" not in parts):
+            yield
+
+    return context(), "compile" in parts
 
 
 def measure(name: str, cfg: HNetConfig, model: HNetLM, tokens: torch.Tensor, packing: Packing, variant: str,

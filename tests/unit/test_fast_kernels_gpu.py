@@ -117,6 +117,26 @@ def test_attention_fast_matches_reference(dtype, window, scale):
 
 @pytest.mark.gpu
 @needs_cuda
+@pytest.mark.parametrize("lengths", [[256] * 4, [250, 256, 0, 240, 230]], ids=["equal", "padded"])
+def test_attention_fast_padded_dense_and_varlen_paths_match_reference(lengths):
+    """bf16 batches with little padding: cuDNN's SDPA on Hopper (a view for equal lengths), and
+    the varlen kernel when that path is switched off; both against the reference."""
+    from hnet_seq.kernels.padded_attention import dense_pays, padded_dense
+
+    attention_fast = _fast_or_skip("attention")
+    cu = cu_from_lengths(lengths).to("cuda")
+    q, k, v = (torch.randn(sum(lengths), 4, 64, device="cuda").to(torch.bfloat16).requires_grad_() for _ in range(3))
+    assert dense_pays(q, len(lengths), max(lengths), -1) == (torch.cuda.get_device_capability()[0] == 9)
+    leaves, cot = {"q": q, "k": k, "v": v}, torch.randn_like(q)
+    want = grads(attention_reference(q, k, v, cu, max(lengths)), leaves, cot)
+    for dense in (True, False):
+        with padded_dense(dense):
+            got = grads(attention_fast(q, k, v, cu, max(lengths)), leaves, cot)
+        assert_close_all(got, want, GPU_TOL["attention", torch.bfloat16])
+
+
+@pytest.mark.gpu
+@needs_cuda
 @pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "bf16"])
 @pytest.mark.parametrize("gated,norm_before_gate,group_size", [
     (False, False, None), (True, False, None), (True, True, 32), (True, False, 48)])
