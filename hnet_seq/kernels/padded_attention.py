@@ -23,6 +23,9 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 MAX_PADDING = 0.25  # padded slots per real token at most: the kernel's speed-up must pay for them
+# Longest sequence taken: the speed-ups above were measured at training lengths, while the varlen
+# kernel is the one measured on a whole 1 Mbp window (333 k chunks, 2026-12-02).
+MAX_SEQLEN = 32768
 # cuDNN first; SDPA falls through the list for shapes a backend cannot take (and to MATH on CPU).
 BACKENDS = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 _enabled = True
@@ -42,11 +45,12 @@ def padded_dense(enabled: bool):
 
 def dense_pays(q: torch.Tensor, num_sequences: int, max_seqlen: int, window_size: int) -> bool:
     """Whether packed ``q (T, h, p)`` of ``num_sequences`` (the longest ``max_seqlen``) should run
-    padded and dense: on a Hopper GPU, with no window shorter than the longest sequence, and with
-    at most :data:`MAX_PADDING` padded slots per token.  Reads nothing from the device."""
+    padded and dense: on a Hopper GPU, with no window shorter than the longest sequence, none
+    longer than :data:`MAX_SEQLEN`, and at most :data:`MAX_PADDING` padded slots per token.
+    Reads nothing from the device."""
     if not _enabled or not q.is_cuda or torch.cuda.get_device_capability(q.device)[0] != 9:
         return False
-    if 0 <= window_size < max_seqlen - 1:
+    if 0 <= window_size < max_seqlen - 1 or max_seqlen > MAX_SEQLEN:
         return False
     return num_sequences * max_seqlen <= (1 + MAX_PADDING) * q.shape[0]
 

@@ -32,3 +32,4 @@ def test_dense_pays_only_where_padding_is_small_and_no_window_cuts():
     assert dense_pays(q, 4, 25, -1) and dense_pays(q, 4, 25, 24) and dense_pays(q, 4, 30, -1)  # 20% padding
     assert not dense_pays(q, 4, 25, 10)  # a sliding window shorter than the longest sequence
     assert not dense_pays(q, 4, 40, -1)  # 60% padding
+    assert not dense_pays(torch.empty(40000, 2, 4, device="cuda"), 1, 40000, -1)  # past MAX_SEQLEN
