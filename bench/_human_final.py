@@ -151,6 +151,12 @@ def load_boundaries(path: Path) -> dict[str, list[dict]]:
     return sets
 
 
+def counts_from_tracks(saved: Path) -> dict:
+    """:func:`chunk_counts` of the boundary tracks that :func:`save_boundaries` wrote to ``saved``."""
+    sets = load_boundaries(saved)
+    return chunk_counts(sets["chrX"], sets["chr22"])
+
+
 def recount_chunks(final_dir: Path, models: list[str]) -> list[str]:
     """Recompute the ``chunks`` of ``final_dir/<model>.json`` from its ``<model>-boundaries.npz``
     (no model, no GPU); returns the models redone (those with both files)."""
@@ -158,8 +164,7 @@ def recount_chunks(final_dir: Path, models: list[str]) -> list[str]:
     for m in models:
         path, saved = final_dir / f"{m}.json", final_dir / f"{m}-boundaries.npz"
         if path.exists() and saved.exists():
-            sets = load_boundaries(saved)
-            q.write_results({**json.loads(path.read_text()), "chunks": chunk_counts(sets["chrX"], sets["chr22"])}, path)
+            q.write_results({**json.loads(path.read_text()), "chunks": counts_from_tracks(saved)}, path)
             done.append(m)
     return done
 

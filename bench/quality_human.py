@@ -5,6 +5,7 @@
     cat /tmp/qh/human/status.txt                                           # progress and ETA
     OUT=$OUT bash bench/qh_poll.sh /tmp/qh 540                             # wait, report, bring back $OUT/qh.tgz
     python bench/quality_human.py --report-only --out-dir runs/qh          # docs from a copied-back results.json
+    python bench/quality_human.py --report-only --phases chunks --out-dir D  # and recount D's chunk tables first
     python bench/quality_human.py --out-dir runs/qh --phases chunks,report # chunk tables again, from the saved tracks
     python bench/quality_human.py --out-dir runs/qh --merge-from A B       # join results of separate sessions
     python bench/quality_human.py --smoke --out-dir /tmp/qh-smoke          # CPU, tiny models, tests/data excerpt
@@ -50,7 +51,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _human as h  # noqa: E402
 import _quality as q  # noqa: E402
-from _human_final import final_one, recount_chunks  # noqa: E402
+from _human_final import counts_from_tracks, final_one, recount_chunks  # noqa: E402
 from _human_plan import DIAGNOSTICS, HNETS, Plan, final_eval, load_run, write_status  # noqa: E402
 from _report import REPO_ROOT, command_line  # noqa: E402
 
@@ -80,7 +81,8 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=32, help="concurrent training processes (0: in this process)")
     p.add_argument("--phases", default="sweep,main,final,report",
                    help="which of sweep,main,final,chunks,report to run (chunks: recount final/<model>.json's "
-                        "chunk tables from final/<model>-boundaries.npz, no model or GPU; report: docs)")
+                        "chunk tables from final/<model>-boundaries.npz, no model or GPU, or with --report-only "
+                        "those of results.json; report: docs)")
     p.add_argument("--smoke", action="store_true", help="tiny models, CPU, the tests/data/human_excerpt data")
     p.add_argument("--report-only", action="store_true", help="rebuild docs from OUT/human/results.json")
     p.add_argument("--merge-from", type=Path, nargs="+", metavar="OUT", help="merge results.json of other --out-dirs")
@@ -233,6 +235,12 @@ def main() -> None:
         q.write_results(results, args.out / "results.json")
     elif args.report_only:
         results = q.load_results(args.out / "results.json")
+        if "chunks" in args.phases.split(","):  # from the tracks beside a copied-back results.json
+            for name, model in results["models"].items():
+                saved = args.out / "final" / f"{name}-boundaries.npz"
+                if saved.exists():
+                    model["chunks"] = counts_from_tracks(saved)
+            q.write_results(results, args.out / "results.json")
     else:
         results = drive(args)
     if "report" in args.phases.split(",") or args.report_only or args.merge_from:

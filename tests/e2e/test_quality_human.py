@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -82,6 +83,18 @@ def test_smoke_runs_the_whole_plan_and_counts_acgt_only(tmp_path):
                            "--phases", "chunks"], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((out / "human" / "results.json").read_text())["models"]["hnet"]["chunks"] == chunks
+    # and with --report-only, from a copied-back results.json and the tracks beside it (docs/data)
+    copy = tmp_path / "copied" / "human"
+    (copy / "final").mkdir(parents=True)
+    shutil.copy(final / "hnet-boundaries.npz", copy / "final")
+    stripped = json.loads((out / "human" / "results.json").read_text())
+    del stripped["models"]["hnet"]["chunks"]
+    (copy / "results.json").write_text(json.dumps(stripped))
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "quality_human.py"), "--report-only", "--phases",
+                           "chunks", "--out-dir", str(copy.parent)], capture_output=True, text=True, cwd=ROOT,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((copy / "results.json").read_text())["models"]["hnet"]["chunks"] == chunks
     section = (out / "docs" / "results.md").read_text()
     assert "<!-- human:begin -->" in section and "Learning-rate sweep" in section
     assert "Held-out chrX bits/base by scored piece" in section
