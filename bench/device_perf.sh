@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # GPU throughput benches in stages, each under its own time limit; name the stages of each device call.
 #
-#     OUT=$OUT bash bench/device_perf.sh [tests] [sweep-L] [sweep-dna] [conv] [attention] [long] [shared] [scoring]
-#         [profile] [compile]
+#     OUT=$OUT bash bench/device_perf.sh [tests] [sweep-L] [sweep-dna] [conv] [attention] [windows] [long] [shared]
+#         [scoring] [profile] [compile]
 #     (here: mkdir -p runs/perf && tar xzf FILES_AT/device_perf.tgz -C runs/perf)
 #
 # With no arguments tests, sweep-L, sweep-dna, long and profile run, in this order (each under its own
@@ -18,6 +18,8 @@
 #            the section holds both models (here: bench/train_throughput.py --from-json sweep.json)
 #   conv     bench/conv_backward.py: the Triton conv1d at a training step's shape, beside an earlier
 #            version (CONV_BEFORE, default .data/conv_triton_before.py, carried) in one run
+#   windows  bench/scaling.py: training steps on one 64 k / 128 k / 256 k window of hnet_2stage_L, without
+#            and with activation checkpointing (blocks): time and peak memory ($WORK/img/ has the figure)
 #   long     bench/long_window.py: one 8 k / 100 k / 1 M bp window of the 100 M DNA H-Net
 #   shared   bench/inference.py --shared-only: shared-prefix and saturation rows ($WORK/shared.json)
 #   scoring  bench/profile_scoring.py: shared-prefix against full SNV scoring under torch.profiler
@@ -75,6 +77,8 @@ for s in $stages; do
     conv)  # the conv1d beside the version in $CONV_BEFORE (here: git show REV:hnet_seq/kernels/conv_triton.py)
         before=${CONV_BEFORE:-.data/conv_triton_before.py}
         stage conv 150 $PY bench/conv_backward.py $([ -f "$before" ] && echo --before "$before") --out "$DOC" ;;
+    windows) stage windows 240 $PY bench/scaling.py --lengths 65536,131072,262144 --checkpointing none,blocks \
+                 --fit-from 65536 --repeats 2 --section scaling_checkpointing --out "$DOC" ;;
     long) stage long 150 $PY bench/long_window.py --tune-steps 30 --out "$DOC" ;;
     shared) stage shared 240 $PY bench/inference.py --shared-only --variants 300 --tune-steps 30 --json "$WORK/shared.json" ;;
     scoring) stage scoring 150 $PY bench/profile_scoring.py --variants 64 --tune-steps 30 --out "$WORK/profile-scoring" ;;

@@ -1,6 +1,8 @@
 """Forward+backward time and peak memory of a 2-stage H-Net against sequence length (1k–64k).
 
     python bench/scaling.py [--config configs/hnet_2stage_L.json] [--lengths 1024,...,65536]
+    python bench/scaling.py --lengths 65536,131072,262144 --checkpointing none,blocks --fit-from 65536 \
+        --section scaling_checkpointing          # training windows of 64k-256k, with activation checkpointing
 
 One sequence per step, so the batch's total tokens grow with the sequence length; bf16
 autocast, fast kernels.  Prints a table and fits the log-log slope of time and of memory
@@ -8,7 +10,10 @@ against length twice: over every length, and over the compute-bound range (≥ `
 8k by default) where fixed per-step costs (kernel launches, host syncs) no longer dominate.
 A slope ≤ 1.1 there means near-linear: Mamba is linear and the attention windows are bounded;
 the innermost global attention sees a sequence shortened by both stages' compression.  Saves
-``docs/img/scaling.png`` and the ``scaling`` section of ``docs/benchmarks.md``.
+``img/<section>.png`` and the ``--section`` (``scaling``) of ``--out`` (``docs/benchmarks.md``).
+With ``--checkpointing`` (``train.activation_checkpointing``'s modes) each length runs once per
+mode, on the same weights; a length that runs out of memory is reported as such, and the slopes
+and the figure are those of the first mode.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from pathlib import Path
 import torch
 
 from hnet_seq import HNetLM, Packing, load_config
+from hnet_seq.nn.isotropic import set_activation_checkpointing
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _report import command_line, write_section  # noqa: E402
@@ -57,12 +63,33 @@ def measure(model, length: int, repeats: int) -> tuple[float, float, list[float]
     return start.elapsed_time(end) / repeats, torch.cuda.max_memory_allocated() / 2**30, ratios
 
 
+def measure_modes(model, lengths: list[int], modes: list[str], repeats: int) -> list[tuple]:
+    """``(length, mode, ms, GiB, ratios)`` per length and checkpointing mode; ``ms`` is None on OOM."""
+    rows = []
+    for n in lengths:
+        for mode in modes:
+            set_activation_checkpointing(model, mode)
+            try:
+                ms, gib, ratios = measure(model, n, repeats)
+            except torch.cuda.OutOfMemoryError:
+                ms, gib, ratios = None, None, []
+            model.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+            rows.append((n, mode, ms, gib, ratios))
+            print(f"{n:>7} tokens  {mode:>6}  " + (f"{ms:9.1f} ms  {gib:6.2f} GiB  compression "
+                                                  f"{['%.2f' % r for r in ratios]}" if ms else "out of memory"),
+                  flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "configs" / "hnet_2stage_L.json"))
     parser.add_argument("--lengths", default="1024,2048,4096,8192,16384,32768,65536")
+    parser.add_argument("--checkpointing", default="none", help="activation checkpointing modes: none,blocks,stages")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--fit-from", type=int, default=8192, help="shortest length of the compute-bound fit")
+    parser.add_argument("--section", default="scaling")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -71,12 +98,9 @@ def main() -> None:
     cfg = load_config(args.config)
     model = HNetLM(cfg, device="cuda")
     model.init_weights()
-    lengths = [int(x) for x in args.lengths.split(",")]
-    rows = []
-    for n in lengths:
-        ms, gib, ratios = measure(model, n, args.repeats)
-        rows.append((n, ms, gib, ratios))
-        print(f"{n:>7} tokens  {ms:9.1f} ms  {gib:6.2f} GiB  compression {['%.2f' % r for r in ratios]}", flush=True)
+    modes = args.checkpointing.split(",")
+    every = measure_modes(model, [int(x) for x in args.lengths.split(",")], modes, args.repeats)
+    rows = [(n, ms, gib, ratios) for n, mode, ms, gib, ratios in every if mode == modes[0] and ms is not None]
     fit = [r for r in rows if r[0] >= args.fit_from]
     if len(fit) < 2:
         sys.exit(f"bench/scaling.py: need two lengths ≥ --fit-from {args.fit_from} for the compute-bound slope")
@@ -87,13 +111,32 @@ def main() -> None:
     span_fit = f"{fit[0][0] // 1024}k→{fit[-1][0] // 1024}k"
     print(f"log-log slope {span_fit}: time {t_slope:.3f}, memory {m_slope:.3f}; "
           f"{span_all}: time {slopes['all'][0]:.3f}, memory {slopes['all'][1]:.3f}")
+    img = plot(rows, args, t_slope, m_slope, span_fit)
 
+    table = ["| length | activation checkpointing | fwd+bwd ms | peak GiB | compression per stage |",
+             "|---:|---|---:|---:|---|"]
+    table += [f"| {n} | {mode} | " + (f"{ms:.1f} | {gib:.2f} | {', '.join('%.2f' % r for r in ratios)} |" if ms
+                                      else "out of memory | | |") for n, mode, ms, gib, ratios in every]
+    write_section(args.out, args.section, "\n".join([
+        f"Device: **{torch.cuda.get_device_name()}**, config `{Path(args.config).name}`, one sequence per step "
+        "(the step's tokens = the sequence length), forward + backward, bf16 autocast, fast kernels, random init "
+        "(untrained router).",
+        f"Reproduce: `{command_line()}`", "",
+        *table, "",
+        f"Log-log slope of time and peak memory against length ({modes[0]}), compute-bound range {span_fit}: "
+        f"**time {t_slope:.3f}**, **memory {m_slope:.3f}**; all lengths {span_all}: time {slopes['all'][0]:.3f}, "
+        f"memory {slopes['all'][1]:.3f}.", "",
+        f"![{args.section}](img/{img.name})"]))
+
+
+def plot(rows: list[tuple], args, t_slope: float, m_slope: float, span_fit: str) -> Path:
+    """Time and peak memory against length, log-log → ``img/<section>.png`` beside ``--out``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    img = ROOT / "docs" / "img" / "scaling.png"
+    img = Path(args.out).parent / "img" / f"{args.section}.png"  # beside the markdown it belongs to
     img.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
     ax[0].loglog([r[0] for r in rows], [r[1] for r in rows], "o-")
@@ -103,19 +146,7 @@ def main() -> None:
     fig.suptitle(f"{Path(args.config).name} on {torch.cuda.get_device_name()}")
     fig.tight_layout()
     fig.savefig(img, dpi=120)
-
-    table = ["| length | fwd+bwd ms | peak GiB | compression per stage |", "|---:|---:|---:|---|"]
-    table += [f"| {n} | {ms:.1f} | {gib:.2f} | {', '.join('%.2f' % r for r in ratios)} |" for n, ms, gib, ratios in rows]
-    write_section(args.out, "scaling", "\n".join([
-        f"Device: **{torch.cuda.get_device_name()}**, config `{Path(args.config).name}`, one sequence per step "
-        "(the step's tokens = the sequence length), forward + backward, bf16 autocast, fast kernels, random init "
-        "(untrained router).",
-        f"Reproduce: `{command_line()}`", "",
-        *table, "",
-        f"Log-log slope of time and peak memory against length, compute-bound range {span_fit}: "
-        f"**time {t_slope:.3f}**, **memory {m_slope:.3f}**; all lengths {span_all}: time {slopes['all'][0]:.3f}, "
-        f"memory {slopes['all'][1]:.3f}.", "",
-        "![scaling](img/scaling.png)"]))
+    return img
 
 
 if __name__ == "__main__":
