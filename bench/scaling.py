@@ -13,7 +13,7 @@ the innermost global attention sees a sequence shortened by both stages' compres
 ``img/<section>.png`` and the ``--section`` (``scaling``) of ``--out`` (``docs/benchmarks.md``).
 With ``--checkpointing`` (``train.activation_checkpointing``'s modes) each length runs once per
 mode, on the same weights; a length that runs out of memory is reported as such, and the slopes
-and the figure are those of the first mode.
+and the figure are those of the first mode that ran at two lengths of the fit.
 """
 from __future__ import annotations
 
@@ -100,19 +100,6 @@ def main() -> None:
     model.init_weights()
     modes = args.checkpointing.split(",")
     every = measure_modes(model, [int(x) for x in args.lengths.split(",")], modes, args.repeats)
-    rows = [(n, ms, gib, ratios) for n, mode, ms, gib, ratios in every if mode == modes[0] and ms is not None]
-    fit = [r for r in rows if r[0] >= args.fit_from]
-    if len(fit) < 2:
-        sys.exit(f"bench/scaling.py: need two lengths ≥ --fit-from {args.fit_from} for the compute-bound slope")
-    slopes = {name: (slope([r[0] for r in sel], [r[1] for r in sel]), slope([r[0] for r in sel], [r[2] for r in sel]))
-              for name, sel in (("all", rows), ("fit", fit))}
-    t_slope, m_slope = slopes["fit"]
-    span_all = f"{rows[0][0] // 1024}k→{rows[-1][0] // 1024}k"
-    span_fit = f"{fit[0][0] // 1024}k→{fit[-1][0] // 1024}k"
-    print(f"log-log slope {span_fit}: time {t_slope:.3f}, memory {m_slope:.3f}; "
-          f"{span_all}: time {slopes['all'][0]:.3f}, memory {slopes['all'][1]:.3f}")
-    img = plot(rows, args, t_slope, m_slope, span_fit)
-
     table = ["| length | activation checkpointing | fwd+bwd ms | peak GiB | compression per stage |",
              "|---:|---|---:|---:|---|"]
     table += [f"| {n} | {mode} | " + (f"{ms:.1f} | {gib:.2f} | {', '.join('%.2f' % r for r in ratios)} |" if ms
@@ -121,12 +108,29 @@ def main() -> None:
         f"Device: **{torch.cuda.get_device_name()}**, config `{Path(args.config).name}`, one sequence per step "
         "(the step's tokens = the sequence length), forward + backward, bf16 autocast, fast kernels, random init "
         "(untrained router).",
-        f"Reproduce: `{command_line()}`", "",
-        *table, "",
-        f"Log-log slope of time and peak memory against length ({modes[0]}), compute-bound range {span_fit}: "
-        f"**time {t_slope:.3f}**, **memory {m_slope:.3f}**; all lengths {span_all}: time {slopes['all'][0]:.3f}, "
-        f"memory {slopes['all'][1]:.3f}.", "",
-        f"![{args.section}](img/{img.name})"]))
+        f"Reproduce: `{command_line()}`", "", *table, "", *fit_lines(every, modes, args)]))
+
+
+def fit_lines(every: list[tuple], modes: list[str], args) -> list[str]:
+    """The slopes and the figure of the first mode that ran at two lengths ≥ ``--fit-from``."""
+    for mode in modes:
+        rows = [(n, ms, gib) for n, m, ms, gib, _ in every if m == mode and ms is not None]
+        fit = [r for r in rows if r[0] >= args.fit_from]
+        if len(fit) >= 2:
+            break
+    else:
+        return [f"No slope: no mode ran at two lengths ≥ {args.fit_from}."]
+    slopes = {name: (slope([r[0] for r in sel], [r[1] for r in sel]), slope([r[0] for r in sel], [r[2] for r in sel]))
+              for name, sel in (("all", rows), ("fit", fit))}
+    t_slope, m_slope = slopes["fit"]
+    span_all = f"{rows[0][0] // 1024}k→{rows[-1][0] // 1024}k"
+    span_fit = f"{fit[0][0] // 1024}k→{fit[-1][0] // 1024}k"
+    print(f"log-log slope {span_fit}: time {t_slope:.3f}, memory {m_slope:.3f}; "
+          f"{span_all}: time {slopes['all'][0]:.3f}, memory {slopes['all'][1]:.3f}")
+    img = plot(rows, args, t_slope, m_slope, span_fit)
+    return [f"Log-log slope of time and peak memory against length ({mode}), compute-bound range {span_fit}: "
+            f"**time {t_slope:.3f}**, **memory {m_slope:.3f}**; all lengths {span_all}: time {slopes['all'][0]:.3f}, "
+            f"memory {slopes['all'][1]:.3f}.", "", f"![{args.section}](img/{img.name})"]
 
 
 def plot(rows: list[tuple], args, t_slope: float, m_slope: float, span_fit: str) -> Path:
