@@ -55,7 +55,7 @@ def test_quality_results_of_concurrent_runs_merge(monkeypatch):
     """``bench/_quality.py --merge-from``: runs of disjoint models made at the same time join into
     one results.json (models and per-language rows merged, the longest wall time, the first start)."""
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "bench"))
-    from _quality import merge_results
+    from _merge import merge_results
 
     def part(model, bits, wall, started, scale="gpu"):
         return {"experiment": "udhr", "scale": scale, "smoke": False, "commands": [f"run {model}"],
@@ -76,7 +76,7 @@ def test_quality_results_of_a_rerun_replace_the_earlier_run_whole_and_keep_it(mo
     """A model or diagnostic run again in a later launch is taken whole from the later part (its
     losses and chunk counts stay together); the runs it replaces are kept, oldest first, as repeats."""
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "bench"))
-    from _quality import merge_results
+    from _merge import merge_results
 
     def part(runs, started, chunk_rows):
         return {"experiment": "human", "scale": "gpu", "smoke": False, "commands": [f"launch {started}"],
