@@ -2,8 +2,9 @@
 
 mamba-ssm's Triton SSD kernels compute several pointer offsets in 32-bit arithmetic.  Once
 ``batch × positions × elements per position`` of an input reaches ``2**31`` they read out of
-bounds: an illegal memory access, or plausible wrong values with no error at all.  A 1 Mbp window of the 100 M DNA H-Net gets there in its first Mamba-2
-layer, whose ``x``/``dt`` are views into an in-projection 2,320 elements wide.
+bounds: an illegal memory access, or plausible wrong values with no error at all.  A 1 Mbp
+window of the 100 M DNA H-Net gets there in its first Mamba-2 layer, whose ``x``/``dt`` are
+views into an in-projection 2,320 elements wide.
 
 :func:`ssd_in_pieces` runs the scan piece by piece, each piece a slice of at most
 ``limit`` positions of one batch row (:func:`piece_limit`), and joins the results exactly:

@@ -81,8 +81,16 @@ def group_rank_world() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if _joined() else (0, 1)
 
 
-def shutdown() -> None:
+def shutdown(wait: bool = False) -> None:
+    """Leave the joined process group (a no-op outside one).
+
+    ``wait``: first pass a barrier with every rank, so none leaves while another is still in a
+    collective (PyTorch's teardown advice; without it rank 1 of a gloo torchrun run once aborted
+    at exit after "done").  Only for a clean end: a failing rank must not wait, since the others
+    may be inside a collective that it will never join (torchrun ends them)."""
     if _joined():
+        if wait:
+            barrier()
         dist.destroy_process_group()
 
 

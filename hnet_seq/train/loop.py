@@ -66,17 +66,14 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, data_pat
     """Train ``cfg`` into ``run_dir`` (see the module docstring). Under torchrun, call on every rank."""
     info = init_distributed(cfg.train.device)
     threads = torch.get_num_threads()
+    finished = False
     try:
         result = _Trainer(cfg, Path(run_dir), info, resume, data_paths, quiet).run()
+        finished = True
+        return result
     finally:
         torch.set_num_threads(threads)  # train.threads applies to this run only
-    # Leave the group only once every rank is past its last collective, as PyTorch's teardown
-    # advice has it (before, rank 1 of a gloo run aborted at exit after "done", once in six runs).
-    # A failing rank does not wait here, since the others may be inside a collective: torchrun
-    # ends them.
-    barrier()
-    shutdown()
-    return result
+        shutdown(wait=finished)
 
 
 class _Trainer:
