@@ -117,6 +117,8 @@ def save_boundaries(path: Path, sets: dict[str, list[dict]]) -> None:
     ``_diverged``, ``_chimp_gap``) of all its records end to end."""
     import numpy as np
 
+    from hnet_seq.runtime.atomic import atomic_write
+
     arrays = {}
     for name, recs in sets.items():
         arrays |= {f"{name}_id": np.array([r["id"] for r in recs], str),
@@ -126,10 +128,12 @@ def save_boundaries(path: Path, sets: dict[str, list[dict]]) -> None:
         for key in BOOLS:
             if recs and key in recs[0]:
                 arrays[f"{name}_{key}"] = np.packbits(np.concatenate([r[key] for r in recs]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: given a name, numpy would append ".npz" to it
+            np.savez_compressed(f, **arrays)
+
+    atomic_write(path, write)
 
 
 def load_boundaries(path: Path) -> dict[str, list[dict]]:

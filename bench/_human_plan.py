@@ -202,10 +202,9 @@ def write_status(args, phase: str, specs: list[dict]) -> None:
                      f"last held-out {heldout['bits_per_unit'] if heldout else float('nan'):.3f}, "
                      f"ETA {eta:.0f} s")
     lines.insert(1, f"  phase ETA (slowest run): {max(etas, default=0):.0f} s")
-    tmp = args.out / "status.txt.tmp"
-    args.out.mkdir(parents=True, exist_ok=True)
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(args.out / "status.txt")
+    from hnet_seq.runtime.atomic import atomic_write_text
+
+    atomic_write_text(args.out / "status.txt", "\n".join(lines) + "\n")
 
 
 def record_session(args, session: dict) -> None:

@@ -311,11 +311,9 @@ def save_results(results: dict, path: Path, t0: float) -> Path:
 
 
 def write_results(results: dict, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    tmp.replace(path)
-    return path
+    from hnet_seq.runtime.atomic import atomic_write_text
+
+    return atomic_write_text(path, json.dumps(results, indent=1) + "\n")
 
 
 def load_results(path: Path) -> dict:

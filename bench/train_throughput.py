@@ -47,6 +47,7 @@ from hnet_seq.flops import peak_flops, training_flops
 from hnet_seq.kernels.padded_attention import padded_dense
 from hnet_seq.nn.isotropic import set_activation_checkpointing
 from hnet_seq.nn.routing import stage_lengths
+from hnet_seq.runtime.atomic import atomic_write_text
 from hnet_seq.train import load_run_config
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -240,14 +241,12 @@ def new_record(args) -> dict:
 
 def add_rows(record: dict, rows: list[dict], json_path: Path | None) -> None:
     """Put ``rows`` in ``record`` (replacing earlier rows of the same model, batch and variant) and
-    save it to ``json_path`` through a temporary file, so a killed run leaves the last whole file."""
+    save it to ``json_path`` atomically, so a killed run leaves the last whole file."""
     key = lambda r: (r["model"], r["batch"], r["variant"])  # noqa: E731
     new = {key(r) for r in rows}
     record["rows"] = [r for r in record["rows"] if key(r) not in new] + rows
     if json_path:
-        tmp = json_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=1))
-        tmp.replace(json_path)
+        atomic_write_text(json_path, json.dumps(record, indent=1))
 
 
 def main() -> None:
