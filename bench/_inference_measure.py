@@ -191,7 +191,9 @@ def keep_shared(args, results: dict, row: dict) -> None:
     results.setdefault("shared", []).append(row)
     print("shared", json.dumps(row), flush=True)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        from hnet_seq.runtime.atomic import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(results, indent=2))
 
 
 def measure_shared(im, args, results: dict, *, window: int, n_var: int) -> None:

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import torch
 
+from hnet_seq.runtime.atomic import atomic_write_text
+
 sys.path.insert(0, str(Path(__file__).parent))
 from _inference_measure import PACKAGED, build_model, measure_rss, measure_shared, measure_throughput  # noqa: E402
 from _inference_report import write_docs  # noqa: E402
@@ -99,7 +101,7 @@ def main() -> None:
         results["rss"].append(r)
         print("rss", json.dumps(r), flush=True)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        atomic_write_text(args.json, json.dumps(results, indent=2))
     if args.no_write or args.shared_only or not (cuda or args.write):
         return
     write_docs(results)
