@@ -69,7 +69,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 for s in $stages; do
     case $s in
     tests) stage tests 300 $PY -m pytest -q -m gpu tests/unit/test_fast_kernels_gpu.py tests/unit/test_fused.py \
-               tests/unit/test_ssd_pieces.py tests/unit/test_row_offsets.py tests/unit/test_prefix_scoring.py ;;
+               tests/unit/test_ssd_pieces.py tests/unit/test_row_offsets.py tests/unit/test_prefix_scoring.py \
+               tests/unit/test_padded_attention.py ;;
     sweep-L|sweep-dna)  # one model and its matched baselines per stage; the rows add up in sweep.json
         model=$([ "$s" = sweep-L ] && echo hnet-2stage-L || echo dna-hnet)
         stage "$s" 420 $PY bench/train_throughput.py --models "$model" --batches 2,8,16 --variants base,fused \

@@ -23,12 +23,15 @@ def test_padded_dense_equals_reference_outputs_and_gradients(lengths, scale):
     assert_close_all(got, want, 1e-5)
 
 
+def test_dense_never_pays_on_cpu():
+    assert not dense_pays(torch.empty(100, 2, 4), 4, 25, -1)  # the varlen/reference path serves
+
+
+@pytest.mark.gpu
 def test_dense_pays_only_where_padding_is_small_and_no_window_cuts():
-    q = torch.empty(100, 2, 4)
-    assert not dense_pays(q, 4, 25, -1)  # on CPU the varlen/reference path serves
     if not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] != 9:
         pytest.skip("the dense path is for Hopper GPUs")
-    q = q.cuda()
+    q = torch.empty(100, 2, 4, device="cuda")
     assert dense_pays(q, 4, 25, -1) and dense_pays(q, 4, 25, 24) and dense_pays(q, 4, 30, -1)  # 20% padding
     assert not dense_pays(q, 4, 25, 10)  # a sliding window shorter than the longest sequence
     assert not dense_pays(q, 4, 40, -1)  # 60% padding
