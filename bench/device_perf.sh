@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU throughput benches in stages, each under its own time limit; name the stages of each device call.
 #
-#     OUT=$OUT bash bench/device_perf.sh [tests] [sweep-L] [sweep-dna] [conv] [attention] [windows] [long] [shared]
+#     OUT=$OUT bash bench/device_perf.sh [tests] [sweep-L] [sweep-dna] [conv] [windows] [long] [shared]
 #         [scoring] [profile] [compile]
 #     (here: mkdir -p runs/perf && tar xzf FILES_AT/device_perf.tgz -C runs/perf)
 #
@@ -12,10 +12,12 @@
 #   tests    pytest -m gpu: fast kernels (the conv1d's backward included), fused ops, the SSD and RMSNorm in
 #            pieces, shared-prefix scoring == reference on CUDA
 #   sweep-L, sweep-dna  bench/train_throughput.py: hnet-2stage-L (sweep-L) or dna-hnet (sweep-dna) with
-#            its matched Transformer and Mamba-2, 2/8/16 × 8192 tokens per step, variants base (before)
-#            and fused (after); each stage nearly fills a device call (hnet-2stage-L's three models
-#            did not finish in 240 s on 2026-12-02), and both add their rows to $WORK/sweep.json, so
-#            the section holds both models (here: bench/train_throughput.py --from-json sweep.json)
+#            its matched Transformer and Mamba-2, 2/8/16 × 8192 tokens per step, variants
+#            $SWEEP_VARIANTS (default fused+varlen, attention on the varlen kernel as before, against
+#            fused, attention through cuDNN's SDPA on padded batches on Hopper); each stage nearly
+#            fills a device call (hnet-2stage-L's three models did not finish in 240 s on 2026-12-02),
+#            and both add their rows to $WORK/sweep.json, so the section holds both models (here:
+#            bench/train_throughput.py --from-json sweep.json)
 #   conv     bench/conv_backward.py: the Triton conv1d at a training step's shape, beside an earlier
 #            version (CONV_BEFORE, default .data/conv_triton_before.py, carried) in one run
 #   windows  bench/scaling.py: training steps on one 64 k / 128 k / 256 k window of hnet_2stage_L, without
@@ -24,8 +26,6 @@
 #   shared   bench/inference.py --shared-only: shared-prefix and saturation rows ($WORK/shared.json)
 #   scoring  bench/profile_scoring.py: shared-prefix against full SNV scoring under torch.profiler
 #   profile  bench/profile_step.py for the H-Net, Transformer and Mamba-2 at 8 × 8192 (top kernels)
-#   attention  bench/train_throughput.py at 8 × 8192: attention on the varlen kernel (fused+varlen)
-#            against cuDNN's SDPA on padded batches (fused; Hopper), the H-Nets and their baselines
 #   compile  bench/train_throughput.py at 8 × 8192: fused against fused+compile
 # Everything is written under $WORK (default /tmp/device_perf, which survives between calls of a
 # held machine): markdown sections in $WORK/benchmarks.md (the section names of
@@ -73,7 +73,7 @@ for s in $stages; do
                tests/unit/test_padded_attention.py ;;
     sweep-L|sweep-dna)  # one model and its matched baselines per stage; the rows add up in sweep.json
         model=$([ "$s" = sweep-L ] && echo hnet-2stage-L || echo dna-hnet)
-        stage "$s" 420 $PY bench/train_throughput.py --models "$model" --batches 2,8,16 --variants base,fused \
+        stage "$s" 420 $PY bench/train_throughput.py --models "$model" --batches 2,8,16 --variants "${SWEEP_VARIANTS:-fused+varlen,fused}" \
             --warmup 5 --steps 10 --tune-steps 40 --json "$WORK/sweep.json" --out "$DOC" ;;
     conv)  # the conv1d beside the version in $CONV_BEFORE (here: git show REV:hnet_seq/kernels/conv_triton.py)
         before=${CONV_BEFORE:-.data/conv_triton_before.py}
@@ -88,9 +88,6 @@ for s in $stages; do
             stage "profile-$m" 40 $PY bench/profile_step.py --model "$m" --batch 8 --tune-steps 30 --warmup 3 \
                 --steps 5 --profile-steps 1 --out "$WORK/profile-$m"
         done ;;
-    attention) stage attention 300 $PY bench/train_throughput.py --models hnet-2stage-L,dna-hnet --batches 8 \
-                   --variants fused+varlen,fused --warmup 5 --steps 10 --tune-steps 40 \
-                   --section train_throughput_attention --out "$DOC" ;;
     compile) stage compile 420 $PY bench/train_throughput.py --models dna-hnet,hnet-2stage-L --batches 8 \
                  --variants fused,fused+compile --warmup 5 --steps 10 --tune-steps 40 \
                  --section train_throughput_compile --out "$DOC" ;;
