@@ -9,7 +9,8 @@
 # time limit, so one that hangs or runs out of memory does not take the rest with it; the limits add
 # up to more than two device calls, so name the stages of each call: e.g. "tests", "sweep-L",
 # "sweep-dna", "long shared", "scoring profile"; compile is a call of its own):
-#   tests    pytest -m gpu: fast kernels (the conv1d's backward included), fused ops, the SSD and RMSNorm in
+#   tests    pytest -m gpu (-k $TESTS_K where set; the whole set took over 300 s on a fresh machine,
+#            mostly compiling and tuning): fast kernels (the conv1d's backward included), fused ops, the SSD and RMSNorm in
 #            pieces, shared-prefix scoring == reference on CUDA
 #   sweep-L, sweep-dna  bench/train_throughput.py: hnet-2stage-L (sweep-L) or dna-hnet (sweep-dna) with
 #            its matched Transformer and Mamba-2, 2/8/16 × 8192 tokens per step, variants
@@ -68,7 +69,7 @@ grep -q "ssd_fast': 'available" "$WORK/kernels.txt" || echo "WARNING: no mamba-s
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$WORK/device.txt"
 for s in $stages; do
     case $s in
-    tests) stage tests 300 $PY -m pytest -q -m gpu tests/unit/test_fast_kernels_gpu.py tests/unit/test_fused.py \
+    tests) stage tests 300 $PY -m pytest -q -m gpu -k "${TESTS_K:-}" tests/unit/test_fast_kernels_gpu.py tests/unit/test_fused.py \
                tests/unit/test_ssd_pieces.py tests/unit/test_row_offsets.py tests/unit/test_prefix_scoring.py \
                tests/unit/test_padded_attention.py ;;
     sweep-L|sweep-dna)  # one model and its matched baselines per stage; the rows add up in sweep.json
