@@ -15,7 +15,7 @@
 #   sweep-L, sweep-dna  bench/train_throughput.py: hnet-2stage-L (sweep-L) or dna-hnet (sweep-dna) with
 #            its matched Transformer and Mamba-2, 2/8/16 × 8192 tokens per step, variants
 #            $SWEEP_VARIANTS (default fused+varlen, attention on the varlen kernel as before, against
-#            fused, attention through cuDNN's SDPA on padded batches on Hopper); each stage nearly
+#            fused, attention through cuDNN's SDPA on dense batches on Hopper); each stage nearly
 #            fills a device call (hnet-2stage-L's three models did not finish in 240 s on 2026-12-02),
 #            and both add their rows to $WORK/sweep.json, so the section holds both models (here:
 #            bench/train_throughput.py --from-json sweep.json)
@@ -71,7 +71,7 @@ for s in $stages; do
     case $s in
     tests) stage tests 300 $PY -m pytest -q -m gpu -k "${TESTS_K:-}" tests/unit/test_fast_kernels_gpu.py tests/unit/test_fused.py \
                tests/unit/test_ssd_pieces.py tests/unit/test_row_offsets.py tests/unit/test_prefix_scoring.py \
-               tests/unit/test_padded_attention.py ;;
+               tests/unit/test_dense_attention.py ;;
     sweep-L|sweep-dna)  # one model and its matched baselines per stage; the rows add up in sweep.json
         model=$([ "$s" = sweep-L ] && echo hnet-2stage-L || echo dna-hnet)
         stage "$s" 420 $PY bench/train_throughput.py --models "$model" --batches 2,8,16 --variants "${SWEEP_VARIANTS:-fused+varlen,fused}" \

@@ -19,8 +19,8 @@ the other, so each before/after pair is one command on one machine:
 * ``fused``: the fused ``add_rmsnorm``/``swiglu``/``linear_ce`` ops (``hnet_seq.kernels.fused``);
 * ``compile``: the backbone under ``torch.compile(dynamic=True)``; ``+`` combines (``fused+compile``);
 * ``ckpt``: activation checkpointing per block (memory against recomputation);
-* ``varlen``: attention on the varlen kernel only, not through cuDNN's SDPA on a padded batch
-  (``hnet_seq.kernels.padded_attention``, Hopper), i.e. the attention of before that path.
+* ``varlen``: attention on the varlen kernel only, not through cuDNN's SDPA on a dense batch of
+  equal-length sequences (``hnet_seq.kernels.dense_attention``, Hopper): the attention before that path.
 
 A step is forward + backward + AdamW, bf16 autocast, fast mamba-ssm/attention kernels.  The
 optimizer's learning rate is 0, so every variant times the same weights (the router's compression
@@ -44,7 +44,7 @@ import torch
 from hnet_seq import HNetLM, Packing, load_config
 from hnet_seq.config import HNetConfig, config_from_dict
 from hnet_seq.flops import peak_flops, training_flops
-from hnet_seq.kernels.padded_attention import padded_dense
+from hnet_seq.kernels.dense_attention import dense_sdpa
 from hnet_seq.nn.isotropic import set_activation_checkpointing
 from hnet_seq.nn.routing import stage_lengths
 from hnet_seq.runtime.atomic import atomic_write_text
@@ -94,7 +94,7 @@ def variant_context(variant: str, model: HNetLM):
 
     @contextmanager
     def context():
-        with fused_ops("fused" in parts), padded_dense("varlen" not in parts):
+        with fused_ops("fused" in parts), dense_sdpa("varlen" not in parts):
             yield
 
     return context(), "compile" in parts

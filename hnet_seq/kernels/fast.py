@@ -4,8 +4,8 @@
 ``ssd_fast``            mamba-ssm Triton ``mamba_chunk_scan_combined``
 ``attention_fast``      ``flash_attn.flash_attn_varlen_func`` if it imports, else PyTorch's
                         ``torch.nn.attention.varlen.varlen_attn`` (needs a sliding window);
-                        on Hopper, batches with little padding go through cuDNN's SDPA
-                        (:mod:`hnet_seq.kernels.padded_attention`)
+                        on Hopper, batches of equal-length sequences go through cuDNN's
+                        SDPA (:mod:`hnet_seq.kernels.dense_attention`)
 ``rmsnorm_fast``        mamba-ssm Triton ``rmsnorm_fn``
 ======================  ===================================================================
 
@@ -39,7 +39,7 @@ import torch
 from .reference import (attention_kvcache_reference, attention_reference, kvcache_visible, rmsnorm_reference,
                         ssd_reference)
 from .offsets import rows_per_call
-from .padded_attention import dense_pays, padded_causal_attention
+from .dense_attention import dense_applies, dense_causal_attention
 from .ssd_pieces import piece_limit, ssd_in_pieces
 
 _UNAVAILABLE: dict[str, str] = {}
@@ -158,8 +158,8 @@ def _attention_fast(q, k, v, cu_seqlens, max_seqlen, *, window_size=-1, softmax_
         return attention_reference(q, k, v, cu_seqlens, max_seqlen, window_size=window_size,
                                    softmax_scale=softmax_scale)
     cu = cu_seqlens.to(device=q.device, dtype=torch.int32)
-    if dense_pays(q, cu.numel() - 1, int(max_seqlen), window_size):
-        return padded_causal_attention(q, k, v, cu, int(max_seqlen), softmax_scale)
+    if dense_applies(q, cu.numel() - 1, int(max_seqlen), window_size):
+        return dense_causal_attention(q, k, v, cu.numel() - 1, softmax_scale)
     return _varlen(q, k, v, cu, cu, int(max_seqlen), int(max_seqlen), window_size, softmax_scale)
 
 

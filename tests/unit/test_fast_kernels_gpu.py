@@ -117,20 +117,21 @@ def test_attention_fast_matches_reference(dtype, window, scale):
 
 @pytest.mark.gpu
 @needs_cuda
-@pytest.mark.parametrize("lengths", [[256] * 4, [250, 256, 0, 240, 230]], ids=["equal", "padded"])
-def test_attention_fast_padded_dense_and_varlen_paths_match_reference(lengths):
-    """bf16 batches with little padding: cuDNN's SDPA on Hopper (a view for equal lengths), and
-    the varlen kernel when that path is switched off; both against the reference."""
-    from hnet_seq.kernels.padded_attention import dense_pays, padded_dense
+@pytest.mark.parametrize("lengths", [[256] * 4, [250, 256, 0, 240, 230]], ids=["equal", "ragged"])
+def test_attention_fast_dense_and_varlen_paths_match_reference(lengths):
+    """bf16 batches: cuDNN's SDPA on Hopper for equal lengths (a view), the varlen kernel for ragged
+    ones and whenever that path is switched off; each against the reference."""
+    from hnet_seq.kernels.dense_attention import dense_applies, dense_sdpa
 
     attention_fast = _fast_or_skip("attention")
     cu = cu_from_lengths(lengths).to("cuda")
     q, k, v = (torch.randn(sum(lengths), 4, 64, device="cuda").to(torch.bfloat16).requires_grad_() for _ in range(3))
-    assert dense_pays(q, len(lengths), max(lengths), -1) == (torch.cuda.get_device_capability()[0] == 9)
+    hopper = torch.cuda.get_device_capability()[0] == 9
+    assert dense_applies(q, len(lengths), max(lengths), -1) == (hopper and len(set(lengths)) == 1)
     leaves, cot = {"q": q, "k": k, "v": v}, torch.randn_like(q)
     want = grads(attention_reference(q, k, v, cu, max(lengths)), leaves, cot)
     for dense in (True, False):
-        with padded_dense(dense):
+        with dense_sdpa(dense):
             got = grads(attention_fast(q, k, v, cu, max(lengths)), leaves, cot)
         assert_close_all(got, want, GPU_TOL["attention", torch.bfloat16])
 
