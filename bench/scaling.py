@@ -125,12 +125,13 @@ def fit_lines(every: list[tuple], modes: list[str], args) -> list[str]:
     t_slope, m_slope = slopes["fit"]
     span_all = f"{rows[0][0] // 1024}k→{rows[-1][0] // 1024}k"
     span_fit = f"{fit[0][0] // 1024}k→{fit[-1][0] // 1024}k"
-    print(f"log-log slope {span_fit}: time {t_slope:.3f}, memory {m_slope:.3f}; "
-          f"{span_all}: time {slopes['all'][0]:.3f}, memory {slopes['all'][1]:.3f}")
+    # Over every length as well, where shorter (launch-bound) lengths ran than the fit range holds.
+    overall = (f"; all lengths {span_all}: time {slopes['all'][0]:.3f}, memory {slopes['all'][1]:.3f}"
+               if len(rows) > len(fit) else "")
+    print(f"log-log slope {span_fit}: time {t_slope:.3f}, memory {m_slope:.3f}{overall}")
     img = plot(rows, args, t_slope, m_slope, span_fit)
     return [f"Log-log slope of time and peak memory against length ({mode}), compute-bound range {span_fit}: "
-            f"**time {t_slope:.3f}**, **memory {m_slope:.3f}**; all lengths {span_all}: time {slopes['all'][0]:.3f}, "
-            f"memory {slopes['all'][1]:.3f}.", "", f"![{args.section}](img/{img.name})"]
+            f"**time {t_slope:.3f}**, **memory {m_slope:.3f}**{overall}.", "", f"![{args.section}](img/{img.name})"]
 
 
 def plot(rows: list[tuple], args, t_slope: float, m_slope: float, span_fit: str) -> Path:

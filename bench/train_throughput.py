@@ -156,8 +156,8 @@ def bench_model(name: str, cfg: HNetConfig, window: int, args) -> list[dict]:
 
 
 # Issue goals at a realistic batch (8 × 8192 tokens; the DNA model's 8 units are 64 k bases):
-# (H-Net, batch, what, goal); "mfu" of the H-Net, "vs T" its FLOP throughput over the matched
-# Transformer's, "T mfu" the matched Transformer's own MFU.
+# (H-Net, batch, what, goal); "mfu" of the H-Net, "vs T" its best FLOP throughput over the matched
+# Transformer's best, "T mfu" the matched Transformer's own MFU.
 GOALS = [("hnet-2stage-L", 8, "mfu", 0.40), ("hnet-2stage-L", 8, "vs T", 0.95), ("hnet-2stage-L", 8, "T mfu", 0.45),
          ("dna-hnet", 8, "mfu", 0.25)]
 
@@ -174,11 +174,9 @@ def goals_table(rows: list[dict], unit: int) -> list[str]:
             best = max(measured, key=lambda r: r["mfu"])
             got, text = best["mfu"], f"{best['mfu']:.1%} ({best['variant']})"
         elif what == "vs T" and own and base:
-            pairs = [(h["tflops"] / t["tflops"], h["variant"]) for h in own for t in base if t["variant"] == h["variant"]]
-            if not pairs:
-                continue
-            got, variant = max(pairs)
-            text = f"{got:.2f}× ({variant})"
+            # Each at its fastest variant: a change that speeds up only the Transformer widens the gap.
+            h, t = max(own, key=lambda r: r["tflops"]), max(base, key=lambda r: r["tflops"])
+            got, text = h["tflops"] / t["tflops"], f"{h['tflops'] / t['tflops']:.2f}× ({h['variant']} ÷ {t['variant']})"
         else:
             continue
         label = {"mfu": f"{hnet} MFU", "T mfu": f"matched Transformer of {hnet}: MFU",
