@@ -24,7 +24,9 @@
 #   windows  bench/scaling.py: training steps on one 64 k / 128 k / 256 k window of hnet_2stage_L, without
 #            and with activation checkpointing (blocks): time and peak memory ($WORK/img/ has the figure)
 #   long     bench/long_window.py: one 8 k / 100 k / 1 M bp window of the 100 M DNA H-Net
-#   shared   bench/inference.py --shared-only: shared-prefix and saturation rows ($WORK/shared.json)
+#   shared   bench/inference.py --shared-only: shared-prefix and saturation rows ($WORK/shared.json); a call
+#            of its own: on a fresh machine the router tuning alone took 169 s (compiling and tuning
+#            mamba-ssm's kernels), and a 240 s limit cut the stage off twice (2026-12-02)
 #   scoring  bench/profile_scoring.py: shared-prefix against full SNV scoring under torch.profiler
 #   profile  bench/profile_step.py for the H-Net, Transformer and Mamba-2 at 8 × 8192 (top kernels)
 #   compile  bench/train_throughput.py at 8 × 8192: fused against fused+compile
@@ -82,7 +84,7 @@ for s in $stages; do
     windows) stage windows 240 $PY bench/scaling.py --lengths 65536,131072,262144 --checkpointing none,blocks \
                  --fit-from 65536 --repeats 2 --section scaling_checkpointing --out "$DOC" ;;
     long) stage long 150 $PY bench/long_window.py --tune-steps 30 --out "$DOC" ;;
-    shared) stage shared 240 $PY bench/inference.py --shared-only --variants 300 --tune-steps 30 --json "$WORK/shared.json" ;;
+    shared) stage shared 540 $PY bench/inference.py --shared-only --variants 300 --tune-steps 30 --json "$WORK/shared.json" ;;
     scoring) stage scoring 150 $PY bench/profile_scoring.py --variants 64 --tune-steps 30 --out "$WORK/profile-scoring" ;;
     profile)
         for m in hnet transformer mamba2; do
