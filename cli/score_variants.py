@@ -42,7 +42,8 @@ def score_variants(
     share_prefix: Optional[bool] = typer.Option(None, "--share-prefix/--no-share-prefix", help="Run each "
                                                 "reference window once and only the ALT suffix after the variant "
                                                 "(same scores); --no-share-prefix: a full pass per window. "
-                                                "Default: shared on CPU; on CUDA not until its GPU tests have run."),
+                                                "Default: shared on CPU; full on CUDA, where sharing is exact "
+                                                "but measured slower (docs/benchmarks.md)."),
 ) -> None:
     """Score = log-likelihood(alt window) - log-likelihood(ref window), nats, per ALT allele."""
     from hnet_seq.inference.variants import score_variants as run
