@@ -24,7 +24,6 @@ from hnet_seq.config import load_config
 ROOT = Path(__file__).resolve().parents[1]
 GENOME = ROOT / "hnet_seq" / "resources" / "shigella_sonnei_53G_plasmids.fa.gz"
 CONFIGS = ROOT / "configs"
-SHIGELLA = ROOT.parent / "shared" / "data" / "dna" / "shigella_sonnei_53G_plasmids.fasta"  # ../shared, as CI has it
 WINDOW = 400  # the variant tests' window
 
 MICRO_MODEL = {
@@ -163,7 +162,7 @@ def ck(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def genome(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     """A two-contig reference (chr1, chr2) cut from the real plasmids, soft-masked in places."""
-    with pysam.FastxFile(str(SHIGELLA)) as f:
+    with pysam.FastxFile(str(GENOME)) as f:
         seqs = [r.sequence for r in f]
     chroms = {"chr1": seqs[0][60000:62500], "chr2": seqs[2][1000:2200]}
     chroms["chr1"] = chroms["chr1"][:1500] + chroms["chr1"][1500:1600].lower() + chroms["chr1"][1600:]

@@ -1,5 +1,5 @@
 """Fixtures of the inference tests (embed, score, generate, chunks, their errors, the runner): tiny
-random checkpoints and real plasmid sequence from ../shared/data. A conftest rather than helpers.py:
+random checkpoints and real plasmid sequence (shipped in hnet_seq/resources). A conftest rather than helpers.py:
 ``helpers.small_fasta`` is already a function (it writes a FASTA), and these need no import."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SHIGELLA, make_checkpoint
+from helpers import GENOME, make_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def ck1(tmp_path_factory) -> Path:
 def plasmids() -> dict[str, str]:
     import pysam
 
-    with pysam.FastxFile(str(SHIGELLA)) as f:
+    with pysam.FastxFile(str(GENOME)) as f:
         return {r.name: r.sequence for r in f}
 
 

@@ -7,9 +7,7 @@ import subprocess
 
 import pytest
 
-from helpers import SHIGELLA, invoke, make_checkpoint
-
-pytestmark = pytest.mark.skipif(not SHIGELLA.exists(), reason=f"shared test data not found at {SHIGELLA}")
+from helpers import GENOME, invoke, make_checkpoint
 
 
 def test_chunks_html_png_and_screenshot(ck1, plasmids, tmp_path, report):
@@ -17,7 +15,7 @@ def test_chunks_html_png_and_screenshot(ck1, plasmids, tmp_path, report):
     bed = tmp_path / "genes.bed"
     bed.write_text(f"{names[0]}\t41000\t43000\tgeneA\t0\t+\nchr{names[0]}\t50000\t52500\tgeneB\t0\t-\n")
     html, png = tmp_path / "region.html", tmp_path / "region.png"
-    r = invoke("chunks", "--checkpoint", ck1, "--region", f"{names[0]}:40,001-60,000", "--reference", SHIGELLA,
+    r = invoke("chunks", "--checkpoint", ck1, "--region", f"{names[0]}:40,001-60,000", "--reference", GENOME,
                "--html", html, "--png", png, "--annotations", bed, "--window", 4000, "--overlap", 128)
     assert r.exit_code == 0, r.output
     page = html.read_text()

@@ -1,4 +1,4 @@
-"""``hnet-seq embed`` on CPU with tiny random checkpoints and real sequence from ../shared/data: chunk
+"""``hnet-seq embed`` on CPU with tiny random checkpoints and real sequence (the packaged plasmids): chunk
 coordinates tile every sequence at every stage, RC averaging is strand-symmetric, BED coordinates
 round-trip, pooling options and .npz output, and tile plans cover the input exactly."""
 from __future__ import annotations
@@ -8,11 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
 
-from helpers import SHIGELLA, chunk_rows, invoke
-
-pytestmark = pytest.mark.skipif(not SHIGELLA.exists(), reason=f"shared test data not found at {SHIGELLA}")
+from helpers import GENOME, chunk_rows, invoke
 
 
 def assert_tiles(rows: dict, lengths: dict[str, int], stages: int, offsets: dict[str, int] | None = None) -> None:
@@ -99,7 +96,7 @@ def test_bed_coordinates_round_trip(ck1, plasmids, tmp_path):
     # the second interval names its contig with a chr prefix: aliased to find it, kept in the output
     bed.write_text(f"{names[0]}\t100200\t101000\tgeneA\n{'chr' + names[2]}\t3000\t3700\tgeneB\n")
     out = tmp_path / "bed.parquet"
-    r = invoke("embed", "--bed", bed, "--reference", SHIGELLA, "--checkpoint", ck1, "-o", out, "--chunks",
+    r = invoke("embed", "--bed", bed, "--reference", GENOME, "--checkpoint", ck1, "-o", out, "--chunks",
                "--quiet")
     assert r.exit_code == 0, r.output
     seqs = pq.read_table(str(out)).to_pylist()

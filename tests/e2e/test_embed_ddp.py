@@ -6,11 +6,8 @@ import subprocess
 
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
 
-from helpers import ROOT, SHIGELLA
-
-pytestmark = pytest.mark.skipif(not SHIGELLA.exists(), reason=f"shared test data not found at {SHIGELLA}")
+from helpers import ROOT
 
 
 def test_torchrun_two_ranks_merge_in_input_order(ck2, small_fasta, tmp_path):

@@ -3,14 +3,11 @@ official-layout .pt checkpoint generates through the CLI."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from hnet_seq.config import load_config
 from hnet_seq.model import HNetLM
-from helpers import CONFIGS, SHIGELLA, invoke, randomise_routing
-
-pytestmark = pytest.mark.skipif(not SHIGELLA.exists(), reason=f"shared test data not found at {SHIGELLA}")
+from helpers import CONFIGS, invoke, randomise_routing
 
 
 def test_generate_step_cache_matches_full_forward(ck2):

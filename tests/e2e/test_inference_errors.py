@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hnet_seq.errors import UserError
-from helpers import SHIGELLA, invoke, make_checkpoint
-
-pytestmark = pytest.mark.skipif(not SHIGELLA.exists(), reason=f"shared test data not found at {SHIGELLA}")
+from helpers import invoke, make_checkpoint
 
 
 def test_bad_input_is_one_line_and_leaves_no_output(ck1, tmp_path):

@@ -10,10 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from hnet_seq.cli.main import app
-from helpers import SHIGELLA, make_checkpoint
+from helpers import GENOME, make_checkpoint
 from helpers import genome, write_vcf  # noqa: F401  (fixture)
 
-needs_data = pytest.mark.skipif(not SHIGELLA.exists(), reason=f"shared test data not found at {SHIGELLA}")
 EVERY_UPDATE = {"HNET_SEQ_PROGRESS_SECONDS": "0"}
 
 
@@ -26,9 +25,8 @@ def ck(tmp_path_factory):
     return make_checkpoint(tmp_path_factory.mktemp("ck") / "dna", "tiny_1stage.json")
 
 
-@needs_data
 def test_score_plain_lines_count_towards_the_fai_total(ck, tmp_path):
-    with pysam.FastxFile(str(SHIGELLA)) as f:
+    with pysam.FastxFile(str(GENOME)) as f:
         seqs = [r.sequence[:n] for r, n in zip(f, (2600, 900))]
     fasta = tmp_path / "two.fa"
     fasta.write_text("".join(f">r{i}\n{s}\n" for i, s in enumerate(seqs)))
@@ -48,7 +46,6 @@ def test_score_plain_lines_count_towards_the_fai_total(ck, tmp_path):
     assert "\x1b[" not in result.stderr  # no terminal control codes in a log file
 
 
-@needs_data
 def test_score_variants_total_is_the_vcf_record_count(ck, genome, tmp_path):  # noqa: F811
     ref, chroms = genome
     vcf = tmp_path / "calls.vcf"
@@ -60,7 +57,6 @@ def test_score_variants_total_is_the_vcf_record_count(ck, genome, tmp_path):  # 
     assert _lines(result.stderr, "score-variants")[-1].startswith(f"score-variants: {n}/{n} records (100.0%)")
 
 
-@needs_data
 def test_bad_progress_interval_is_a_one_line_error(ck, tmp_path):
     fasta = tmp_path / "one.fa"
     fasta.write_text(">r\nACGTACGTTGCA\n")

@@ -6,9 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import SHIGELLA
-
-pytestmark = pytest.mark.skipif(not SHIGELLA.exists(), reason=f"shared test data not found at {SHIGELLA}")
 
 
 def _plain_results(runner, items) -> list[dict]:

@@ -6,11 +6,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import ROOT, SHIGELLA, invoke, make_checkpoint
+from helpers import ROOT, invoke, make_checkpoint
 
 SHARED = ROOT.parent / "shared" / "data"
 
-pytestmark = pytest.mark.skipif(not SHIGELLA.exists(), reason=f"shared test data not found at {SHIGELLA}")
+pytestmark = pytest.mark.skipif(not SHARED.exists(), reason=f"shared test data not found at {SHARED}")
 
 
 def test_score_per_position_and_tiling(ck2, small_fasta, tmp_path):

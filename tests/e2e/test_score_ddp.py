@@ -12,10 +12,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import ROOT, SHIGELLA, make_checkpoint
+from helpers import ROOT, GENOME, make_checkpoint
 from helpers import free_port
-
-pytestmark = pytest.mark.skipif(not SHIGELLA.exists(), reason=f"shared test data not found at {SHIGELLA}")
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
@@ -28,7 +26,7 @@ def test_score_two_ranks_equals_one_process(tmp_path, device):
     from hnet_seq.inference.score import score
 
     ck = make_checkpoint(tmp_path / "ck", "tiny_2stage.json")
-    with pysam.FastxFile(str(SHIGELLA)) as f:
+    with pysam.FastxFile(str(GENOME)) as f:
         seqs = [r.sequence for r in f]
     # window 1000, overlap 200: tiles 0-6 are the 5,153 bp plasmid's (both ranks share it), 7-8 the
     # 1,500 bp record's, 9 the 600 bp record's (rank 1 alone: rank 0 has no row for it)

@@ -1,4 +1,4 @@
-"""score-variants on synthetic variants placed on real sequence (Shigella plasmids, ../shared/data).
+"""score-variants on synthetic variants placed on real sequence (the Shigella plasmids shipped in hnet_seq/resources).
 
 SNV, MNV, insertion, deletion and a multi-allelic record score exactly
 the difference of ``hnet-seq score`` on the two windows written as FASTA; a REF mismatch is
@@ -10,13 +10,10 @@ from __future__ import annotations
 
 
 import pysam
-import pytest
 from typer.testing import CliRunner
 
 from hnet_seq.cli.main import app
-from helpers import SHIGELLA, WINDOW, ck, genome, other, read_table, write_vcf  # noqa: F401  (ck, genome: fixtures)
-
-pytestmark = pytest.mark.skipif(not SHIGELLA.exists(), reason=f"shared test data not found at {SHIGELLA}")
+from helpers import WINDOW, ck, genome, other, read_table, write_vcf  # noqa: F401  (ck, genome: fixtures)
 
 
 def test_variant_scores_equal_score_of_windows(ck, genome, tmp_path, report):

@@ -1,6 +1,6 @@
 """The annotated VCF.
 
-Records are real-looking variants on real sequence (Shigella plasmids from ../shared/data);
+Records are real-looking variants on real sequence (the Shigella plasmids shipped in hnet_seq/resources);
 the header defects are the ones an outside probe found to abort htslib.
 """
 from __future__ import annotations
@@ -14,9 +14,8 @@ from typer.testing import CliRunner
 
 from hnet_seq.cli.main import app
 
-from helpers import SHIGELLA, WINDOW, ck, genome, other, read_table  # noqa: F401  (fixtures)
+from helpers import WINDOW, ck, genome, other, read_table  # noqa: F401  (fixtures)
 
-pytestmark = pytest.mark.skipif(not SHIGELLA.exists(), reason=f"shared test data not found at {SHIGELLA}")
 HEAD = "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
 
 

@@ -1,7 +1,7 @@
 """The in-memory notebook API (issue 17 acceptance 2) against the file-writing commands.
 
-Tiny random checkpoints (as tests/e2e/conftest.py) on real plasmid sequence from
-../shared/data; windows are small so that tiling is exercised.
+Tiny random checkpoints (as tests/e2e/conftest.py) on real plasmid sequence shipped
+in hnet_seq/resources; windows are small so that tiling is exercised.
 """
 from __future__ import annotations
 
@@ -13,17 +13,15 @@ import hnet_seq
 from hnet_seq.errors import UserError
 from hnet_seq.inference import load
 from hnet_seq.modalities.dna import COMPLEMENT
-from helpers import SHIGELLA, make_checkpoint
+from helpers import GENOME, make_checkpoint
 from helpers import invoke
-
-pytestmark = pytest.mark.skipif(not SHIGELLA.exists(), reason=f"shared test data not found at {SHIGELLA}")
 
 
 @pytest.fixture(scope="module")
 def seqs():
     import pysam
 
-    with pysam.FastxFile(str(SHIGELLA)) as f:
+    with pysam.FastxFile(str(GENOME)) as f:
         records = [(r.name, r.sequence) for r in f]
     return {records[0][0]: records[0][1][30000:31800], records[1][0]: records[1][1][:1100].lower()}
 

@@ -1,6 +1,6 @@
 """Window placement at contig edges and equal-length indel windows, on real sequence.
 
-The reference is cut from the real Shigella plasmids (../shared/data): ``chrA`` an interior
+The reference is cut from the real Shigella plasmids (shipped in hnet_seq/resources): ``chrA`` an interior
 stretch, ``chrE`` a copy of part of ``chrA`` (so that a variant near chrE's ends sits in a
 window whose sequence also lies inside chrA), ``chrS`` a contig shorter than the window.
 """
@@ -12,16 +12,15 @@ import numpy as np
 import pysam
 import pytest
 
-from helpers import SHIGELLA, WINDOW, ck, other  # noqa: F401  (ck is a fixture)
+from helpers import GENOME, WINDOW, ck, other  # noqa: F401  (ck is a fixture)
 
-pytestmark = pytest.mark.skipif(not SHIGELLA.exists(), reason=f"shared test data not found at {SHIGELLA}")
 HEAD = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
 E0 = 1000  # chrE = chrA[E0 : E0 + WINDOW + 100]
 
 
 @pytest.fixture(scope="module")
 def contigs(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    with pysam.FastxFile(str(SHIGELLA)) as f:
+    with pysam.FastxFile(str(GENOME)) as f:
         plasmid = next(iter(f)).sequence.upper()
     a = plasmid[60000:63000]
     seqs = {"chrA": a, "chrE": a[E0:E0 + WINDOW + 100], "chrS": a[2000:2300]}
