@@ -26,6 +26,7 @@ their running total, with the units seen, is in every train and eval record).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import signal
 import time
@@ -67,12 +68,20 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, data_pat
     info = init_distributed(cfg.train.device)
     threads = torch.get_num_threads()
     finished = False
+    trainer = None
     try:
-        result = _Trainer(cfg, Path(run_dir), info, resume, data_paths, quiet).run()
+        trainer = _Trainer(cfg, Path(run_dir), info, resume, data_paths, quiet)
+        result = trainer.run()
         finished = True
         return result
     finally:
         torch.set_num_threads(threads)  # train.threads applies to this run only
+        # The trainer refers to itself through its closures, so reference counts never free it: left
+        # to the cyclic collector, its DDP/FSDP model and the gloo work that holds the model's tensors
+        # could outlive the process group into the interpreter's teardown, a known way for a gloo
+        # rank to abort at exit ("terminate called without an active exception").  Free it now.
+        del trainer
+        gc.collect()
         shutdown(wait=finished)
 
 
