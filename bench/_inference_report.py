@@ -155,8 +155,8 @@ def render_shared(results: dict) -> str:
     m = results["model"]
     return "\n\n" + "\n".join([
         SHARED_MARK, "",
-        "`score-variants --share-prefix` (the default on CPU; on CUDA only when asked for) runs each REF window once through `HNetLM.prefill`, "
-        "copies the decoding state at the variant and runs only the ALT suffix; `--saturate` scores every SNV "
+        "`score-variants --share-prefix` (the default on CPU; on CUDA only when asked for) runs each REF "
+        "window once through `HNetLM.prefill`, copies the decoding state at the variant and runs only the ALT suffix; `--saturate` scores every SNV "
         "of a region, one REF pass per window of W/2-base scoring regions. \"full\" is `--no-share-prefix` "
         f"(every window in full) on the same inputs. Device: {m['device']}, {m['precision']}; "
         f"{m['params'] / 1e6:.1f}M-parameter DNA H-Net, window {m['window']} bp; command: `{m['command']}`.", "",

@@ -1,6 +1,7 @@
 """Fixtures of the inference tests (embed, score, generate, chunks, their errors, the runner): tiny
-random checkpoints and real plasmid sequence (shipped in hnet_seq/resources). A conftest rather than helpers.py:
-``helpers.small_fasta`` is already a function (it writes a FASTA), and these need no import."""
+random checkpoints and real plasmid sequence (shipped in hnet_seq/resources). A conftest rather
+than helpers.py: ``helpers.small_fasta`` is already a function (it writes a FASTA), and these need
+no import."""
 from __future__ import annotations
 
 from pathlib import Path

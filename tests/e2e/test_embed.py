@@ -1,6 +1,6 @@
-"""``hnet-seq embed`` on CPU with tiny random checkpoints and real sequence (the packaged plasmids): chunk
-coordinates tile every sequence at every stage, RC averaging is strand-symmetric, BED coordinates
-round-trip, pooling options and .npz output, and tile plans cover the input exactly."""
+"""``hnet-seq embed`` on CPU with tiny random checkpoints and real sequence (the packaged plasmids):
+chunk coordinates tile every sequence at every stage, RC averaging is strand-symmetric, BED
+coordinates round-trip, pooling options and .npz output, and tile plans cover the input exactly."""
 from __future__ import annotations
 
 import json

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 
-
 def _plain_results(runner, items) -> list[dict]:
     """What the runner must report, computed the plain way: one synchronous pass, boolean masks."""
     from hnet_seq.nn.packing import Packing

@@ -6,11 +6,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import ROOT, invoke, make_checkpoint
-
-SHARED = ROOT.parent / "shared" / "data"
-
-pytestmark = pytest.mark.skipif(not SHARED.exists(), reason=f"shared test data not found at {SHARED}")
+from helpers import invoke, make_checkpoint
 
 
 def test_score_per_position_and_tiling(ck2, small_fasta, tmp_path):
@@ -35,12 +31,12 @@ def test_score_per_position_and_tiling(ck2, small_fasta, tmp_path):
         assert abs(float(row["bits_per_unit"]) + lp.sum() / ((n - 1) * np.log(2))) < 1e-4
 
 
-def test_score_every_modality(tmp_path):
+def test_score_every_modality(shared_data, tmp_path):
     """bytes (a UDHR text, BOS scored from) and raw audio (a real WAV) through the same API."""
     from hnet_seq.inference.score import score
 
-    text = SHARED / "text" / "udhr2"
-    wavs = sorted((SHARED / "audio" / "codec2").glob("*.wav"))
+    text = shared_data / "text" / "udhr2"
+    wavs = sorted((shared_data / "audio" / "codec2").glob("*.wav"))
     if not text.is_dir() or not wavs:
         pytest.skip("shared text/audio data missing")
     sample = next(p for p in sorted(text.glob("*.txt")) if 1500 < p.stat().st_size)

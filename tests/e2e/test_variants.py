@@ -1,4 +1,5 @@
-"""score-variants on synthetic variants placed on real sequence (the Shigella plasmids shipped in hnet_seq/resources).
+"""score-variants on synthetic variants placed on real sequence (the Shigella plasmids shipped in
+hnet_seq/resources).
 
 SNV, MNV, insertion, deletion and a multi-allelic record score exactly
 the difference of ``hnet-seq score`` on the two windows written as FASTA; a REF mismatch is

@@ -1,7 +1,7 @@
 """The annotated VCF.
 
-Records are real-looking variants on real sequence (the Shigella plasmids shipped in hnet_seq/resources);
-the header defects are the ones an outside probe found to abort htslib.
+Records are real-looking variants on real sequence (the Shigella plasmids shipped in
+hnet_seq/resources); the header defects are the ones an outside probe found to abort htslib.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Window placement at contig edges and equal-length indel windows, on real sequence.
 
-The reference is cut from the real Shigella plasmids (shipped in hnet_seq/resources): ``chrA`` an interior
-stretch, ``chrE`` a copy of part of ``chrA`` (so that a variant near chrE's ends sits in a
+The reference is cut from the real Shigella plasmids (shipped in hnet_seq/resources): ``chrA``
+an interior stretch, ``chrE`` a copy of part of ``chrA`` (so that a variant near chrE's ends sits in a
 window whose sequence also lies inside chrA), ``chrS`` a contig shorter than the window.
 """
 from __future__ import annotations
